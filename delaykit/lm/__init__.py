@@ -1,0 +1,1 @@
+"""The multi-stream language model: temporal transformer, depth transformer, heads and generation."""

@@ -1,0 +1,482 @@
+"""The streaming transformer shared by the codec and the multi-stream LM.
+
+One implementation serves three uses, chosen by ``TransformerConfig``:
+- the Mimi encoder/decoder transformers (LayerNorm, GELU MLP, layer scale, RoPE, context 250);
+- the LM's temporal transformer (RMSNorm, SiLU gating, RoPE, long context, optional cross-attention);
+- the depth transformer over a frame's codebooks (different weights for each codebook step).
+
+Streaming keeps, per attention layer, a ring KV cache with the absolute position of every slot, so batch
+items may sit at different positions (after a per-item reset) and still share one batched step. State-dict
+keys follow Kyutai's published checkpoints (``self_attn.in_projs.0.weight``, ``gating.linear_in.weight``...),
+and the fused ``in_proj_weight`` form found in older files is split on load.
+"""
+
+from __future__ import annotations
+
+import math
+import typing as tp
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .streaming import StreamingModule, StreamState
+
+
+@dataclass
+class TransformerConfig:
+    """Shape and flavour of a streaming transformer."""
+
+    d_model: int
+    num_heads: int
+    num_layers: int
+    dim_feedforward: int | list[int] = 2048  # a list gives one size per weight set (weights per step)
+    causal: bool = True
+    context: int | None = None  # attention span in steps; None = unbounded (needs weights_per_step)
+    positional_embedding: str = "rope"  # rope | sin | none
+    max_period: float = 10_000.0
+    positional_scale: float = 1.0  # only for "sin"
+    norm: str = "layer_norm"  # layer_norm | layer_norm_f32 | rms_norm | rms_norm_f32
+    gating: str = "none"  # none (GELU MLP) or an activation name for a gated FFN (silu, gelu...)
+    layer_scale: float | None = None
+    kv_repeat: int = 1  # grouped-query attention: heads per key/value head
+    weights_per_step: int = 0  # >0: separate projections for each of this many steps
+    weights_per_step_schedule: list[int] | None = None  # step -> weight set, to share weights
+    cross_attention: bool = False
+    max_chunk: int = 1  # largest number of steps one streaming call may carry
+
+    @property
+    def num_weight_sets(self) -> int:
+        if not self.weights_per_step:
+            return 1
+        if self.weights_per_step_schedule:
+            return max(self.weights_per_step_schedule) + 1
+        return self.weights_per_step
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Normalisation, layer scale, activations
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation with a learnt gain stored as ``alpha`` of shape [1, 1, dim]."""
+
+    def __init__(self, dim: int, eps: float, compute_dtype: torch.dtype | None = None):
+        super().__init__()
+        self.eps = eps
+        self.compute_dtype = compute_dtype
+        self.alpha = nn.Parameter(torch.ones(1, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        in_dtype = x.dtype
+        if self.compute_dtype is not None:
+            x = x.to(self.compute_dtype)
+        variance = x.pow(2).mean(dim=-1, keepdim=True) + self.eps  # [B, T, 1]
+        return (x * (self.alpha.to(variance) * torch.rsqrt(variance))).to(in_dtype)
+
+
+class LayerNormF32(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the input dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
+def make_norm(kind: str, dim: int) -> nn.Module:
+    if kind == "layer_norm":
+        return nn.LayerNorm(dim, eps=1e-5)
+    if kind == "layer_norm_f32":
+        return LayerNormF32(dim, eps=1e-8)
+    if kind == "rms_norm":
+        return RMSNorm(dim, eps=1e-5)
+    if kind == "rms_norm_f32":
+        return RMSNorm(dim, eps=1e-8, compute_dtype=torch.float32)
+    raise ValueError(f"unknown norm {kind!r}")
+
+
+class LayerScale(nn.Module):
+    """Per-channel residual scale (initialised small so deep stacks start close to identity)."""
+
+    def __init__(self, dim: int, init: float):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((dim,), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * x
+
+
+_ACTIVATIONS: dict[str, tp.Callable[[torch.Tensor], torch.Tensor]] = {
+    "silu": F.silu,
+    "gelu": F.gelu,
+    "elu": F.elu,
+    "relu": F.relu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+}
+
+
+class GatedFeedForward(nn.Module):
+    """``linear_out(act(gate) * value)`` with gate and value from one fused ``linear_in``."""
+
+    def __init__(self, dim: int, dim_feedforward: int, activation: str):
+        super().__init__()
+        # Keeps the parameter count of a plain 4x MLP: 21/8 for that case, 2/3 of the width otherwise.
+        hidden = (21 * dim) // 8 if dim_feedforward == 4 * dim else (2 * dim_feedforward) // 3
+        self.hidden = hidden
+        self.activation = _ACTIVATIONS[activation]
+        self.linear_in = nn.Linear(dim, 2 * hidden, bias=False)
+        self.linear_out = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate_and_value = self.linear_in(x)  # [B, T, 2H]
+        gate, value = gate_and_value.split(self.hidden, dim=-1)  # [B, T, H] each
+        return self.linear_out(self.activation(gate) * value)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Positions
+
+
+def apply_rope(x: torch.Tensor, positions: torch.Tensor, max_period: float) -> torch.Tensor:
+    """Rotate interleaved (real, imaginary) pairs of ``x`` [B, H, T, D] by ``positions`` [B, T]."""
+    head_dim = x.shape[-1]
+    pair_index = torch.arange(head_dim // 2, device=x.device, dtype=torch.float32)
+    frequencies = torch.exp(pair_index * (-math.log(max_period) * 2 / head_dim))  # [D/2]
+    angles = positions.float()[:, None, :, None] * frequencies  # [B, 1, T, D/2]
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    pairs = x.view(*x.shape[:-1], head_dim // 2, 2).float()  # [B, H, T, D/2, 2]
+    real, imag = pairs[..., 0], pairs[..., 1]
+    rotated = torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1)
+    return rotated.view_as(x).to(x.dtype)
+
+
+def sin_embedding(positions: torch.Tensor, dim: int, max_period: float, dtype: torch.dtype) -> torch.Tensor:
+    """Sinusoidal embedding [B, T, dim] (cosines then sines) of ``positions`` [B, T]."""
+    half = dim // 2
+    channel = torch.arange(half, device=positions.device, dtype=dtype)
+    phase = positions.to(dtype)[..., None] / (max_period ** (channel / (half - 1)))  # [B, T, half]
+    return torch.cat([torch.cos(phase), torch.sin(phase)], dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Attention
+
+
+@dataclass
+class AttentionState(StreamState):
+    """Ring KV cache: ``keys``/``values`` [B, Hkv, C, D] and the absolute position held in each slot."""
+
+    keys: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    slot_positions: torch.Tensor | None = None  # [B, C] long, -1 = empty
+    cross_keys: torch.Tensor | None = None  # [B, H, S, D], cross-attention only
+    cross_values: torch.Tensor | None = None
+
+    def reset(self, reset_mask: torch.Tensor) -> None:
+        super().reset(reset_mask)
+        if self.slot_positions is not None:
+            self.slot_positions[reset_mask] = -1
+
+
+class StreamingAttention(StreamingModule[AttentionState]):
+    """Multi-head attention, causal with a bounded context when self-attending, or cross-attention."""
+
+    def __init__(self, config: TransformerConfig, cross_attention: bool = False):
+        super().__init__()
+        self.embed_dim = config.d_model
+        self.num_heads = config.num_heads
+        self.head_dim = config.d_model // config.num_heads
+        self.cross_attention = cross_attention
+        self.causal = config.causal and not cross_attention
+        self.context = None if cross_attention else config.context
+        self.use_rope = config.positional_embedding == "rope" and not cross_attention
+        self.max_period = config.max_period
+        self.kv_repeat = 1 if cross_attention else config.kv_repeat
+        self.num_kv_heads = self.num_heads // self.kv_repeat
+        self.schedule = None if cross_attention else config.weights_per_step_schedule
+        self.weights_per_step = 0 if cross_attention else config.weights_per_step
+        self.max_chunk = config.max_chunk
+        num_sets = 1 if cross_attention else config.num_weight_sets
+        projected_dim = self.embed_dim + 2 * self.num_kv_heads * self.head_dim
+        self.in_projs = nn.ModuleList(
+            [nn.Linear(self.embed_dim, projected_dim, bias=False) for _ in range(num_sets)])
+        self.out_projs = nn.ModuleList(
+            [nn.Linear(self.embed_dim, self.embed_dim, bias=False) for _ in range(num_sets)])
+        self._register_load_state_dict_pre_hook(self._split_fused_projections, with_module=True)
+
+    @staticmethod
+    def _split_fused_projections(module: StreamingAttention, state_dict: dict, prefix: str, *_: tp.Any) -> None:
+        """Accept the fused ``in_proj_weight`` / ``out_proj.weight`` layout of older checkpoints."""
+        fused_names = {"in_proj_weight": "in_projs", "in_proj.weight": "in_projs", "out_proj.weight": "out_projs"}
+        for fused, target in fused_names.items():
+            weight = state_dict.pop(prefix + fused, None)
+            if weight is None:
+                continue
+            sets = len(getattr(module, target))
+            for index, part in enumerate(weight.view(sets, -1, weight.shape[-1])):
+                state_dict[f"{prefix}{target}.{index}.weight"] = part
+
+    def init_state(self, batch_size: int) -> AttentionState:
+        weight = self.in_projs[0].weight
+        state = AttentionState(batch_size, weight.device)
+        if self.cross_attention:
+            return state
+        span = self.context if self.context is not None else self.weights_per_step
+        if not span:
+            raise RuntimeError("streaming self-attention needs a context or weights_per_step")
+        # One extra slot per extra step of a chunk keeps every key a chunk's queries need.
+        capacity = span + self.max_chunk - 1
+        shape = (batch_size, self.num_kv_heads, capacity, self.head_dim)
+        state.keys = torch.zeros(shape, device=weight.device, dtype=weight.dtype)
+        state.values = torch.zeros(shape, device=weight.device, dtype=weight.dtype)
+        state.slot_positions = torch.full((batch_size, capacity), -1, device=weight.device, dtype=torch.long)
+        return state
+
+    def _project(self, projections: nn.ModuleList, x: torch.Tensor, first_step: int) -> torch.Tensor:
+        """Apply the projection of each step (weights per step) or the single shared one."""
+        if len(projections) == 1:
+            return projections[0](x)
+        outputs = []
+        for t in range(x.shape[1]):
+            step = first_step + t
+            index = self.schedule[step] if self.schedule is not None else step
+            outputs.append(projections[index](x[:, t:t + 1]))
+        return torch.cat(outputs, dim=1)
+
+    def _cross_keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = self.in_projs[0].weight[self.embed_dim:]  # [2 * dim, dim]
+        keys_values = F.linear(source, weight)  # [B, S, 2 * dim]
+        B, S, _ = keys_values.shape
+        keys_values = keys_values.view(B, S, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return keys_values[0], keys_values[1]  # [B, H, S, D] each
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, first_step: int,
+                cross_source: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` [B, T, dim] at absolute ``positions`` [B, T]; ``first_step`` indexes per-step weights."""
+        B, T, _ = x.shape
+        if self.cross_attention:
+            return self._cross_forward(x, cross_source)
+        projected = self._project(self.in_projs, x, first_step)  # [B, T, dim + 2 * kv_dim]
+        kv_dim = self.num_kv_heads * self.head_dim
+        q, k, v = projected.split([self.embed_dim, kv_dim, kv_dim], dim=-1)
+        q = q.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, T, D]
+        k = k.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
+        v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if self.use_rope:
+            q = apply_rope(q, positions, self.max_period)
+            k = apply_rope(k, positions, self.max_period)
+
+        if self.state is None:
+            mask = self._offline_mask(T, x.device)
+        else:
+            k, v, mask = self._append_to_cache(k, v, positions)
+        if self.kv_repeat > 1:
+            k = k.repeat_interleave(self.kv_repeat, dim=1)  # [B, H, S, D]
+            v = v.repeat_interleave(self.kv_repeat, dim=1)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, T, D]
+        attended = attended.transpose(1, 2).reshape(B, T, self.embed_dim)
+        return self._project(self.out_projs, attended, first_step)
+
+    def _offline_mask(self, T: int, device: torch.device) -> torch.Tensor | None:
+        if not self.causal:
+            return None
+        query = torch.arange(T, device=device)[:, None]
+        key = torch.arange(T, device=device)[None, :]
+        allowed = key <= query  # [T, T]
+        if self.context is not None:
+            allowed &= (query - key) < self.context
+        return allowed
+
+    def _append_to_cache(self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Write the new keys/values into the ring; return the whole ring and the attention mask."""
+        state = self.state
+        assert state is not None and state.keys is not None and state.values is not None
+        assert state.slot_positions is not None
+        B, _, T, D = k.shape
+        if T > self.max_chunk:
+            raise ValueError(f"a streaming call carries {T} steps, more than max_chunk={self.max_chunk}")
+        capacity = state.keys.shape[2]
+        slots = positions % capacity  # [B, T]
+        writing = state.exec_mask
+        if not bool(writing.all()):
+            # Items that are not executing keep their cache: write their old contents back.
+            slot_index = slots[:, None, :, None].expand(B, self.num_kv_heads, T, D)
+            keep = ~writing[:, None, None, None]
+            k = torch.where(keep, state.keys.gather(2, slot_index), k)
+            v = torch.where(keep, state.values.gather(2, slot_index), v)
+            new_slot_positions = torch.where(~writing[:, None], state.slot_positions.gather(1, slots), positions)
+        else:
+            new_slot_positions = positions
+        if T == 1:
+            batch_index = torch.arange(B, device=k.device)
+            state.keys[batch_index, :, slots[:, 0]] = k[:, :, 0]
+            state.values[batch_index, :, slots[:, 0]] = v[:, :, 0]
+        else:
+            slot_index = slots[:, None, :, None].expand(B, self.num_kv_heads, T, D)
+            state.keys.scatter_(2, slot_index, k)
+            state.values.scatter_(2, slot_index, v)
+        state.slot_positions.scatter_(1, slots, new_slot_positions)
+
+        key_positions = state.slot_positions[:, None, None, :]  # [B, 1, 1, C]
+        query_positions = positions[:, None, :, None]  # [B, 1, T, 1]
+        mask = (key_positions >= 0) & (key_positions <= query_positions)
+        if self.context is not None:
+            mask &= (query_positions - key_positions) < self.context
+        return state.keys, state.values, mask
+
+    def _cross_forward(self, x: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
+        B, T, _ = x.shape
+        state = self.state
+        if state is not None and state.cross_keys is not None:
+            keys, values = state.cross_keys, state.cross_values
+        else:
+            if source is None:
+                raise ValueError("cross-attention needs a conditioning source")
+            keys, values = self._cross_keys_values(source)
+            if state is not None:
+                state.cross_keys, state.cross_values = keys, values
+        q = F.linear(x, self.in_projs[0].weight[:self.embed_dim])  # [B, T, dim]
+        q = q.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, T, D]
+        attended = F.scaled_dot_product_attention(q, keys, values)  # [B, H, T, D]
+        return self.out_projs[0](attended.transpose(1, 2).reshape(B, T, self.embed_dim))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Layers and the stack
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm block: self-attention, optional cross-attention, feed-forward, each with a residual."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        dim = config.d_model
+        self.norm1 = make_norm(config.norm, dim)
+        self.self_attn = StreamingAttention(config)
+        self.norm2 = make_norm(config.norm, dim)
+        self.schedule = config.weights_per_step_schedule
+        feedforward_sizes = config.dim_feedforward
+        if config.gating == "none":
+            if config.weights_per_step or isinstance(feedforward_sizes, list):
+                raise ValueError("weights per step need a gated feed-forward")
+            self.linear1 = nn.Linear(dim, feedforward_sizes, bias=False)
+            self.linear2 = nn.Linear(feedforward_sizes, dim, bias=False)
+            self.gating: nn.Module | None = None
+        elif config.weights_per_step:
+            sets = config.num_weight_sets
+            if isinstance(feedforward_sizes, int):
+                feedforward_sizes = [feedforward_sizes] * sets
+            self.gating = nn.ModuleList([GatedFeedForward(dim, size, config.gating) for size in feedforward_sizes])
+        else:
+            assert isinstance(feedforward_sizes, int)
+            self.gating = GatedFeedForward(dim, feedforward_sizes, config.gating)
+        self.cross_attention: StreamingAttention | None = None
+        if config.cross_attention:
+            self.cross_attention = StreamingAttention(config, cross_attention=True)
+            self.norm_cross = nn.LayerNorm(dim, eps=1e-5)
+        if config.layer_scale is not None:
+            self.layer_scale_1 = LayerScale(dim, config.layer_scale)
+            self.layer_scale_2 = LayerScale(dim, config.layer_scale)
+            if config.cross_attention:
+                self.layer_scale_cross = LayerScale(dim, config.layer_scale)
+        else:
+            self.layer_scale_1 = self.layer_scale_2 = self.layer_scale_cross = nn.Identity()
+
+    def _feedforward(self, x: torch.Tensor, first_step: int) -> torch.Tensor:
+        if self.gating is None:
+            return self.linear2(F.gelu(self.linear1(x)))
+        if isinstance(self.gating, nn.ModuleList):
+            outputs = []
+            for t in range(x.shape[1]):
+                step = first_step + t
+                index = self.schedule[step] if self.schedule is not None else step
+                outputs.append(self.gating[index](x[:, t:t + 1]))
+            return torch.cat(outputs, dim=1)
+        return self.gating(x)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, first_step: int,
+                cross_source: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.layer_scale_1(self.self_attn(self.norm1(x), positions, first_step))
+        if self.cross_attention is not None:
+            x = x + self.layer_scale_cross(self.cross_attention(self.norm_cross(x), positions, 0, cross_source))
+        return x + self.layer_scale_2(self._feedforward(self.norm2(x), first_step))
+
+
+@dataclass
+class TransformerState(StreamState):
+    """Next absolute position of each batch item, and the step count for per-step weights."""
+
+    offsets: torch.Tensor = field(default=None)  # type: ignore[assignment]  # [B] long
+    steps: int = 0
+
+    def reset(self, reset_mask: torch.Tensor) -> None:
+        super().reset(reset_mask)
+        self.offsets[reset_mask] = 0
+        self.steps = 0
+
+
+class StreamingTransformer(StreamingModule[TransformerState]):
+    """A stack of ``TransformerLayer`` over [B, T, dim] that can run offline or streaming."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        if config.d_model % config.num_heads:
+            raise ValueError("d_model must be a multiple of num_heads")
+        self.config = config
+        self.layers = nn.ModuleList([TransformerLayer(config) for _ in range(config.num_layers)])
+
+    def init_state(self, batch_size: int) -> TransformerState:
+        device = next(self.parameters()).device
+        offsets = torch.zeros(batch_size, dtype=torch.long, device=device)
+        return TransformerState(batch_size, device, offsets=offsets)
+
+    def forward(self, x: torch.Tensor, cross_source: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        state = self.state
+        steps_in_chunk = torch.arange(T, device=x.device)
+        if state is None:
+            positions = steps_in_chunk[None].expand(B, T)  # [B, T]
+            first_step = 0
+        else:
+            positions = state.offsets[:, None] + steps_in_chunk  # [B, T]
+            first_step = state.steps
+        if self.config.positional_embedding == "sin":
+            embedding = sin_embedding(positions, C, self.config.max_period, x.dtype)  # [B, T, C]
+            x = x + self.config.positional_scale * embedding
+        for layer in self.layers:
+            x = layer(x, positions, first_step, cross_source)
+        if state is not None:
+            state.offsets += state.exec_mask.long() * T
+            state.steps += T
+        return x
+
+
+class ProjectedTransformer(StreamingModule[StreamState]):
+    """A transformer with optional linear maps in and out; ``conv_layout`` takes and gives [B, C, T]."""
+
+    def __init__(self, config: TransformerConfig, input_dim: int, output_dims: tp.Sequence[int],
+                 conv_layout: bool = False):
+        super().__init__()
+        self.transformer = StreamingTransformer(config)
+        self.conv_layout = conv_layout
+        self.input_proj = nn.Linear(input_dim, config.d_model, bias=False) if input_dim != config.d_model else None
+        self.output_projs = nn.ModuleList([
+            nn.Identity() if dim == config.d_model else nn.Linear(config.d_model, dim, bias=False)
+            for dim in output_dims
+        ])
+
+    def init_state(self, batch_size: int) -> StreamState:
+        return StreamState(batch_size, next(self.parameters()).device)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.conv_layout:
+            x = x.transpose(1, 2)  # [B, T, C]
+        if self.input_proj is not None:
+            x = self.input_proj(x)
+        hidden = self.transformer(x)  # [B, T, d_model]
+        outputs = [projection(hidden) for projection in self.output_projs]
+        if self.conv_layout:
+            outputs = [y.transpose(1, 2) for y in outputs]  # [B, C, T]
+        return outputs
