@@ -27,13 +27,23 @@ class StreamState:
     batch_size: int
     device: torch.device
     exec_mask: torch.Tensor = field(init=False)  # [B] bool
+    all_executing: bool = field(init=False, default=True)  # host copy of exec_mask.all(), for fast paths
 
     def __post_init__(self) -> None:
         self.exec_mask = torch.ones(self.batch_size, dtype=torch.bool, device=self.device)
 
+    def set_exec_mask(self, exec_mask: torch.Tensor, all_executing: bool) -> None:
+        self.exec_mask.copy_(exec_mask)
+        self.all_executing = all_executing
+
     def reset(self, reset_mask: torch.Tensor) -> None:
         """Rewind the items where ``reset_mask`` is True; subclasses extend this."""
         self.exec_mask[reset_mask] = True
+        self.all_executing = bool(self.exec_mask.all())
+
+    def reset_all(self) -> None:
+        """Rewind every item; subclasses may override with something cheaper than a masked reset."""
+        self.reset(torch.ones(self.batch_size, dtype=torch.bool, device=self.device))
 
     def close(self) -> None:
         """Called once when the streaming context exits."""
@@ -105,18 +115,22 @@ class StreamingModule(nn.Module, tp.Generic[StateT]):
     def reset_streaming(self, reset_mask: torch.Tensor | None = None) -> None:
         """Rewind the batch items where ``reset_mask`` ([B] bool) is True; all of them when None."""
         root = self._require_state()
+        members = self._streaming_members or self.streaming_modules()
         if reset_mask is None:
-            reset_mask = torch.ones(root.batch_size, dtype=torch.bool, device=root.device)
+            for module in members:
+                module._require_state().reset_all()
+            return
         reset_mask = reset_mask.to(root.device)
-        for module in self._streaming_members or self.streaming_modules():
+        for module in members:
             module._require_state().reset(reset_mask)
 
     def set_exec_mask(self, exec_mask: torch.Tensor) -> None:
         """Choose which batch items the next calls advance ([B] bool); the others keep their state."""
         root = self._require_state()
         exec_mask = exec_mask.to(root.device)
+        all_executing = bool(exec_mask.all())
         for module in self._streaming_members or self.streaming_modules():
-            module._require_state().exec_mask.copy_(exec_mask)
+            module._require_state().set_exec_mask(exec_mask, all_executing)
 
 
 class StreamingContainer(StreamingModule[StreamState]):

@@ -72,8 +72,8 @@ class RMSNorm(nn.Module):
         in_dtype = x.dtype
         if self.compute_dtype is not None:
             x = x.to(self.compute_dtype)
-        variance = x.pow(2).mean(dim=-1, keepdim=True) + self.eps  # [B, T, 1]
-        return (x * (self.alpha.to(variance) * torch.rsqrt(variance))).to(in_dtype)
+        weight = self.alpha.view(-1).to(x.dtype)
+        return F.rms_norm(x, weight.shape, weight, self.eps).to(in_dtype)
 
 
 class LayerNormF32(nn.LayerNorm):
@@ -138,13 +138,25 @@ class GatedFeedForward(nn.Module):
 # Positions
 
 
-def apply_rope(x: torch.Tensor, positions: torch.Tensor, max_period: float) -> torch.Tensor:
-    """Rotate interleaved (real, imaginary) pairs of ``x`` [B, H, T, D] by ``positions`` [B, T]."""
-    head_dim = x.shape[-1]
-    pair_index = torch.arange(head_dim // 2, device=x.device, dtype=torch.float32)
+class RopeTables(tp.NamedTuple):
+    """cos and sin of the rotation angles, [B, 1, T, D/2] each, shared by every layer of a stack."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, max_period: float) -> RopeTables:
+    """Rotation tables for absolute ``positions`` [B, T]."""
+    pair_index = torch.arange(head_dim // 2, device=positions.device, dtype=torch.float32)
     frequencies = torch.exp(pair_index * (-math.log(max_period) * 2 / head_dim))  # [D/2]
     angles = positions.float()[:, None, :, None] * frequencies  # [B, 1, T, D/2]
-    cos, sin = torch.cos(angles), torch.sin(angles)
+    return RopeTables(torch.cos(angles), torch.sin(angles))
+
+
+def apply_rope(x: torch.Tensor, tables: RopeTables) -> torch.Tensor:
+    """Rotate interleaved (real, imaginary) pairs of ``x`` [B, H, T, D]."""
+    head_dim = x.shape[-1]
+    cos, sin = tables
     pairs = x.view(*x.shape[:-1], head_dim // 2, 2).float()  # [B, H, T, D/2, 2]
     real, imag = pairs[..., 0], pairs[..., 1]
     rotated = torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1)
@@ -172,11 +184,22 @@ class AttentionState(StreamState):
     slot_positions: torch.Tensor | None = None  # [B, C] long, -1 = empty
     cross_keys: torch.Tensor | None = None  # [B, H, S, D], cross-attention only
     cross_values: torch.Tensor | None = None
+    # While every item sits at the same position (no partial reset, no paused item), that position:
+    # writes and masks then need no per-item indexing.
+    shared_position: int | None = 0
 
     def reset(self, reset_mask: torch.Tensor) -> None:
         super().reset(reset_mask)
         if self.slot_positions is not None:
             self.slot_positions[reset_mask] = -1
+        self.shared_position = 0 if bool(reset_mask.all()) else None
+
+    def reset_all(self) -> None:
+        self.exec_mask.fill_(True)
+        self.all_executing = True
+        if self.slot_positions is not None:
+            self.slot_positions.fill_(-1)
+        self.shared_position = 0
 
 
 class StreamingAttention(StreamingModule[AttentionState]):
@@ -251,9 +274,10 @@ class StreamingAttention(StreamingModule[AttentionState]):
         keys_values = keys_values.view(B, S, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return keys_values[0], keys_values[1]  # [B, H, S, D] each
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, first_step: int,
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, first_step: int, rope: RopeTables | None,
                 cross_source: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` [B, T, dim] at absolute ``positions`` [B, T]; ``first_step`` indexes per-step weights."""
+        """``x`` [B, T, dim] at absolute ``positions`` [B, T] (rotated by ``rope`` when RoPE is used);
+        ``first_step`` indexes per-step weights."""
         B, T, _ = x.shape
         if self.cross_attention:
             return self._cross_forward(x, cross_source)
@@ -264,8 +288,9 @@ class StreamingAttention(StreamingModule[AttentionState]):
         k = k.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
         v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
         if self.use_rope:
-            q = apply_rope(q, positions, self.max_period)
-            k = apply_rope(k, positions, self.max_period)
+            assert rope is not None
+            q = apply_rope(q, rope)
+            k = apply_rope(k, rope)
 
         if self.state is None:
             mask = self._offline_mask(T, x.device)
@@ -298,6 +323,9 @@ class StreamingAttention(StreamingModule[AttentionState]):
         if T > self.max_chunk:
             raise ValueError(f"a streaming call carries {T} steps, more than max_chunk={self.max_chunk}")
         capacity = state.keys.shape[2]
+        if state.shared_position is not None and state.all_executing:
+            return self._append_shared(k, v, positions)
+        state.shared_position = None
         slots = positions % capacity  # [B, T]
         writing = state.exec_mask
         if not bool(writing.all()):
@@ -319,6 +347,38 @@ class StreamingAttention(StreamingModule[AttentionState]):
             state.values.scatter_(2, slot_index, v)
         state.slot_positions.scatter_(1, slots, new_slot_positions)
 
+        key_positions = state.slot_positions[:, None, None, :]  # [B, 1, 1, C]
+        query_positions = positions[:, None, :, None]  # [B, 1, T, 1]
+        mask = (key_positions >= 0) & (key_positions <= query_positions)
+        if self.context is not None:
+            mask &= (query_positions - key_positions) < self.context
+        return state.keys, state.values, mask
+
+    def _append_shared(self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``_append_to_cache`` when all items share one position: plain slicing, and often no mask."""
+        state = self.state
+        assert state is not None and state.keys is not None and state.values is not None
+        assert state.slot_positions is not None and state.shared_position is not None
+        T = k.shape[2]
+        capacity = state.keys.shape[2]
+        start = state.shared_position
+        end = start + T
+        first_slot = start % capacity
+        if first_slot + T <= capacity:
+            state.keys[:, :, first_slot:first_slot + T] = k
+            state.values[:, :, first_slot:first_slot + T] = v
+            state.slot_positions[:, first_slot:first_slot + T] = positions
+        else:
+            slots = torch.arange(start, end, device=k.device) % capacity  # [T]
+            state.keys.index_copy_(2, slots, k)
+            state.values.index_copy_(2, slots, v)
+            state.slot_positions.index_copy_(1, slots, positions.expand(state.batch_size, T))
+        state.shared_position = end
+        filled = min(end, capacity)
+        if T == 1 and (self.context is None or filled <= self.context):
+            # One query sees every filled slot: nothing to mask.
+            return state.keys[:, :, :filled], state.values[:, :, :filled], None
         key_positions = state.slot_positions[:, None, None, :]  # [B, 1, 1, C]
         query_positions = positions[:, None, :, None]  # [B, 1, T, 1]
         mask = (key_positions >= 0) & (key_positions <= query_positions)
@@ -396,11 +456,12 @@ class TransformerLayer(nn.Module):
             return torch.cat(outputs, dim=1)
         return self.gating(x)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, first_step: int,
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, first_step: int, rope: RopeTables | None,
                 cross_source: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.layer_scale_1(self.self_attn(self.norm1(x), positions, first_step))
+        x = x + self.layer_scale_1(self.self_attn(self.norm1(x), positions, first_step, rope))
         if self.cross_attention is not None:
-            x = x + self.layer_scale_cross(self.cross_attention(self.norm_cross(x), positions, 0, cross_source))
+            attended = self.cross_attention(self.norm_cross(x), positions, 0, None, cross_source)
+            x = x + self.layer_scale_cross(attended)
         return x + self.layer_scale_2(self._feedforward(self.norm2(x), first_step))
 
 
@@ -442,11 +503,14 @@ class StreamingTransformer(StreamingModule[TransformerState]):
         else:
             positions = state.offsets[:, None] + steps_in_chunk  # [B, T]
             first_step = state.steps
-        if self.config.positional_embedding == "sin":
+        rope = None
+        if self.config.positional_embedding == "rope":
+            rope = rope_tables(positions, C // self.config.num_heads, self.config.max_period)
+        elif self.config.positional_embedding == "sin":
             embedding = sin_embedding(positions, C, self.config.max_period, x.dtype)  # [B, T, C]
             x = x + self.config.positional_scale * embedding
         for layer in self.layers:
-            x = layer(x, positions, first_step, cross_source)
+            x = layer(x, positions, first_step, rope, cross_source)
         if state is not None:
             state.offsets += state.exec_mask.long() * T
             state.steps += T

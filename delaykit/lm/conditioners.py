@@ -94,7 +94,7 @@ class TensorConditioner(Conditioner):
 def build_conditioner(config: dict, output_dim: int) -> Conditioner:
     """From a checkpoint's ``{"type": "lut", "lut": {...}}`` entry."""
     kind = config["type"]
-    options = dict(config[kind])
+    options = {k: v for k, v in config[kind].items() if k not in ("output_dim", "device")}  # set by the model
     if kind == "lut":
         return LookupConditioner(output_dim=output_dim, **options)
     if kind == "tensor":
