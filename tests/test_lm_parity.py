@@ -8,10 +8,9 @@ from delaykit.lm.generate import GenerationOptions, LMGenerator
 from delaykit.lm.model import LMConfig, LMModel
 
 pytest.importorskip("moshi")
-from moshi.conditioners import ConditionAttributes, TensorCondition  # noqa: E402
-from moshi.models.lm import LMGen  # noqa: E402
-
-from reference_models import reference_lm  # noqa: E402
+from moshi.conditioners import ConditionAttributes, TensorCondition
+from moshi.models.lm import LMGen
+from reference_models import reference_lm
 
 THREE_DELAYS = [0, 0, 1, 2, 2, 2, 0, 1, 2, 2, 3]
 

@@ -24,8 +24,8 @@ from .sampling import SamplingOptions, sample_token
 class GenerationOptions:
     """Sampling settings per stream kind; defaults are the published moshi ones."""
 
-    text: SamplingOptions = SamplingOptions(temperature=0.7, top_k=25)
-    audio: SamplingOptions = SamplingOptions(temperature=0.8, top_k=250)
+    text: SamplingOptions = field(default_factory=lambda: SamplingOptions(temperature=0.7, top_k=25))
+    audio: SamplingOptions = field(default_factory=lambda: SamplingOptions(temperature=0.8, top_k=250))
     cfg_coef: float = 1.0  # classifier-free guidance; != 1 runs a conditioned and an unconditioned batch half
     seed: int | None = None  # seeds the sampling generator of this session
 
@@ -60,14 +60,14 @@ class GeneratorState:
 class LMGenerator:
     """Drives an ``LMModel`` one frame at a time, for a batch of independent streams."""
 
-    def __init__(self, model: LMModel, options: GenerationOptions = GenerationOptions(),
+    def __init__(self, model: LMModel, options: GenerationOptions | None = None,
                  conditions: dict[str, Condition] | None = None):
         if model.training:
             raise ValueError("put the model in eval mode before generating")
-        if options.cfg_coef != 1.0 and conditions is None:
-            raise ValueError("classifier-free guidance needs conditions for both batch halves")
         self.model = model
-        self.options = options
+        self.options = options or GenerationOptions()
+        if self.options.cfg_coef != 1.0 and conditions is None:
+            raise ValueError("classifier-free guidance needs conditions for both batch halves")
         self.conditions = conditions
         self.max_delay = max(model.delays)
         device = model.text_linear.weight.device
