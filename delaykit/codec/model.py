@@ -1,0 +1,166 @@
+"""The Mimi codec: waveform <-> discrete codes at a low frame rate, streaming one frame at a time.
+
+Encoding runs the SEANet encoder (audio to 25 Hz latents), a causal transformer, a learnt stride-2
+downsample to 12.5 Hz and the split residual quantizer; decoding runs the same path backwards. Everything is
+causal, so inside ``with codec.streaming(batch_size):`` each ``encode`` call takes a whole number of frames
+(``frame_size`` samples each) and returns their codes, and each ``decode`` call turns codes into exactly
+``frame_size`` samples per frame; the concatenation equals the offline result.
+
+Any size works through ``CodecConfig``; ``CodecConfig.mimi()`` is the published configuration, whose weights
+(Kyutai's ``tokenizer-e351c8d8-checkpoint125.safetensors``) load unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as tp
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..streaming import StreamingContainer
+from ..transformer import ProjectedTransformer, TransformerConfig
+from .quantizer import QuantizerConfig, QuantizerOutput, SplitResidualVQ
+from .resample import ConvDownsample, ConvUpsample
+from .seanet import SeanetConfig, SeanetDecoder, SeanetEncoder
+
+
+def mimi_transformer(dimension: int = 512) -> TransformerConfig:
+    """The published codec transformer: 8 layers, LayerNorm, GELU MLP, layer scale, RoPE, 10 s context."""
+    return TransformerConfig(d_model=dimension, num_heads=8, num_layers=8, dim_feedforward=2048, causal=True,
+                             context=250, positional_embedding="rope", max_period=10_000, norm="layer_norm",
+                             gating="none", layer_scale=0.01, max_chunk=8)
+
+
+@dataclass
+class CodecConfig:
+    """Shape of a codec. ``num_codebooks`` is how many codebooks encode/decode use by default."""
+
+    sample_rate: int = 24_000
+    channels: int = 1
+    frame_rate: float = 12.5
+    seanet: SeanetConfig = field(default_factory=SeanetConfig.mimi)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig.mimi)
+    transformer: TransformerConfig | None = field(default_factory=mimi_transformer)
+    num_codebooks: int = 8
+
+    @classmethod
+    def mimi(cls, num_codebooks: int = 8) -> CodecConfig:
+        return cls(num_codebooks=num_codebooks)
+
+    @property
+    def frame_size(self) -> int:
+        return round(self.sample_rate / self.frame_rate)
+
+    @property
+    def latent_rate(self) -> float:
+        return self.sample_rate / self.seanet.hop_length
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CodecConfig:
+        data = dict(data)
+        seanet = dict(data.pop("seanet", {}))
+        if "ratios" in seanet:
+            seanet["ratios"] = tuple(seanet["ratios"])
+        transformer = data.pop("transformer", "mimi")
+        return cls(
+            seanet=SeanetConfig(**seanet),
+            quantizer=QuantizerConfig(**data.pop("quantizer", {})),
+            transformer=mimi_transformer() if transformer == "mimi" else (
+                None if transformer is None else TransformerConfig(**transformer)),
+            **data)
+
+
+class CodecModel(StreamingContainer):
+    """Encoder, encoder transformer, downsample, quantizer, upsample, decoder transformer, decoder."""
+
+    def __init__(self, config: CodecConfig):
+        super().__init__()
+        self.config = config
+        dimension = config.seanet.dimension
+        stride = config.latent_rate / config.frame_rate
+        if stride != int(stride) or stride < 1:
+            raise ValueError(f"latent rate {config.latent_rate} Hz is not a multiple of {config.frame_rate} Hz")
+        self.resample_stride = int(stride)
+        self.encoder = SeanetEncoder(config.seanet)
+        self.decoder = SeanetDecoder(config.seanet)
+        self.encoder_transformer: ProjectedTransformer | None = None
+        self.decoder_transformer: ProjectedTransformer | None = None
+        if config.transformer is not None:
+            self.encoder_transformer = ProjectedTransformer(config.transformer, dimension, [dimension], True)
+            self.decoder_transformer = ProjectedTransformer(config.transformer, dimension, [dimension], True)
+        self.quantizer = SplitResidualVQ(config.quantizer)
+        if self.resample_stride > 1:
+            self.downsample = ConvDownsample(dimension, self.resample_stride)
+            self.upsample = ConvUpsample(dimension, self.resample_stride)
+        self.num_codebooks = config.num_codebooks
+
+    @property
+    def frame_size(self) -> int:
+        return self.config.frame_size
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.config.frame_rate
+
+    @property
+    def cardinality(self) -> int:
+        return self.config.quantizer.bins
+
+    def _check_audio(self, audio: torch.Tensor) -> None:
+        if audio.dim() != 3 or audio.shape[1] != self.config.channels:
+            raise ValueError(f"expected audio [B, {self.config.channels}, T], got {list(audio.shape)}")
+        if self.is_streaming and (audio.shape[-1] % self.frame_size or audio.shape[-1] == 0):
+            raise ValueError(f"a streaming encode takes whole frames of {self.frame_size} samples, "
+                             f"got {audio.shape[-1]}")
+
+    def encode_latent(self, audio: torch.Tensor) -> torch.Tensor:
+        """Unquantized latents at the frame rate: [B, channels, T] -> [B, D, frames]."""
+        self._check_audio(audio)
+        if not self.is_streaming:
+            missing = -audio.shape[-1] % self.frame_size
+            audio = F.pad(audio, (0, missing))  # [B, C, frames * frame_size]
+        latent = self.encoder(audio)  # [B, D, 2 * frames]
+        if self.encoder_transformer is not None:
+            (latent,) = self.encoder_transformer(latent)
+        if self.resample_stride > 1:
+            latent = self.downsample(latent)  # [B, D, frames]
+        return latent
+
+    def encode(self, audio: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
+        """Audio [B, channels, T] -> codes [B, K, ceil(T / frame_size)] (whole frames when streaming)."""
+        return self.quantizer.encode(self.encode_latent(audio), num_codebooks or self.num_codebooks)
+
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """Quantized latents [B, D, frames] -> audio [B, channels, frames * frame_size]."""
+        if self.resample_stride > 1:
+            latent = self.upsample(latent)  # [B, D, 2 * frames]
+        if self.decoder_transformer is not None:
+            (latent,) = self.decoder_transformer(latent)
+        return self.decoder(latent)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes [B, K, frames] -> audio [B, channels, frames * frame_size]."""
+        return self.decode_latent(self.quantizer.decode(codes))
+
+    def forward(self, audio: torch.Tensor, num_codebooks: int | None = None) -> tuple[torch.Tensor, QuantizerOutput]:
+        """Training pass: (reconstruction [B, C, T], quantizer output with codes and losses)."""
+        length = audio.shape[-1]
+        quantized = self.quantizer(self.encode_latent(audio), num_codebooks)
+        return self.decode_latent(quantized.quantized)[..., :length], quantized
+
+
+def codec_from_state(config: CodecConfig, state: tp.Mapping[str, torch.Tensor]) -> CodecModel:
+    """Build a codec and load ``state`` strictly (published or delaykit keys alike)."""
+    with torch.device("meta"):
+        model = CodecModel(config)
+    model.load_state_dict(dict(state), strict=True, assign=True)
+    return model.eval()
