@@ -43,7 +43,7 @@ PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", 
 # Keys of config.json that describe files and use rather than LM hyper-parameters (as in Kyutai's loader).
 META_KEYS = (
     "moshi_name", "mimi_name", "mimi_config_name", "tokenizer_name", "lora_name", "model_type",
-    "lm_gen_config", "tts_config", "stt_config", "model_id",
+    "lm_gen_config", "tts_config", "stt_config", "model_id", "codec_config",
 )
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
@@ -222,15 +222,17 @@ def check_safetensors(path: Path) -> dict:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
+        header_len = int.from_bytes(head, "little")
+        plausible = len(head) == 8 and header_len <= min(size - 8, _MAX_HEADER_BYTES)
+        # A header length can start with these bytes too, so the magic only decides for implausible headers.
+        if not plausible and (head[:2] == b"PK" or head[:1] == b"\x80"):
             raise CheckpointError(
                 f"{path}: this is a pickle/torch.save file, not safetensors; pickle checkpoints are refused "
                 "because loading them can run code"
             )
         if len(head) < 8:
             raise CheckpointError(f"{path}: corrupt safetensors file ({size} bytes, too short for a header)")
-        header_len = int.from_bytes(head, "little")
-        if header_len > min(size - 8, _MAX_HEADER_BYTES):
+        if not plausible:
             raise CheckpointError(f"{path}: corrupt or truncated safetensors file (bad header length)")
         try:
             header = json.loads(f.read(header_len))

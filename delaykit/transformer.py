@@ -70,10 +70,13 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         in_dtype = x.dtype
-        if self.compute_dtype is not None:
+        if self.compute_dtype is not None and in_dtype != self.compute_dtype:
             x = x.to(self.compute_dtype)
-        weight = self.alpha.view(-1).to(x.dtype)
-        return F.rms_norm(x, weight.shape, weight, self.eps).to(in_dtype)
+        weight = self.alpha.view(-1)
+        if weight.dtype != x.dtype:
+            weight = weight.to(x.dtype)
+        normed = F.rms_norm(x, weight.shape, weight, self.eps)
+        return normed if normed.dtype == in_dtype else normed.to(in_dtype)
 
 
 class LayerNormF32(nn.LayerNorm):
@@ -184,21 +187,36 @@ class AttentionState(StreamState):
     slot_positions: torch.Tensor | None = None  # [B, C] long, -1 = empty
     cross_keys: torch.Tensor | None = None  # [B, H, S, D], cross-attention only
     cross_values: torch.Tensor | None = None
-    # While every item sits at the same position (no partial reset, no paused item), that position:
-    # writes and masks then need no per-item indexing.
+    # While every item sits at the same position (no partial reset, no paused item), that position. Writes
+    # then need no per-item indexing, and ``slot_positions`` is left stale: it follows from this number.
     shared_position: int | None = 0
+
+    def shared_slot_positions(self) -> torch.Tensor:
+        """[C] positions held by the slots while items share ``shared_position`` (-1 = empty)."""
+        assert self.shared_position is not None and self.slot_positions is not None
+        end = self.shared_position
+        slots = torch.arange(self.slot_positions.shape[1], device=self.slot_positions.device)
+        latest = end - 1 - (end - 1 - slots) % slots.numel()  # last position written to each slot
+        return torch.where(latest >= 0, latest, -1)
+
+    def leave_shared(self) -> None:
+        """Switch to per-item bookkeeping (items are about to diverge)."""
+        if self.shared_position is not None and self.slot_positions is not None:
+            self.slot_positions.copy_(self.shared_slot_positions().expand_as(self.slot_positions))
+        self.shared_position = None
 
     def reset(self, reset_mask: torch.Tensor) -> None:
         super().reset(reset_mask)
+        if bool(reset_mask.all()):
+            self.shared_position = 0
+            return
+        self.leave_shared()
         if self.slot_positions is not None:
             self.slot_positions[reset_mask] = -1
-        self.shared_position = 0 if bool(reset_mask.all()) else None
 
     def reset_all(self) -> None:
         self.exec_mask.fill_(True)
         self.all_executing = True
-        if self.slot_positions is not None:
-            self.slot_positions.fill_(-1)
         self.shared_position = 0
 
 
@@ -260,6 +278,8 @@ class StreamingAttention(StreamingModule[AttentionState]):
         """Apply the projection of each step (weights per step) or the single shared one."""
         if len(projections) == 1:
             return projections[0](x)
+        if x.shape[1] == 1:
+            return projections[self.schedule[first_step] if self.schedule is not None else first_step](x)
         outputs = []
         for t in range(x.shape[1]):
             step = first_step + t
@@ -282,11 +302,14 @@ class StreamingAttention(StreamingModule[AttentionState]):
         if self.cross_attention:
             return self._cross_forward(x, cross_source)
         projected = self._project(self.in_projs, x, first_step)  # [B, T, dim + 2 * kv_dim]
-        kv_dim = self.num_kv_heads * self.head_dim
-        q, k, v = projected.split([self.embed_dim, kv_dim, kv_dim], dim=-1)
-        q = q.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, T, D]
-        k = k.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
-        v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if self.kv_repeat == 1:
+            q, k, v = projected.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            kv_dim = self.num_kv_heads * self.head_dim
+            q, k, v = projected.split([self.embed_dim, kv_dim, kv_dim], dim=-1)
+            q = q.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, T, D]
+            k = k.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
+            v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
         if self.use_rope:
             assert rope is not None
             q = apply_rope(q, rope)
@@ -325,7 +348,7 @@ class StreamingAttention(StreamingModule[AttentionState]):
         capacity = state.keys.shape[2]
         if state.shared_position is not None and state.all_executing:
             return self._append_shared(k, v, positions)
-        state.shared_position = None
+        state.leave_shared()
         slots = positions % capacity  # [B, T]
         writing = state.exec_mask
         if not bool(writing.all()):
@@ -359,7 +382,7 @@ class StreamingAttention(StreamingModule[AttentionState]):
         """``_append_to_cache`` when all items share one position: plain slicing, and often no mask."""
         state = self.state
         assert state is not None and state.keys is not None and state.values is not None
-        assert state.slot_positions is not None and state.shared_position is not None
+        assert state.shared_position is not None
         T = k.shape[2]
         capacity = state.keys.shape[2]
         start = state.shared_position
@@ -368,18 +391,16 @@ class StreamingAttention(StreamingModule[AttentionState]):
         if first_slot + T <= capacity:
             state.keys[:, :, first_slot:first_slot + T] = k
             state.values[:, :, first_slot:first_slot + T] = v
-            state.slot_positions[:, first_slot:first_slot + T] = positions
         else:
             slots = torch.arange(start, end, device=k.device) % capacity  # [T]
             state.keys.index_copy_(2, slots, k)
             state.values.index_copy_(2, slots, v)
-            state.slot_positions.index_copy_(1, slots, positions.expand(state.batch_size, T))
         state.shared_position = end
         filled = min(end, capacity)
         if T == 1 and (self.context is None or filled <= self.context):
             # One query sees every filled slot: nothing to mask.
             return state.keys[:, :, :filled], state.values[:, :, :filled], None
-        key_positions = state.slot_positions[:, None, None, :]  # [B, 1, 1, C]
+        key_positions = state.shared_slot_positions()  # [C]
         query_positions = positions[:, None, :, None]  # [B, 1, T, 1]
         mask = (key_positions >= 0) & (key_positions <= query_positions)
         if self.context is not None:
@@ -436,18 +457,21 @@ class TransformerLayer(nn.Module):
         if config.cross_attention:
             self.cross_attention = StreamingAttention(config, cross_attention=True)
             self.norm_cross = nn.LayerNorm(dim, eps=1e-5)
+        self.layer_scale_1: LayerScale | None = None
+        self.layer_scale_2: LayerScale | None = None
+        self.layer_scale_cross: LayerScale | None = None
         if config.layer_scale is not None:
             self.layer_scale_1 = LayerScale(dim, config.layer_scale)
             self.layer_scale_2 = LayerScale(dim, config.layer_scale)
             if config.cross_attention:
                 self.layer_scale_cross = LayerScale(dim, config.layer_scale)
-        else:
-            self.layer_scale_1 = self.layer_scale_2 = self.layer_scale_cross = nn.Identity()
 
     def _feedforward(self, x: torch.Tensor, first_step: int) -> torch.Tensor:
         if self.gating is None:
             return self.linear2(F.gelu(self.linear1(x)))
         if isinstance(self.gating, nn.ModuleList):
+            if x.shape[1] == 1:
+                return self.gating[self.schedule[first_step] if self.schedule is not None else first_step](x)
             outputs = []
             for t in range(x.shape[1]):
                 step = first_step + t
@@ -458,11 +482,13 @@ class TransformerLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor, first_step: int, rope: RopeTables | None,
                 cross_source: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.layer_scale_1(self.self_attn(self.norm1(x), positions, first_step, rope))
+        update = self.self_attn(self.norm1(x), positions, first_step, rope)
+        x = x + (update if self.layer_scale_1 is None else self.layer_scale_1(update))
         if self.cross_attention is not None:
-            attended = self.cross_attention(self.norm_cross(x), positions, 0, None, cross_source)
-            x = x + self.layer_scale_cross(attended)
-        return x + self.layer_scale_2(self._feedforward(self.norm2(x), first_step))
+            update = self.cross_attention(self.norm_cross(x), positions, 0, None, cross_source)
+            x = x + (update if self.layer_scale_cross is None else self.layer_scale_cross(update))
+        update = self._feedforward(self.norm2(x), first_step)
+        return x + (update if self.layer_scale_2 is None else self.layer_scale_2(update))
 
 
 @dataclass
@@ -512,7 +538,10 @@ class StreamingTransformer(StreamingModule[TransformerState]):
         for layer in self.layers:
             x = layer(x, positions, first_step, rope, cross_source)
         if state is not None:
-            state.offsets += state.exec_mask.long() * T
+            if state.all_executing:
+                state.offsets += T
+            else:
+                state.offsets += state.exec_mask.long() * T
             state.steps += T
         return x
 

@@ -18,16 +18,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..checkpoints import META_KEYS
 from ..streaming import StreamingContainer
 from ..transformer import StreamingTransformer, TransformerConfig, make_norm
 from .conditioners import Condition, ConditionFuser, ConditionProvider, FuserConfig, build_conditioner
 from .embeddings import ZERO_TOKEN, StreamEmbedding
 
-# Keys of a Kyutai config.json that describe the checkpoint rather than the LM's shape.
-CHECKPOINT_META_KEYS = (
-    "model_type", "mimi_name", "moshi_name", "tokenizer_name", "lm_gen_config", "stt_config", "tts_config",
-    "model_id", "lora_name", "lora", "lora_rank", "lora_scaling", "depformer_causal", "quantize",
-)
+# Keys of a Kyutai config.json that say nothing about the LM's shape: file names and uses (META_KEYS),
+# plus deprecated or runtime-only options.
+IGNORED_CONFIG_KEYS = (*META_KEYS, "lora", "lora_rank", "lora_scaling", "depformer_causal", "quantize")
 
 
 @dataclass
@@ -82,7 +81,7 @@ class LMConfig:
     def from_kyutai(cls, config: dict) -> LMConfig:
         """Build from a config.json dict, ignoring the checkpoint's meta keys; unknown keys are an error."""
         known = {f.name for f in dataclasses.fields(cls)}
-        options = {k: v for k, v in config.items() if k not in CHECKPOINT_META_KEYS}
+        options = {k: v for k, v in config.items() if k not in IGNORED_CONFIG_KEYS}
         if "demux_second_stream" in options:
             options["demux_second_text_stream"] = options.pop("demux_second_stream")
         unknown = sorted(set(options) - known)

@@ -1,0 +1,111 @@
+"""Whole engines (codec + LM + tokenizer) built from checkpoint directories, and saved back to them.
+
+One loader serves Kyutai's published checkpoints (moshiko/moshika, stt-1b-en_fr, stt-2.6b-en, tts-1.6b-en_fr,
+Mimi) and delaykit's own: both are ``config.json`` + safetensors weights + a SentencePiece model, with the
+official key names. delaykit writes its codec's shape into ``config.json`` under ``codec_config``; a checkpoint
+without it uses the published Mimi configuration.
+"""
+
+from __future__ import annotations
+
+import typing as tp
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoints import CheckpointFiles, load_safetensors, resolve_checkpoint, save_checkpoint
+from .codec.model import CodecConfig, CodecModel
+from .errors import CheckpointError
+from .lm.model import LMConfig, LMModel
+from .text import TextTokenizer
+
+CODEC_CONFIG_KEY = "codec_config"
+
+
+@dataclass
+class Engine:
+    """The models of one checkpoint; parts the checkpoint does not have are None."""
+
+    codec: CodecModel | None
+    lm: LMModel | None
+    tokenizer: TextTokenizer | None
+    files: CheckpointFiles | None = None
+    model_type: str = "moshi"  # moshi (dialogue) | stt | tts | hibiki | codec
+
+    @property
+    def device(self) -> torch.device:
+        model = self.lm if self.lm is not None else self.codec
+        assert model is not None
+        return next(model.parameters()).device
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _build(module_factory: tp.Callable[[], torch.nn.Module], weights: Path, device: torch.device,
+           dtype: torch.dtype, what: str) -> tp.Any:
+    """Construct on the meta device, then load the weights strictly (no random init, no double memory)."""
+    with torch.device("meta"):
+        model = module_factory()
+    state = load_safetensors(weights, device=str(device))
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{weights}: weights do not fit the {what} described by config.json ({exc})") from exc
+    return model.eval()
+
+
+def codec_config_for(files: CheckpointFiles) -> CodecConfig:
+    """The codec shape of a checkpoint: delaykit's inline config, a named config file, or published Mimi."""
+    if CODEC_CONFIG_KEY in files.config:
+        return CodecConfig.from_dict(files.config[CODEC_CONFIG_KEY])
+    if files.codec_config is not None:
+        return CodecConfig.from_dict(files.codec_config)
+    config = CodecConfig.mimi()
+    lm = files.lm_config
+    if lm.get("n_q"):  # codebooks per audio stream: those generated, or all for a listener (ASR)
+        config.num_codebooks = lm.get("dep_q") or lm["n_q"]
+    return config
+
+
+def load_engine(name_or_path: str | Path = "default", device: str | torch.device = "auto",
+                dtype: torch.dtype = torch.float32) -> Engine:
+    """Load every part of a checkpoint (``default``, a directory, or a hub repo id when reachable)."""
+    files = resolve_checkpoint(name_or_path)
+    device = resolve_device(device)
+    codec = lm = tokenizer = None
+    if files.codec_weights is not None:
+        codec_config = codec_config_for(files)
+        codec = _build(lambda: CodecModel(codec_config), files.codec_weights, device, torch.float32, "codec")
+        # The codec stays float32: its quantizer's nearest-code search needs the precision.
+    if files.lm_weights is not None:
+        try:
+            lm_config = LMConfig.from_kyutai(files.lm_config)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{files.directory / 'config.json'}: {exc}") from exc
+        lm = _build(lambda: LMModel(lm_config), files.lm_weights, device, dtype, "LM")
+    if files.tokenizer is not None:
+        tokenizer = TextTokenizer(files.tokenizer)
+    model_type = files.model_type if lm is not None else "codec"
+    return Engine(codec=codec, lm=lm, tokenizer=tokenizer, files=files, model_type=model_type)
+
+
+def save_engine(directory: str | Path, codec: CodecModel | None, lm: LMModel | None,
+                tokenizer_path: str | Path | None = None, model_type: str = "moshi",
+                meta: dict | None = None) -> CheckpointFiles:
+    """Write a checkpoint that ``load_engine`` (and Kyutai's layout readers, for the LM) can read."""
+    config: dict = dict(lm.config.to_kyutai()) if lm is not None else {}
+    config["model_type"] = model_type if lm is not None else "codec"
+    if codec is not None:
+        config[CODEC_CONFIG_KEY] = codec.config.to_dict()
+    config.update(meta or {})
+    return save_checkpoint(directory, config,
+                           lm.state_dict() if lm is not None else None,
+                           codec.state_dict() if codec is not None else None,
+                           tokenizer_path)
