@@ -141,29 +141,19 @@ class GatedFeedForward(nn.Module):
 # Positions
 
 
-class RopeTables(tp.NamedTuple):
-    """cos and sin of the rotation angles, [B, 1, T, D/2] each, shared by every layer of a stack."""
-
-    cos: torch.Tensor
-    sin: torch.Tensor
-
-
-def rope_tables(positions: torch.Tensor, head_dim: int, max_period: float) -> RopeTables:
-    """Rotation tables for absolute ``positions`` [B, T]."""
+def rope_rotation(positions: torch.Tensor, head_dim: int, max_period: float) -> torch.Tensor:
+    """Unit complex rotations [B, T, D/2] for absolute ``positions`` [B, T], shared by every layer."""
     pair_index = torch.arange(head_dim // 2, device=positions.device, dtype=torch.float32)
     frequencies = torch.exp(pair_index * (-math.log(max_period) * 2 / head_dim))  # [D/2]
-    angles = positions.float()[:, None, :, None] * frequencies  # [B, 1, T, D/2]
-    return RopeTables(torch.cos(angles), torch.sin(angles))
+    angles = positions.float()[..., None] * frequencies  # [B, T, D/2]
+    return torch.polar(torch.ones_like(angles), angles)
 
 
-def apply_rope(x: torch.Tensor, tables: RopeTables) -> torch.Tensor:
-    """Rotate interleaved (real, imaginary) pairs of ``x`` [B, H, T, D]."""
-    head_dim = x.shape[-1]
-    cos, sin = tables
-    pairs = x.view(*x.shape[:-1], head_dim // 2, 2).float()  # [B, H, T, D/2, 2]
-    real, imag = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1)
-    return rotated.view_as(x).to(x.dtype)
+def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate the interleaved (real, imaginary) pairs of ``x`` [B, T, ..., D] by ``rotation`` [B, T, D/2]."""
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # [B, T, ..., D/2]
+    rotation = rotation.view(*rotation.shape[:2], *(1,) * (x.dim() - 3), rotation.shape[-1])
+    return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
 
 
 def sin_embedding(positions: torch.Tensor, dim: int, max_period: float, dtype: torch.dtype) -> torch.Tensor:
@@ -294,26 +284,32 @@ class StreamingAttention(StreamingModule[AttentionState]):
         keys_values = keys_values.view(B, S, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return keys_values[0], keys_values[1]  # [B, H, S, D] each
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, first_step: int, rope: RopeTables | None,
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, first_step: int, rope: torch.Tensor | None,
                 cross_source: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` [B, T, dim] at absolute ``positions`` [B, T] (rotated by ``rope`` when RoPE is used);
+        """``x`` [B, T, dim] at absolute ``positions`` [B, T] (rotated by ``rope`` [B, T, D/2] if RoPE is used);
         ``first_step`` indexes per-step weights."""
         B, T, _ = x.shape
         if self.cross_attention:
             return self._cross_forward(x, cross_source)
         projected = self._project(self.in_projs, x, first_step)  # [B, T, dim + 2 * kv_dim]
         if self.kv_repeat == 1:
-            q, k, v = projected.view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+            qkv = projected.view(B, T, 3, self.num_heads, self.head_dim)
+            if self.use_rope:
+                assert rope is not None
+                q, k = apply_rope(qkv[:, :, :2], rope).permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, D]
+                v = qkv[:, :, 2].transpose(1, 2)
+            else:
+                q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, D] each
         else:
             kv_dim = self.num_kv_heads * self.head_dim
             q, k, v = projected.split([self.embed_dim, kv_dim, kv_dim], dim=-1)
-            q = q.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, T, D]
-            k = k.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, D]
+            q = q.view(B, T, self.num_heads, self.head_dim)
+            k = k.view(B, T, self.num_kv_heads, self.head_dim)
+            if self.use_rope:
+                assert rope is not None
+                q, k = apply_rope(q, rope), apply_rope(k, rope)
+            q, k = q.transpose(1, 2), k.transpose(1, 2)  # [B, H, T, D], [B, Hkv, T, D]
             v = v.view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        if self.use_rope:
-            assert rope is not None
-            q = apply_rope(q, rope)
-            k = apply_rope(k, rope)
 
         if self.state is None:
             mask = self._offline_mask(T, x.device)
@@ -480,7 +476,7 @@ class TransformerLayer(nn.Module):
             return torch.cat(outputs, dim=1)
         return self.gating(x)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, first_step: int, rope: RopeTables | None,
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, first_step: int, rope: torch.Tensor | None,
                 cross_source: torch.Tensor | None = None) -> torch.Tensor:
         update = self.self_attn(self.norm1(x), positions, first_step, rope)
         x = x + (update if self.layer_scale_1 is None else self.layer_scale_1(update))
@@ -531,7 +527,7 @@ class StreamingTransformer(StreamingModule[TransformerState]):
             first_step = state.steps
         rope = None
         if self.config.positional_embedding == "rope":
-            rope = rope_tables(positions, C // self.config.num_heads, self.config.max_period)
+            rope = rope_rotation(positions, C // self.config.num_heads, self.config.max_period)  # [B, T, D/2]
         elif self.config.positional_embedding == "sin":
             embedding = sin_embedding(positions, C, self.config.max_period, x.dtype)  # [B, T, C]
             x = x + self.config.positional_scale * embedding

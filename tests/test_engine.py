@@ -12,10 +12,9 @@ from delaykit.errors import CheckpointError
 from delaykit.lm.generate import GenerationOptions, LMGenerator
 
 pytest.importorskip("moshi")
-from moshi.models.lm import LMGen  # noqa: E402
-
-from reference_models import reference_lm, reference_mimi  # noqa: E402
-from test_codec_model import tiny_codec_config  # noqa: E402
+from moshi.models.lm import LMGen
+from reference_models import reference_lm, reference_mimi
+from test_codec_model import tiny_codec_config
 
 MIMI_NAME = "tokenizer-e351c8d8-checkpoint125.safetensors"
 
