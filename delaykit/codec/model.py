@@ -164,3 +164,15 @@ def codec_from_state(config: CodecConfig, state: tp.Mapping[str, torch.Tensor]) 
         model = CodecModel(config)
     model.load_state_dict(dict(state), strict=True, assign=True)
     return model.eval()
+
+
+def stream_round_trip(codec: CodecModel, audio: torch.Tensor, num_codebooks: int | None = None
+                      ) -> tp.Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Encode then decode ``audio`` [T] one frame at a time, as a live stream would: yields (codes [K],
+    decoded frame [frame_size]) per frame; the last frame is zero-padded."""
+    frame = codec.frame_size
+    padded = F.pad(audio, (0, -audio.shape[-1] % frame)).view(1, 1, -1)  # [1, 1, frames * frame]
+    with torch.no_grad(), codec.streaming(1):
+        for start in range(0, padded.shape[-1], frame):
+            codes = codec.encode(padded[..., start:start + frame], num_codebooks)  # [1, K, 1]
+            yield codes[0, :, 0], codec.decode(codes)[0, 0]
