@@ -4,11 +4,11 @@ import numpy as np
 import soundfile
 import torch
 from click.testing import CliRunner
+from test_codec_model import tiny_codec_config
 
 from delaykit.cli import main
 from delaykit.codec.model import CodecModel
 from delaykit.engine import save_engine
-from test_codec_model import tiny_codec_config
 
 
 def make_checkpoint(directory):
