@@ -23,14 +23,46 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+MOSHIKO_DELAYS = [0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1]
 LM_SIZES = {
+    # the parity tests' size
     "tiny": dict(dim=64, num_heads=4, num_layers=2, context=100, depformer_dim=32, depformer_num_heads=2,
                  depformer_num_layers=2, depformer_dim_feedforward=int(4.125 * 32), card=64, text_card=100),
-    "medium": dict(dim=512, num_heads=8, num_layers=8, context=250, depformer_dim=256, depformer_num_heads=4,
-                   depformer_num_layers=2, depformer_dim_feedforward=int(4.125 * 256), card=2048,
-                   text_card=8000, n_q=16, dep_q=8,
-                   delays=[0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1]),
+    # the size class of delaykit's embedded default models (~15 M parameters), moshiko's stream layout
+    "medium": dict(dim=256, num_heads=4, num_layers=6, context=250, depformer_dim=128, depformer_num_heads=2,
+                   depformer_num_layers=2, depformer_dim_feedforward=int(4.125 * 128), card=1024,
+                   text_card=4000, n_q=16, dep_q=8, delays=MOSHIKO_DELAYS),
+    # ~50 M parameters: weight reads dominate, and both implementations wait on memory alike
+    "large": dict(dim=512, num_heads=8, num_layers=8, context=250, depformer_dim=256, depformer_num_heads=4,
+                  depformer_num_layers=2, depformer_dim_feedforward=int(4.125 * 256), card=2048,
+                  text_card=8000, n_q=16, dep_q=8, delays=MOSHIKO_DELAYS),
 }
+
+
+def codec_configs(size: str) -> tuple[dict, tp.Any]:
+    """(reference Mimi config, delaykit CodecConfig) of one codec size."""
+    from moshi.models.loaders import _mimi_config
+    from reference_models import tiny_mimi_config
+
+    from delaykit.codec.model import CodecConfig
+
+    if size == "mimi":
+        return _mimi_config, CodecConfig.mimi()
+    reference = tiny_mimi_config()
+    width, filters, bins, codebook_dim, heads = (32, 4, 32, 16, 4) if size == "tiny" else (128, 16, 1024, 64, 4)
+    context = 6 if size == "tiny" else 250
+    reference["seanet"].update(dimension=width, n_filters=filters)
+    reference["quantizer"].update(dimension=codebook_dim, bins=bins, input_dimension=width,
+                                  output_dimension=width)
+    reference["transformer"].update(d_model=width, num_heads=heads, context=context, dim_feedforward=4 * width,
+                                    input_dimension=width, output_dimensions=[width])
+    ours = CodecConfig.from_dict({
+        "seanet": {"dimension": width, "n_filters": filters},
+        "quantizer": {"dimension": codebook_dim, "input_dimension": width, "output_dimension": width,
+                      "n_q": 8, "bins": bins},
+        "transformer": dict(d_model=width, num_heads=heads, num_layers=2, dim_feedforward=4 * width,
+                            context=context, layer_scale=0.01, max_chunk=8)})
+    return reference, ours
 
 
 @dataclass
@@ -99,21 +131,11 @@ def bench_lm(size: str, frames: int, rounds: int) -> Result:
 
 def bench_codec(size: str, frames: int, rounds: int) -> Result:
     """One 80 ms frame in, its codes out, and back to 1920 samples, streaming, 8 codebooks."""
-    from moshi.models.loaders import _mimi_config
-    from reference_models import reference_mimi, tiny_mimi_config
+    from reference_models import reference_mimi
 
-    from delaykit.codec.model import CodecConfig, CodecModel
-    from delaykit.transformer import TransformerConfig
+    from delaykit.codec.model import CodecModel
 
-    if size == "tiny":
-        reference_config = tiny_mimi_config()
-        ours_config = CodecConfig.from_dict({
-            "seanet": {"dimension": 32, "n_filters": 4},
-            "quantizer": {"dimension": 16, "input_dimension": 32, "output_dimension": 32, "n_q": 8, "bins": 32},
-            "transformer": TransformerConfig(d_model=32, num_heads=4, num_layers=2, dim_feedforward=64,
-                                             context=6, layer_scale=0.01, max_chunk=8).__dict__})
-    else:
-        reference_config, ours_config = _mimi_config, CodecConfig.mimi()
+    reference_config, ours_config = codec_configs(size)
     theirs = reference_mimi(config=reference_config)
     ours = CodecModel(ours_config).eval()
     ours.load_state_dict(theirs.state_dict(), strict=True)
@@ -131,7 +153,7 @@ def bench_codec(size: str, frames: int, rounds: int) -> Result:
 
     with torch.no_grad():
         # Equal until the reference's ring cache wraps (its chunked steps drift after that, ours do not).
-        horizon = 3 if size == "tiny" else frames
+        horizon = 3 if size == "tiny" else min(frames, 125)
         identical = all(torch.equal(a, b) for a, b in list(zip(run(ours), run(theirs)))[:horizon])
         ours_s, theirs_s = time_rounds(lambda: run(ours), lambda: run(theirs), rounds)
     return Result(f"codec encode+decode, {size}", frames, 1e3 * ours_s / frames, 1e3 * theirs_s / frames,
@@ -139,10 +161,9 @@ def bench_codec(size: str, frames: int, rounds: int) -> Result:
 
 
 CASES: dict[str, tp.Callable[[int, int], Result]] = {
-    "codec-tiny": lambda frames, rounds: bench_codec("tiny", frames, rounds),
-    "codec-mimi": lambda frames, rounds: bench_codec("mimi", frames, rounds),
-    "lm-tiny": lambda frames, rounds: bench_lm("tiny", frames, rounds),
-    "lm-medium": lambda frames, rounds: bench_lm("medium", frames, rounds),
+    **{f"codec-{size}": (lambda frames, rounds, size=size: bench_codec(size, frames, rounds))
+       for size in ("tiny", "medium", "mimi")},
+    **{f"lm-{size}": (lambda frames, rounds, size=size: bench_lm(size, frames, rounds)) for size in LM_SIZES},
 }
 
 
