@@ -180,6 +180,9 @@ class AttentionState(StreamState):
     # While every item sits at the same position (no partial reset, no paused item), that position. Writes
     # then need no per-item indexing, and ``slot_positions`` is left stale: it follows from this number.
     shared_position: int | None = 0
+    # Masks of shared-position chunks, by (steps in the chunk, end position folded once the ring is full):
+    # they repeat with the ring's period, so each is built once per session.
+    shared_masks: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
 
     def shared_slot_positions(self) -> torch.Tensor:
         """[C] positions held by the slots while items share ``shared_position`` (-1 = empty)."""
@@ -396,11 +399,15 @@ class StreamingAttention(StreamingModule[AttentionState]):
         if T == 1 and (self.context is None or filled <= self.context):
             # One query sees every filled slot: nothing to mask.
             return state.keys[:, :, :filled], state.values[:, :, :filled], None
-        key_positions = state.shared_slot_positions()  # [C]
-        query_positions = positions[:, None, :, None]  # [B, 1, T, 1]
-        mask = (key_positions >= 0) & (key_positions <= query_positions)
-        if self.context is not None:
-            mask &= (query_positions - key_positions) < self.context
+        folded_end = end if end < capacity else capacity + end % capacity
+        mask = state.shared_masks.get((T, folded_end))
+        if mask is None:
+            key_positions = state.shared_slot_positions()  # [C]
+            query_positions = positions[:1, None, :, None]  # [1, 1, T, 1]
+            mask = (key_positions >= 0) & (key_positions <= query_positions)  # [1, 1, T, C]
+            if self.context is not None:
+                mask &= (query_positions - key_positions) < self.context
+            state.shared_masks[(T, folded_end)] = mask
         return state.keys, state.values, mask
 
     def _cross_forward(self, x: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:

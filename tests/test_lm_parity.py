@@ -5,7 +5,7 @@ import torch
 
 from delaykit.lm.conditioners import TensorInput
 from delaykit.lm.generate import GenerationOptions, LMGenerator
-from delaykit.lm.model import LMConfig, LMModel
+from delaykit.lm.model import LMConfig, LMModel, delay_streams, undelay_streams
 
 pytest.importorskip("moshi")
 from moshi.conditioners import ConditionAttributes, TensorCondition
@@ -196,3 +196,30 @@ def test_published_moshiko_keys_and_shapes():
     ours_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     assert len(theirs_shapes) == 439
     assert ours_shapes == theirs_shapes
+
+
+def test_streaming_lm_equals_offline_across_wrap():
+    """The temporal and depth transformers stepped one token at a time give the offline logits."""
+    theirs, kwargs = reference_lm()
+    ours = ours_from(theirs, kwargs)
+    codes = random_codes(2, 30, kwargs, seed=9)  # 30 steps > context 12: the ring cache wraps
+    with torch.no_grad():
+        offline = ours(codes)
+        initial = ours.initial_tokens(2)
+        delayed = torch.cat([initial, delay_streams(codes, ours.delays, initial)], dim=2)
+        with ours.streaming(2), ours.depformer.streaming(2):
+            text, audio = [], []
+            for t in range(30):
+                hidden, text_logits = ours.forward_temporal(delayed[:, :, t:t + 1])
+                text.append(text_logits)
+                ours.depformer.reset_streaming()
+                per_codebook = []
+                for q in range(ours.dep_q):
+                    depth_in = ours.depth_input(q, delayed[:, q, t + 1:t + 2], hidden)
+                    per_codebook.append(ours.depth_logits(q, ours.depformer(depth_in)))
+                audio.append(torch.stack(per_codebook, dim=1))  # [B, dep_q, 1, card]
+    streamed_text, _ = undelay_streams(torch.cat(text, dim=2), ours.delays[:1], float("nan"))
+    streamed_audio, _ = undelay_streams(torch.cat(audio, dim=2), ours.delays[1:1 + ours.dep_q], float("nan"))
+    for streamed, reference in [(streamed_text, offline.text_logits), (streamed_audio, offline.logits)]:
+        assert torch.equal(streamed.isnan(), reference.isnan())
+        torch.testing.assert_close(streamed.nan_to_num(0), reference.nan_to_num(0), atol=1e-4, rtol=1e-4)
