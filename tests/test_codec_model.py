@@ -9,7 +9,7 @@ from delaykit.codec.seanet import SeanetConfig
 from delaykit.transformer import TransformerConfig
 
 pytest.importorskip("moshi")
-from reference_models import reference_mimi  # noqa: E402
+from reference_models import reference_mimi
 
 FRAME = 1920
 

@@ -1,0 +1,1 @@
+"""Training data: a seeded sentence generator and espeak-ng speech synthesis into manifest corpora."""

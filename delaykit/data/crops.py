@@ -1,0 +1,97 @@
+"""Random fixed-length crops from an in-memory audio corpus, with a resumable seeded position.
+
+:class:`AudioCorpus` holds every utterance of one or more manifests in one int16 buffer (3 h of 24 kHz
+audio is ~500 MB). :class:`CropSampler` draws batches ``[B, 1, L]`` of random crops: each batch picks a
+length ``L`` (a whole number of frames), then for each item an utterance (with probability proportional to
+its duration) and a start inside it; items shorter than ``L`` are zero-padded at the end. Its whole position
+in the data is the state of one NumPy generator, so ``state()`` / ``set_state()`` resume a run exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio import load_audio
+from .synth import read_manifest
+
+
+class AudioCorpus:
+    """All utterances of the given manifests (or directories holding ``manifest.jsonl``) at one rate."""
+
+    def __init__(self, chunks: list[np.ndarray], rows: list[dict], sample_rate: int = 24_000) -> None:
+        """``chunks``: int16 mono utterances; ``rows``: their manifest rows (same order)."""
+        if not chunks:
+            raise ValueError("an audio corpus needs at least one utterance")
+        self.sample_rate = sample_rate
+        self.lengths = np.array([c.shape[0] for c in chunks], dtype=np.int64)  # [N]
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]])  # [N]
+        self.samples = np.concatenate(chunks)  # [sum of lengths] int16
+        self.rows = rows
+
+    @classmethod
+    def from_manifests(cls, sources: list[str | Path], sample_rate: int = 24_000) -> AudioCorpus:
+        rows = [row for source in sources for row in read_manifest(source)]
+        if not rows:
+            raise ValueError(f"no utterances in {[str(s) for s in sources]}")
+        return cls.from_arrays([load_audio(row["path"], sample_rate) for row in rows], rows, sample_rate)
+
+    @classmethod
+    def from_arrays(cls, signals: list[np.ndarray], rows: list[dict] | None = None,
+                    sample_rate: int = 24_000) -> AudioCorpus:
+        """From float mono signals ``[T]`` in [-1, 1]."""
+        chunks = [np.round(np.clip(x, -1, 1) * 32767).astype(np.int16) for x in signals]
+        return cls(chunks, rows if rows is not None else [{} for _ in chunks], sample_rate)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def seconds(self) -> float:
+        return float(self.lengths.sum()) / self.sample_rate
+
+    def utterance(self, index: int) -> np.ndarray:
+        start = self.offsets[index]
+        return self.samples[start: start + self.lengths[index]].astype(np.float32) / 32767.0  # [T]
+
+
+@dataclass(frozen=True)
+class CropConfig:
+    batch_size: int = 8
+    min_frames: int = 13  # crop length range, in codec frames (13 x 1920 samples = 1.04 s at 24 kHz)
+    max_frames: int = 25  # 25 x 1920 = 2.0 s
+    gain_db: tuple[float, float] = (-6.0, 3.0)  # random level change per item
+
+
+class CropSampler:
+    """Seeded random crops; ``next_batch()`` -> float32 tensor ``[B, 1, frames * frame_size]``."""
+
+    def __init__(self, corpus: AudioCorpus, frame_size: int, config: CropConfig, seed: int = 0) -> None:
+        self.corpus = corpus
+        self.frame_size = frame_size
+        self.config = config
+        self.rng = np.random.default_rng(seed)
+        self._weights = corpus.lengths / corpus.lengths.sum()  # [N]
+
+    def next_batch(self) -> torch.Tensor:
+        cfg = self.config
+        length = int(self.rng.integers(cfg.min_frames, cfg.max_frames + 1)) * self.frame_size
+        batch = np.zeros((cfg.batch_size, 1, length), dtype=np.float32)
+        picks = self.rng.choice(len(self.corpus), size=cfg.batch_size, p=self._weights)  # [B]
+        for i, index in enumerate(picks):
+            n = int(self.corpus.lengths[index])
+            start = int(self.rng.integers(0, max(n - length, 0) + 1))
+            take = min(length, n - start)
+            offset = int(self.corpus.offsets[index]) + start
+            gain = 10 ** (self.rng.uniform(*cfg.gain_db) / 20) / 32767.0
+            batch[i, 0, :take] = self.corpus.samples[offset: offset + take] * gain
+        return torch.from_numpy(np.clip(batch, -1.0, 1.0))
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state

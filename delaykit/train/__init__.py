@@ -1,0 +1,1 @@
+"""Training loops (codec), their losses and evaluation."""

@@ -1,0 +1,53 @@
+"""The sentence generator: seeded, varied, with held-out names and places kept apart."""
+
+from __future__ import annotations
+
+import re
+
+from delaykit.data.sentences import (
+    FIRST_NAMES,
+    HELDOUT_NAMES,
+    HELDOUT_PLACES,
+    PLACES,
+    number_words,
+    ordinal_words,
+    sentences,
+)
+
+
+def words(texts: list[str]) -> set[str]:
+    return {w.lower() for text in texts for w in re.findall(r"[A-Za-z']+", text)}
+
+
+def test_seeded_and_deterministic():
+    assert sentences(50, seed=4) == sentences(50, seed=4)
+    assert sentences(50, seed=4) != sentences(50, seed=5)
+
+
+def test_varied():
+    batch = sentences(200, seed=0)
+    assert len(set(batch)) == 200
+    assert len(words(batch)) > 400
+    assert sum(s.endswith("?") for s in batch) > 10  # questions
+    assert sum(any(n in s for n in ("hundred", "thousand", "twenty", "o'clock")) for s in batch) > 10
+    assert len({s.split()[0] for s in batch}) > 30  # not a handful of templates
+
+
+def test_heldout_names_and_places_are_disjoint():
+    train, heldout = words(sentences(500, seed=1)), words(sentences(200, seed=1, split="heldout"))
+    reserved = {w.lower() for w in HELDOUT_NAMES + HELDOUT_PLACES}
+    assert not reserved & train
+    assert reserved & heldout
+    assert not {w.lower() for w in FIRST_NAMES + PLACES} & heldout
+
+
+def test_number_words():
+    assert number_words(0) == "zero"
+    assert number_words(42) == "forty-two"
+    assert number_words(105) == "one hundred and five"
+    assert number_words(2024) == "two thousand and twenty-four"
+    assert number_words(1_950_000) == "one million nine hundred and fifty thousand"
+    assert ordinal_words(1) == "first"
+    assert ordinal_words(21) == "twenty-first"
+    assert ordinal_words(30) == "thirtieth"
+    assert ordinal_words(12) == "twelfth"
