@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import Linear
 from .streaming import StreamingModule, StreamState
 
 
@@ -128,8 +129,8 @@ class GatedFeedForward(nn.Module):
         hidden = (21 * dim) // 8 if dim_feedforward == 4 * dim else (2 * dim_feedforward) // 3
         self.hidden = hidden
         self.activation = _ACTIVATIONS[activation]
-        self.linear_in = nn.Linear(dim, 2 * hidden, bias=False)
-        self.linear_out = nn.Linear(hidden, dim, bias=False)
+        self.linear_in = Linear(dim, 2 * hidden, bias=False)
+        self.linear_out = Linear(hidden, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate_and_value = self.linear_in(x)  # [B, T, 2H]
@@ -234,9 +235,9 @@ class StreamingAttention(StreamingModule[AttentionState]):
         num_sets = 1 if cross_attention else config.num_weight_sets
         projected_dim = self.embed_dim + 2 * self.num_kv_heads * self.head_dim
         self.in_projs = nn.ModuleList(
-            [nn.Linear(self.embed_dim, projected_dim, bias=False) for _ in range(num_sets)])
+            [Linear(self.embed_dim, projected_dim, bias=False) for _ in range(num_sets)])
         self.out_projs = nn.ModuleList(
-            [nn.Linear(self.embed_dim, self.embed_dim, bias=False) for _ in range(num_sets)])
+            [Linear(self.embed_dim, self.embed_dim, bias=False) for _ in range(num_sets)])
         self._register_load_state_dict_pre_hook(self._split_fused_projections, with_module=True)
 
     @staticmethod
@@ -281,8 +282,7 @@ class StreamingAttention(StreamingModule[AttentionState]):
         return torch.cat(outputs, dim=1)
 
     def _cross_keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        weight = self.in_projs[0].weight[self.embed_dim:]  # [2 * dim, dim]
-        keys_values = F.linear(source, weight)  # [B, S, 2 * dim]
+        keys_values = source @ self.in_projs[0].weight_t[:, self.embed_dim:]  # [B, S, 2 * dim]
         B, S, _ = keys_values.shape
         keys_values = keys_values.view(B, S, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return keys_values[0], keys_values[1]  # [B, H, S, D] each
@@ -421,7 +421,7 @@ class StreamingAttention(StreamingModule[AttentionState]):
             keys, values = self._cross_keys_values(source)
             if state is not None:
                 state.cross_keys, state.cross_values = keys, values
-        q = F.linear(x, self.in_projs[0].weight[:self.embed_dim])  # [B, T, dim]
+        q = x @ self.in_projs[0].weight_t[:, :self.embed_dim]  # [B, T, dim]
         q = q.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, T, D]
         attended = F.scaled_dot_product_attention(q, keys, values)  # [B, H, T, D]
         return self.out_projs[0](attended.transpose(1, 2).reshape(B, T, self.embed_dim))
@@ -445,8 +445,8 @@ class TransformerLayer(nn.Module):
         if config.gating == "none":
             if config.weights_per_step or isinstance(feedforward_sizes, list):
                 raise ValueError("weights per step need a gated feed-forward")
-            self.linear1 = nn.Linear(dim, feedforward_sizes, bias=False)
-            self.linear2 = nn.Linear(feedforward_sizes, dim, bias=False)
+            self.linear1 = Linear(dim, feedforward_sizes, bias=False)
+            self.linear2 = Linear(feedforward_sizes, dim, bias=False)
             self.gating: nn.Module | None = None
         elif config.weights_per_step:
             sets = config.num_weight_sets
@@ -557,9 +557,9 @@ class ProjectedTransformer(StreamingModule[StreamState]):
         super().__init__()
         self.transformer = StreamingTransformer(config)
         self.conv_layout = conv_layout
-        self.input_proj = nn.Linear(input_dim, config.d_model, bias=False) if input_dim != config.d_model else None
+        self.input_proj = Linear(input_dim, config.d_model, bias=False) if input_dim != config.d_model else None
         self.output_projs = nn.ModuleList([
-            nn.Identity() if dim == config.d_model else nn.Linear(config.d_model, dim, bias=False)
+            nn.Identity() if dim == config.d_model else Linear(config.d_model, dim, bias=False)
             for dim in output_dims
         ])
 

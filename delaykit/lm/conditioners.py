@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..linear import Linear
 from ..transformer import sin_embedding
 
 
@@ -36,7 +37,7 @@ class Conditioner(nn.Module):
     def __init__(self, dim: int, output_dim: int, learn_padding: bool = True):
         super().__init__()
         self.dim = dim
-        self.output_proj = nn.Linear(dim, output_dim, bias=False)
+        self.output_proj = Linear(dim, output_dim, bias=False)
         self.learnt_padding = nn.Parameter(torch.randn(1, 1, output_dim) * 0.2) if learn_padding else None
 
     def encode(self, values: tp.Any) -> Condition:

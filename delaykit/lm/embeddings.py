@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..linear import Linear
+
 ZERO_TOKEN = -1  # a stream slot with no input: contributes nothing to the sum of embeddings
 UNGENERATED_TOKEN = -2  # a slot the model must generate (used in prompts for partial teacher forcing)
 
@@ -22,13 +24,13 @@ class StreamEmbedding(nn.Embedding):
                  demux_second_stream: bool = False):
         super().__init__(num_embeddings, low_rank or dim)
         self.norm = nn.LayerNorm(self.embedding_dim, eps=1e-5) if norm else None
-        self.low_rank = nn.Linear(low_rank, dim, bias=False) if low_rank is not None else None
+        self.low_rank = Linear(low_rank, dim, bias=False) if low_rank is not None else None
         self.demux_second_stream = demux_second_stream
         if demux_second_stream:
             if norm:
                 raise ValueError("a demuxed embedding has no norm")
-            self.out1 = nn.Linear(low_rank or dim, dim, bias=False)
-            self.out2 = nn.Linear(low_rank or dim, dim, bias=False)
+            self.out1 = Linear(low_rank or dim, dim, bias=False)
+            self.out2 = Linear(low_rank or dim, dim, bias=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """``tokens`` [...] long -> [..., dim]."""

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..checkpoints import META_KEYS
+from ..linear import Linear
 from ..streaming import StreamingContainer
 from ..transformer import StreamingTransformer, TransformerConfig, make_norm
 from .conditioners import Condition, ConditionFuser, ConditionProvider, FuserConfig, build_conditioner
@@ -171,7 +172,7 @@ class LMModel(StreamingContainer):
                                   for _ in range(config.n_q)])
         self.text_emb = StreamEmbedding(config.text_card + 1, dim, norm=config.norm_emb,
                                         demux_second_stream=config.demux_second_text_stream)
-        self.text_linear = nn.Linear(dim, config.text_card_out or config.text_card, bias=config.bias_proj)
+        self.text_linear = Linear(dim, config.text_card_out or config.text_card, bias=config.bias_proj)
         self.transformer = StreamingTransformer(config.temporal_config())
         self.out_norm = make_norm(config.norm, dim)
         depth_dim = config.depformer_dim
@@ -179,7 +180,7 @@ class LMModel(StreamingContainer):
         if config.depformer_multi_linear:
             schedule = config.depformer_weights_per_step_schedule
             inputs = max(schedule) + 1 if schedule else config.dep_q
-        self.depformer_in = nn.ModuleList([nn.Linear(dim, depth_dim, bias=False) for _ in range(inputs)])
+        self.depformer_in = nn.ModuleList([Linear(dim, depth_dim, bias=False) for _ in range(inputs)])
         self.depformer: StreamingTransformer | None = None
         if config.dep_q > 0:
             low_rank = config.depformer_low_rank_embeddings
@@ -194,9 +195,9 @@ class LMModel(StreamingContainer):
                 for _ in range(config.dep_q)])
             self.depformer = StreamingTransformer(config.depth_config())
             self.depformer.detached = True  # it streams over codebooks, within one frame
-        self.extra_heads = nn.ModuleList([nn.Linear(dim, config.extra_heads_dim, bias=False)
+        self.extra_heads = nn.ModuleList([Linear(dim, config.extra_heads_dim, bias=False)
                                           for _ in range(config.extra_heads_num_heads)])
-        self.linears = nn.ModuleList([nn.Linear(depth_dim, config.card, bias=config.bias_proj)
+        self.linears = nn.ModuleList([Linear(depth_dim, config.card, bias=config.bias_proj)
                                       for _ in range(config.dep_q)])
         self.condition_provider: ConditionProvider | None = None
         self.fuser: ConditionFuser | None = None
