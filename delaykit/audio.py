@@ -194,6 +194,8 @@ def write_audio(
         x = np.clip(x, -1.0, 1.0)  # libsndfile would wrap around, not clip
     data = x if x.ndim == 1 else x.T  # soundfile wants [T, C]
     suffix = path.suffix or ".wav"
+    if not path.parent.is_dir():
+        raise AudioError(f"{path}: cannot write audio (no directory {path.parent})")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:

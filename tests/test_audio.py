@@ -160,3 +160,11 @@ def test_pcm16_stream_writer() -> None:
     assert float_to_pcm16(np.zeros((2, 2))) == b"\x00" * 8
     with pytest.raises(ValueError, match="channel"):
         writer.write(np.zeros((2, 4)))
+
+
+def test_write_into_a_missing_directory_names_the_file(tmp_path) -> None:
+    from delaykit.audio import write_audio
+    from delaykit.errors import AudioError
+
+    with pytest.raises(AudioError, match="no directory"):
+        write_audio(tmp_path / "missing" / "out.wav", np.zeros(10))
