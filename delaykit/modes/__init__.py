@@ -1,0 +1,6 @@
+"""Drivers that read the engine one way each, as described by a ``StreamLayout``.
+
+``asr``: streaming speech recognition (text behind the audio), with word timestamps and semantic VAD;
+``dialogue``: full-duplex conversation (one user frame in, one agent frame and text token out per 80 ms);
+``words``: word assembly and timing from a text stream.
+"""
