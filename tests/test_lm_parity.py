@@ -223,3 +223,25 @@ def test_streaming_lm_equals_offline_across_wrap():
     for streamed, reference in [(streamed_text, offline.text_logits), (streamed_audio, offline.logits)]:
         assert torch.equal(streamed.isnan(), reference.isnan())
         torch.testing.assert_close(streamed.nan_to_num(0), reference.nan_to_num(0), atol=1e-4, rtol=1e-4)
+
+
+def test_seeded_sampling_of_an_item_does_not_depend_on_its_batch():
+    theirs, kwargs = reference_lm()
+    ours = ours_from(theirs, kwargs)
+    fed = random_codes(2, 24, kwargs, seed=10)[:, 1 + kwargs["dep_q"]:]
+    generator = LMGenerator(ours, GenerationOptions(seed=5))
+    with generator.streaming(1):
+        alone = torch.stack([s.tokens[0] for t in range(24) if (s := generator.step(fed[1:, :, t]))], -1)
+    with generator.streaming(2):
+        together, item1_time = [], 0
+        for t in range(30):
+            paused = t in (3, 7, 8)
+            generator.set_exec_mask(torch.tensor([True, not paused]))
+            step = generator.step(torch.stack([fed[0, :, t % 24], fed[1, :, min(item1_time, 23)]]))
+            if not paused:
+                item1_time += 1
+                if step is not None and step.tokens[1, 0] != -2:
+                    together.append(step.tokens[1])
+            if item1_time == 24:
+                break
+    assert torch.equal(torch.stack(together, -1), alone)

@@ -27,7 +27,7 @@ class GenerationOptions:
     text: SamplingOptions = field(default_factory=lambda: SamplingOptions(temperature=0.7, top_k=25))
     audio: SamplingOptions = field(default_factory=lambda: SamplingOptions(temperature=0.8, top_k=250))
     cfg_coef: float = 1.0  # classifier-free guidance; != 1 runs a conditioned and an unconditioned batch half
-    seed: int | None = None  # seeds the sampling generator of this session
+    seed: int | None = None  # seeds one sampling generator per batch item (each item samples as if alone)
 
     @classmethod
     def greedy(cls, **overrides: tp.Any) -> GenerationOptions:
@@ -54,7 +54,7 @@ class GeneratorState:
     steps: int = 0
     condition_sum: torch.Tensor | None = None  # [B', 1, dim]
     cross_source: torch.Tensor | None = None  # [B', S, dim]
-    generator: torch.Generator | None = None
+    generators: list[torch.Generator] | None = None  # one per item when seeded
 
 
 class LMGenerator:
@@ -89,15 +89,16 @@ class LMGenerator:
         for name, tensor in (("summed", condition_sum), ("cross-attention", cross_source)):
             if tensor is not None and tensor.shape[0] != model_batch:
                 raise ValueError(f"{name} conditions have batch {tensor.shape[0]}, expected {model_batch}")
-        generator = None
+        generators = None
         if self.options.seed is not None:
-            generator = torch.Generator(device=device)
-            generator.manual_seed(self.options.seed)
+            generators = [torch.Generator(device=device) for _ in range(batch_size)]
+            for item_generator in generators:
+                item_generator.manual_seed(self.options.seed)
         cache = torch.full((batch_size, model.num_streams, self.max_delay + 2), UNGENERATED_TOKEN, device=device)
         self.state = GeneratorState(
             batch_size, cache, offsets=torch.zeros(batch_size, dtype=torch.long, device=device),
             exec_mask=torch.ones(batch_size, dtype=torch.bool, device=device),
-            condition_sum=condition_sum, cross_source=cross_source, generator=generator)
+            condition_sum=condition_sum, cross_source=cross_source, generators=generators)
         try:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(model.streaming(model_batch))
@@ -123,6 +124,9 @@ class LMGenerator:
         state.offsets[reset_mask] = 0
         state.cache[reset_mask] = UNGENERATED_TOKEN
         state.exec_mask[reset_mask] = True
+        if state.generators is not None:
+            for item in reset_mask.nonzero().flatten().tolist():
+                state.generators[item].manual_seed(self.options.seed)
         if bool(reset_mask.all()):
             state.steps = 0
         self.model.reset_streaming(self._model_mask(reset_mask))
@@ -140,6 +144,17 @@ class LMGenerator:
         index = positions[..., None]  # [B, R, 1]
         previous = view.gather(2, index)
         view.scatter_(2, index, torch.where(state.exec_mask[:, None, None], tokens[..., None], previous))
+
+    def _sample(self, logits: torch.Tensor, options: SamplingOptions) -> torch.Tensor:
+        """Tokens [B] from ``logits`` [B, V]. Seeded sessions draw each item from its own generator, and
+        only for executing items, so an item's samples do not depend on the rest of the batch."""
+        state = self._require_state()
+        if options.greedy or state.generators is None:
+            return sample_token(logits, options)
+        executing = state.exec_mask.tolist()
+        return torch.cat([
+            sample_token(logits[i:i + 1], options, state.generators[i]) if executing[i] else logits[i:i + 1].argmax(-1)
+            for i in range(state.batch_size)])
 
     def _guide(self, logits: torch.Tensor) -> torch.Tensor:
         """Mix conditioned and unconditioned halves of the batch."""
@@ -175,7 +190,7 @@ class LMGenerator:
 
         hidden, text_logits = model.forward_temporal(tokens_in, state.condition_sum, state.cross_source)
         text_logits = self._guide(text_logits[:, 0, 0])  # [B, V]
-        text_token = sample_token(text_logits.float(), self.options.text, state.generator)  # [B]
+        text_token = self._sample(text_logits.float(), self.options.text)  # [B]
         if model.depformer is None:
             audio_tokens = None
         elif forced_audio is not None:
@@ -212,6 +227,6 @@ class LMGenerator:
             previous_in = previous.repeat(2) if self.guided else previous
             depth_in = model.depth_input(codebook, previous_in[:, None], hidden)  # [B', 1, D]
             logits = model.depth_logits(codebook, depformer(depth_in))[:, 0]  # [B', card]
-            previous = sample_token(self._guide(logits).float(), self.options.audio, self._require_state().generator)
+            previous = self._sample(self._guide(logits).float(), self.options.audio)
             sampled.append(previous)
         return torch.stack(sampled, dim=1)  # [B, dep_q]

@@ -11,9 +11,8 @@ initial tokens (whatever is fed there is discarded), so that frame is fed twice 
 Agent frame ``t`` then comes out of the call that receives user frame ``t + max(delays) - 1``.
 
 Many conversations can share one batch: each item has its own frame count, can be paused (``active`` in
-``DialogueSession.step``) or restarted (``DialogueSession.reset``), and with greedy decoding gives exactly
-what it gives alone. (Sampled items draw from one seeded generator for the whole batch, so a seeded batch is
-reproducible, but an item's draws depend on the batch it runs in.)
+``DialogueSession.step``) or restarted (``DialogueSession.reset``), and gives exactly what it gives alone,
+with greedy decoding or with a seed (each item then draws from its own generator).
 """
 
 from __future__ import annotations
