@@ -1,0 +1,549 @@
+"""Streaming text-to-speech: the engine read with its text stream ahead of the audio.
+
+The model does not get text already laid out in time. Each frame its text output is an *action*: WORD (id 0,
+"the next word starts now") or PAD (id 3). On WORD the driver takes the next script entry and feeds that
+word's tokens in the text stream over the following frames (padding meanwhile); the audio streams, which lag
+the text by the checkpoint's ``tts_config.audio_delay`` (1.28 s = 16 frames for tts-1.6b-en_fr) plus the
+acoustic delay, voice the word later. The driver also rules the rhythm as Kyutai's reference TTS does:
+
+- ``initial_padding`` forced PADs at the start, then the model may pad at most ``max_padding`` frames in a row
+  before a WORD is forced; while a word's tokens are still being fed, or during a break, PAD is forced;
+- ``padding_bonus`` is added to the PAD logit (positive: slower speech);
+- the audio streams are fed "zero" (no input) until the audio delay has passed;
+- once the model asks for a word after the last one (step ``e``), the output audio ends at ``e * 80 ms``.
+
+Words can be pushed while frames are pulled: the driver steps the model only when the next step cannot need a
+word that has not arrived yet (or after ``end_of_text``), so pushing words one by one gives exactly the tokens
+of the whole script. Memory stays constant: the LM's caches are bounded and consumed entries are dropped.
+
+Usage::
+
+    synthesizer = Synthesizer(load_engine("path/to/tts"), SynthesisOptions(seed=0))
+    pcm, words = synthesizer.synthesize(["Hello there.", "Hi! <break time=\\"0.5s\\"/> How are you?"])
+    with synthesizer.stream() as stream:
+        stream.push_text("Hello")
+        for event in stream.events():           # AudioFrame / SpokenWord as soon as they can be made
+            ...
+        stream.end_of_text()
+        for event in stream.events(): ...
+
+Times: a word taken at step ``s`` is spoken from ``(s - 2) * 80 ms`` of the output audio, which starts
+``delay + 2`` frames into the audio timeline (the first two voiced frames are dropped, as Kyutai's
+``simple_generate`` does, which puts the first word, taken at step ``initial_padding = 2``, at 0 s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import typing as tp
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..engine import Engine
+from ..errors import CheckpointError
+from ..layout import StreamLayout
+from ..lm.conditioners import TensorConditioner, TensorInput
+from ..lm.embeddings import UNGENERATED_TOKEN, ZERO_TOKEN
+from ..lm.generate import GenerationOptions, LMGenerator, StepOutput
+from ..lm.sampling import SamplingOptions
+from ..text import EPAD_ID, PAD_ID
+from ..text_stream import TimedWord
+from .script import ScriptEntry, ScriptItem, ScriptTokenizer, parse_text, parse_turns
+
+__all__ = ["AudioFrame", "SpokenWord", "SynthesisOptions", "SynthesisStream", "Synthesizer", "TokenFrame",
+           "load_voice", "voice_condition"]
+
+WORD_ACTION = EPAD_ID  # the model's text output "a word starts now" (TokenIds.new_word)
+PAD_ACTION = PAD_ID  # "nothing starts" (TokenIds.pad)
+DROPPED_LEADING_FRAMES = 2  # voiced frames dropped at the start (Kyutai's simple_generate does; avoids a click)
+MAX_VOICES = 5  # speakers a voice-conditioned checkpoint cross-attends to (tts-1.6b-en_fr)
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """How a ``Synthesizer`` samples and paces speech; defaults are Kyutai's run_tts ones."""
+
+    temperature: float = 0.6  # text (action) and audio sampling temperature; 0 = greedy
+    top_k_text: int = 25  # keep the k most likely text tokens when sampling (0 = all)
+    top_k_audio: int = 250  # keep the k most likely audio codes when sampling (0 = all)
+    seed: int | None = None  # seeds sampling of each stream; None draws from torch's global generator
+    # CFG strength. Checkpoints with a 'cfg' conditioner (distilled CFG, tts-1.6b: 1.0-4.0 by 0.5) get it as a
+    # condition (None: absent); others run direct CFG (a second, unconditioned batch half) unless it is 1 or None.
+    cfg_coef: float | None = 2.0
+    voices: tuple[torch.Tensor, ...] = ()  # speaker embeddings [T, C] each (main first), for voice conditioning
+    padding_bonus: float = 0.0  # added to the PAD logit: > 0 slows speech down, < 0 speeds it up (about -2..2)
+    padding_between: int = 1  # minimum PAD frames after each word (1 articulates better)
+    max_padding: int = 8  # PADs the model may choose in a row before a word is forced
+    initial_padding: int = 2  # PADs forced before the first word
+    token_frames: bool = False  # also yield a TokenFrame for every LM output frame (debugging, parity tests)
+
+    @classmethod
+    def greedy(cls, **overrides: tp.Any) -> SynthesisOptions:
+        """Argmax decoding of actions and audio (deterministic; what the parity tests use)."""
+        return cls(temperature=0.0, **overrides)
+
+    def generation(self, direct_cfg: bool) -> GenerationOptions:
+        """Generator settings; ``direct_cfg``: the checkpoint has no 'cfg' conditioner, guide with two halves."""
+        text = SamplingOptions(temperature=self.temperature, top_k=self.top_k_text)
+        audio = SamplingOptions(temperature=self.temperature, top_k=self.top_k_audio)
+        cfg_coef = self.cfg_coef if direct_cfg and self.cfg_coef is not None else 1.0
+        return GenerationOptions(text=text, audio=audio, seed=self.seed, cfg_coef=cfg_coef)
+
+
+@dataclass(frozen=True)
+class SpokenWord:
+    """A word, when the model takes it; it is heard from ``start`` seconds of the output audio."""
+
+    text: str
+    start: float  # seconds into the output audio
+    speaker: int  # 0 main, 1 other
+    step: int  # LM step at which the model asked for it
+
+
+@dataclass(frozen=True)
+class AudioFrame:
+    """80 ms of output audio."""
+
+    pcm: torch.Tensor  # [frame_size] float32 in [-1, 1]
+    start: float  # seconds into the output audio
+    tokens: torch.Tensor  # [generated_codebooks] the codes it was decoded from
+
+
+@dataclass(frozen=True)
+class TokenFrame:
+    """One LM output frame, undelayed (with ``SynthesisOptions.token_frames``)."""
+
+    index: int  # frame on the text timeline (the LM's output for step index + max(delays))
+    tokens: torch.Tensor  # [1 + dep_q]: the text token fed (action, word token or PAD), then the audio codes
+
+
+SynthesisEvent = AudioFrame | SpokenWord | TokenFrame
+
+
+def load_voice(path: str | Path) -> torch.Tensor:
+    """Speaker embeddings [T, C] from a Kyutai voice file (safetensors with ``speaker_wavs`` [1, C, T])."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path}: a voice must be a .safetensors file of speaker embeddings")
+    embedding = load_file(str(path), device="cpu").get("speaker_wavs")
+    if embedding is None or embedding.dim() != 3:
+        raise CheckpointError(f"{path}: no 'speaker_wavs' tensor of shape [1, C, T]")
+    return embedding[0].t()
+
+
+def voice_condition(voices: tp.Sequence[torch.Tensor], dim: int, max_speakers: int = MAX_VOICES) -> TensorInput:
+    """The cross-attention input of up to ``max_speakers`` voices (each [T, C]): slot ``i`` holds voice ``i``,
+    unused slots are masked; flattened to [1, max_speakers * T, C]. No voice: one masked position."""
+    if not voices:
+        return TensorInput(torch.zeros(1, 1, dim), torch.zeros(1, 1, dtype=torch.bool))
+    if len(voices) > max_speakers:
+        raise ValueError(f"at most {max_speakers} voices, got {len(voices)}")
+    length = voices[0].shape[0]
+    if any(voice.shape != (length, dim) for voice in voices):
+        raise ValueError(f"every voice must be [{length}, {dim}]; got {[list(v.shape) for v in voices]}")
+    values = torch.zeros(1, max_speakers, length, dim)  # [1, S, T, C]
+    mask = torch.zeros(1, max_speakers, length, dtype=torch.bool)  # [1, S, T]
+    for slot, voice in enumerate(voices):
+        values[0, slot] = voice.float()
+        mask[0, slot] = True
+    return TensorInput(values.view(1, -1, dim), mask.view(1, -1))
+
+
+class ScriptedGenerator(LMGenerator):
+    """``LMGenerator`` whose text token is chosen by the driver after sampling, before the depth transformer
+    reads it and before it is written back into the cache (what TTS needs), with a bias on the text logits and
+    chosen audio codebooks replaced by ZERO (no input).
+
+    ``LMGenerator.step`` has no such hooks; this subclass repeats its body with them. Upstreaming
+    ``on_text_logits``/``on_text``/``on_audio`` arguments into ``LMGenerator.step`` would remove the copy.
+
+    Direct (two-batch) CFG differs from ``LMGenerator``'s the way Kyutai's TTS does it: the unconditioned half
+    also reads no text (ZERO instead of the fed words), and the text action is taken from the conditioned half
+    alone; only the audio codebooks are guided.
+    """
+
+    @torch.no_grad()
+    def scripted_step(self, choose_text: tp.Callable[[torch.Tensor], torch.Tensor], text_bias: torch.Tensor | None,
+                      zero_audio: torch.Tensor, skip_depth: bool) -> StepOutput | None:
+        """One frame. ``choose_text`` maps the sampled text tokens [B] to the ones to use; ``text_bias``
+        [V] is added to the text logits before sampling; codebooks where ``zero_audio`` [dep_q] is True
+        are replaced by ZERO; ``skip_depth`` does not run the depth transformer (all codebooks ZERO)."""
+        state = self._require_state()
+        model = self.model
+        B = state.batch_size
+        cache_len = state.cache.shape[2]
+        if self.num_fed:  # streams the driver would feed (none in Kyutai's TTS): no input
+            fed_positions = (state.offsets[:, None] + self.delays[None, 1 + model.dep_q:]) % cache_len
+            fed = torch.full((B, self.num_fed), ZERO_TOKEN, dtype=torch.long, device=state.cache.device)
+            self._write(slice(1 + model.dep_q, None), fed_positions, fed)
+
+        is_initial = state.offsets[:, None] <= self.delays[None]  # [B, K]
+        is_initial |= ~state.exec_mask[:, None]
+        read_index = (state.offsets % cache_len)[:, None, None].expand(B, model.num_streams, 1)
+        tokens_in = state.cache.gather(2, read_index)  # [B, K, 1]
+        tokens_in = torch.where(is_initial[..., None], model.initial_tokens(B), tokens_in)
+        if self.guided:  # the unconditioned half reads no text either
+            unconditioned = tokens_in.clone()
+            unconditioned[:, 0] = torch.where(is_initial[:, :1], tokens_in[:, 0], ZERO_TOKEN)
+            tokens_in = torch.cat([tokens_in, unconditioned])  # [2B, K, 1]
+
+        hidden, text_logits = model.forward_temporal(tokens_in, state.condition_sum, state.cross_source)
+        text_logits = text_logits[:B, 0, 0].float()  # [B, V]: the conditioned half decides the action
+        if text_bias is not None:
+            text_logits = text_logits + text_bias
+        sampled = self._sample(text_logits, self.options.text)  # [B]
+        text_token = choose_text(sampled).to(sampled)  # [B]
+        if model.depformer is None:
+            audio_tokens = None
+        else:
+            if skip_depth:
+                audio_tokens = torch.full((B, model.dep_q), ZERO_TOKEN, dtype=torch.long, device=sampled.device)
+            else:
+                audio_tokens = self._depth_step(text_token, hidden)  # [B, dep_q]
+            audio_tokens = torch.where(zero_audio[None], torch.full_like(audio_tokens, ZERO_TOKEN), audio_tokens)
+
+        state.offsets += state.exec_mask.long()
+        state.steps += 1
+        write_position = (state.offsets % cache_len)[:, None]  # [B, 1]
+        self._write(slice(0, 1), write_position, text_token[:, None])
+        if audio_tokens is not None:
+            self._write(slice(1, 1 + model.dep_q), write_position.expand(B, model.dep_q), audio_tokens)
+        if state.steps <= self.max_delay:
+            return None
+        generated_delays = self.delays[None, :1 + model.dep_q]  # [1, 1 + dep_q]
+        out_positions = (state.offsets[:, None] - self.max_delay + generated_delays) % cache_len
+        tokens = state.cache[:, :1 + model.dep_q].gather(2, out_positions[..., None])[..., 0]  # [B, 1 + dep_q]
+        not_ready = (state.offsets <= self.max_delay) | ~state.exec_mask
+        tokens[not_ready] = UNGENERATED_TOKEN
+        return StepOutput(tokens, [], text_logits)
+
+
+@dataclass
+class WordFeeder:
+    """The action state machine of one synthesis: which entry comes next, what to feed, how long to pad."""
+
+    initial_padding: int  # PADs forced at the start
+    max_padding: int  # PADs allowed in a row before a word is forced
+    text_card: int  # LM text vocabulary; multiplexed second-stream tokens are (second + 1) * (text_card + 1) + main
+    lookahead: int = 0  # with a second text stream: it carries the tokens of the word this many entries ahead
+    entries: deque[ScriptEntry] = field(default_factory=deque)  # pushed, not taken yet
+    pending: deque[int] = field(default_factory=deque)  # tokens of the word being fed
+    lookahead_pending: deque[int] = field(default_factory=deque)  # tokens for the second stream
+    free_pads: int = 0  # PADs the model may still choose before a word is forced
+    forced_pads: int = 0  # PADs the model must still take
+    text_ended: bool = False  # end_of_text() was called: an empty queue means the end
+    end_step: int | None = None  # step at which the model asked for a word after the last one
+
+    def __post_init__(self) -> None:
+        self.free_pads = self.forced_pads = self.initial_padding
+
+    def can_step(self) -> bool:
+        """Whether the next step is sure to find the entries it may need: pushed ones, or the end. A word
+        taken now needs itself and, with a second stream, the word ``lookahead`` entries further on."""
+        if self.text_ended or self.pending or self.forced_pads > 0:
+            return True
+        if not self.lookahead:
+            return bool(self.entries)
+        return sum(1 for entry in self.entries if not entry.is_break) > self.lookahead
+
+    def _tokens_ahead(self) -> list[int]:
+        remaining = self.lookahead
+        for entry in self.entries:
+            if entry.tokens:
+                remaining -= 1
+                if remaining == 0:
+                    return list(entry.tokens)
+        return []
+
+    def step(self, step: int, sampled: int) -> tuple[int, ScriptEntry | None]:
+        """The text token to feed for the model's ``sampled`` action at ``step``, and the entry taken."""
+        action = sampled if sampled in (WORD_ACTION, PAD_ACTION) else PAD_ACTION
+        if self.pending or self.forced_pads > 0:
+            action = PAD_ACTION
+        elif self.free_pads <= 0:
+            action = WORD_ACTION
+        taken = None
+        if action == WORD_ACTION:
+            if self.entries:
+                taken = self.entries.popleft()
+                self.forced_pads = taken.padding
+                if taken.is_break:
+                    action = PAD_ACTION  # a pause: padding only
+                else:
+                    self.pending.extend(taken.tokens)
+                    if self.lookahead:
+                        self.lookahead_pending.extend(self._tokens_ahead())
+                    self.free_pads = self.max_padding
+            else:  # asked for a word after the last one: the end
+                action = WORD_ACTION if self.lookahead and self.end_step is None else PAD_ACTION
+                if self.end_step is None:
+                    self.end_step = step
+        if action == PAD_ACTION:
+            self.free_pads = max(0, self.free_pads - 1)
+            self.forced_pads = max(0, self.forced_pads - 1)
+            token = self.pending.popleft() if self.pending else PAD_ACTION
+        else:
+            token = WORD_ACTION
+        if not self.lookahead:
+            return token, taken
+        second = ZERO_TOKEN
+        if token == WORD_ACTION:  # the action goes to the second stream; the main one moves on
+            second = WORD_ACTION
+            token = self.pending.popleft() if self.pending else PAD_ACTION
+        elif self.lookahead_pending:
+            second = self.lookahead_pending.popleft()
+        return (second + 1) * (self.text_card + 1) + token, taken
+
+
+class Synthesizer:
+    """Text-to-speech with an engine whose checkpoint is a TTS model (``model_type: "tts"``, ``tts_config``)."""
+
+    def __init__(self, engine: Engine, options: SynthesisOptions | None = None):
+        name = str(engine.files.directory) if engine.files is not None else "engine"
+        if engine.lm is None or engine.codec is None or engine.tokenizer is None:
+            missing = [part for part, model in (("LM", engine.lm), ("codec", engine.codec),
+                                                ("tokenizer", engine.tokenizer)) if model is None]
+            raise CheckpointError(f"{name}: TTS needs an LM, a codec and a tokenizer; this checkpoint has no "
+                                  f"{' and no '.join(missing)}")
+        config = dict(engine.files.config) if engine.files is not None else engine.lm.config.to_kyutai()
+        config.setdefault("model_type", engine.model_type)
+        if config.get("model_type") != "tts" or "tts_config" not in config:
+            raise CheckpointError(f"{name}: not a TTS checkpoint (model_type {config.get('model_type')!r}, "
+                                  f"{'with' if 'tts_config' in config else 'no'} tts_config)")
+        lm = engine.lm
+        if lm.dep_q == 0 or lm.depformer is None:
+            raise CheckpointError(f"{name}: a TTS model must generate audio (dep_q > 0)")
+        if lm.dep_q > engine.codec.config.quantizer.n_q:
+            raise CheckpointError(f"{name}: the LM generates {lm.dep_q} codebooks, the codec has "
+                                  f"{engine.codec.config.quantizer.n_q}")
+        self.layout = StreamLayout.from_checkpoint(config, "tts")
+        self.engine = engine
+        self.options = options or SynthesisOptions()
+        self.codec, self.lm, self.tokenizer = engine.codec, lm, engine.tokenizer
+        self.frame_rate = float(self.codec.config.frame_rate)
+        self.frame_duration = 1.0 / self.frame_rate
+        # Frames the audio lags the text. Kyutai truncates (int) rather than rounds (StreamLayout.frames);
+        # truncate too, to match it exactly for delays that are not whole frames.
+        self.delay_steps = int(-self.layout.text_shift_seconds * self.frame_rate)
+        self.lookahead = int(config["tts_config"].get("second_stream_ahead", 0))
+        if self.lookahead and not lm.config.demux_second_text_stream:
+            raise CheckpointError(f"{name}: tts_config asks for a second text stream but the LM has no "
+                                  f"demux_second_stream embedding")
+        self.max_delay = max(lm.delays)
+        provider = lm.condition_provider
+        self.distilled_cfg = provider is not None and "cfg" in provider.conditioners
+        generation = self.options.generation(direct_cfg=not self.distilled_cfg)
+        self.conditions = self._conditions(name, guided=generation.cfg_coef != 1.0)
+        self.generator = ScriptedGenerator(lm, generation, self.conditions)
+        self.text_bias = None
+        if self.options.padding_bonus:
+            self.text_bias = torch.zeros(lm.text_linear.out_features, device=engine.device)
+            self.text_bias[PAD_ACTION] = self.options.padding_bonus
+        # The tokenizer's unk id (<unk>); TextTokenizer has no public accessor for it.
+        self.unknown_id = int(self.tokenizer._sp.unk_id())
+        self._stream: SynthesisStream | None = None
+
+    @property
+    def multi_speaker(self) -> bool:
+        """Whether the model is conditioned on voices (and was trained with speaker-turn tokens)."""
+        provider = self.lm.condition_provider
+        return provider is not None and "speaker_wavs" in provider.conditioners
+
+    def _conditions(self, name: str, guided: bool) -> dict | None:
+        """Condition tensors for the options (``cfg`` value, ``speaker_wavs`` voices, ``control``); ``guided``:
+        a second batch row with every condition dropped (absent values, masked voices)."""
+        provider = self.lm.condition_provider
+        options = self.options
+        if provider is None:
+            if options.voices:
+                raise ValueError(f"{name}: this model takes no voice conditioning")
+            return {} if guided else None  # direct CFG then only drops the text
+        attributes: dict[str, tp.Any] = {}
+        for attribute, conditioner in provider.conditioners.items():
+            if attribute == "cfg":
+                value = None if options.cfg_coef is None else format(options.cfg_coef, ".1f")
+                valid = getattr(conditioner, "possible_values", None)
+                if value is not None and valid and value not in valid:
+                    raise ValueError(f"cfg_coef {options.cfg_coef} is not supported by {name}; valid values: "
+                                     f"{', '.join(sorted(valid))}")
+                attributes[attribute] = [value, None] if guided else [value]
+            elif attribute == "control":
+                attributes[attribute] = ["ok", None] if guided else ["ok"]
+            elif attribute == "speaker_wavs" and isinstance(conditioner, TensorConditioner):
+                voice = voice_condition(options.voices, conditioner.dim)
+                if guided:  # the dropped row: zeros, all masked, same length
+                    voice = TensorInput(torch.cat([voice.values, torch.zeros_like(voice.values)]),
+                                        torch.cat([voice.mask, torch.zeros_like(voice.mask)]))
+                attributes[attribute] = voice
+            else:
+                raise CheckpointError(f"{name}: conditioner {attribute!r} is not known to the TTS driver")
+        with torch.no_grad():
+            return provider(attributes)
+
+    def script_tokenizer(self) -> ScriptTokenizer:
+        return ScriptTokenizer(self.tokenizer, self.frame_rate, self.multi_speaker, self.options.padding_between,
+                               self.unknown_id)
+
+    def stream(self) -> SynthesisStream:
+        """Open a synthesis; close it (or use ``with``) before the next one."""
+        if self._stream is not None and not self._stream.closed:
+            raise RuntimeError("this synthesizer already has an open stream: close it first")
+        self._stream = SynthesisStream(self)
+        return self._stream
+
+    def synthesize(self, script: str | bytes | tp.Sequence[str]) -> tuple[torch.Tensor, list[TimedWord]]:
+        """Speak a whole script (a text, or alternating speaker turns). Returns the audio [N] float32 and each
+        word with its start and end (the next word's start, or the end of the audio) in seconds."""
+        items = parse_turns(script)
+        frames: list[torch.Tensor] = []
+        spoken: list[SpokenWord] = []
+        with self.stream() as stream:
+            stream.push_items(items)
+            stream.end_of_text()
+            for event in stream.events():
+                if isinstance(event, AudioFrame):
+                    frames.append(event.pcm)
+                elif isinstance(event, SpokenWord):
+                    spoken.append(event)
+        pcm = torch.cat(frames) if frames else torch.zeros(0)
+        return pcm, word_times(spoken, pcm.shape[0] / self.codec.sample_rate)
+
+
+def word_times(spoken: tp.Sequence[SpokenWord], duration: float) -> list[TimedWord]:
+    """Words with start and end: a word ends where the next one starts, the last one at ``duration``."""
+    words = []
+    for index, word in enumerate(spoken):
+        end = spoken[index + 1].start if index + 1 < len(spoken) else duration
+        words.append(TimedWord(word.text, word.start, max(word.start, end), "main" if word.speaker == 0 else "other"))
+    return words
+
+
+class SynthesisStream:
+    """One synthesis in progress: push text, pull events (``AudioFrame``, ``SpokenWord``, ``TokenFrame``)."""
+
+    def __init__(self, synthesizer: Synthesizer):
+        self.synthesizer = synthesizer
+        options = synthesizer.options
+        self.feeder = WordFeeder(options.initial_padding, options.max_padding, synthesizer.lm.config.text_card,
+                                 synthesizer.lookahead)
+        self.script = synthesizer.script_tokenizer()
+        self.steps = 0  # LM steps taken
+        self.frames_out = 0  # audio frames emitted
+        self.closed = False
+        self.finished = False
+        self._contexts = contextlib.ExitStack()
+        try:
+            self._contexts.enter_context(synthesizer.codec.streaming(1))
+            self._contexts.enter_context(synthesizer.generator.streaming(1))
+        except BaseException:
+            self._contexts.close()
+            raise
+
+    def __enter__(self) -> tp.Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._contexts.close()
+
+    def _require_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("this synthesis stream is closed")
+
+    # -- input ------------------------------------------------------------------------------------------
+
+    def push_items(self, items: tp.Iterable[ScriptItem]) -> None:
+        """Queue parsed script items (words and breaks)."""
+        self._require_open()
+        if self.feeder.text_ended:
+            raise RuntimeError("end_of_text() was called: no more text can be pushed")
+        self.feeder.entries.extend(self.script.entries(items))
+
+    def push_text(self, text: str | bytes, speaker: int = 0) -> None:
+        """Queue the words (and ``<break time=.../>`` pauses) of ``text``, said by ``speaker`` (0 main, 1 other)."""
+        self.push_items(parse_text(text, speaker))
+
+    def push_words(self, words: tp.Sequence[str], speaker: int = 0) -> None:
+        """Queue whole words (each is split on whitespace, so a word with spaces counts as several)."""
+        for word in words:
+            self.push_text(word, speaker)
+
+    def end_of_text(self) -> None:
+        """No more text will come: speech ends after the queued words."""
+        self._require_open()
+        self.feeder.text_ended = True
+
+    # -- output -----------------------------------------------------------------------------------------
+
+    def _last_step(self) -> int | None:
+        """Index of the last LM step needed, once the end of the text is known."""
+        end_step = self.feeder.end_step
+        if end_step is None:
+            return None
+        synthesizer = self.synthesizer
+        last_frame = end_step + synthesizer.delay_steps + DROPPED_LEADING_FRAMES - 1
+        return last_frame + synthesizer.max_delay
+
+    def events(self, max_steps: int | None = None) -> tp.Iterator[SynthesisEvent]:
+        """Step the model as far as the pushed text allows (at most ``max_steps`` steps) and yield what comes
+        out. Call again after pushing more text; after ``end_of_text`` it runs to the end of speech."""
+        self._require_open()
+        taken = 0
+        while not self.finished and (max_steps is None or taken < max_steps) and self.feeder.can_step():
+            yield from self._step()
+            taken += 1
+
+    @torch.no_grad()
+    def _step(self) -> tp.Iterator[SynthesisEvent]:
+        synthesizer = self.synthesizer
+        feeder = self.feeder
+        step = self.steps
+        taken: list[ScriptEntry] = []
+
+        def choose_text(sampled: torch.Tensor) -> torch.Tensor:  # [1] -> [1]
+            token, entry = feeder.step(step, int(sampled[0]))
+            if entry is not None:
+                taken.append(entry)
+            return torch.tensor([token])
+
+        delays = synthesizer.generator.delays[1:1 + synthesizer.lm.dep_q]  # [dep_q]
+        zero_audio = step < delays + synthesizer.delay_steps  # [dep_q]
+        output = synthesizer.generator.scripted_step(choose_text, synthesizer.text_bias, zero_audio,
+                                                     skip_depth=step < synthesizer.delay_steps)
+        self.steps += 1
+        for entry in taken:
+            if not entry.is_break:
+                start = max(0.0, (step - DROPPED_LEADING_FRAMES) * synthesizer.frame_duration)
+                yield SpokenWord(entry.text, start, entry.speaker, step)
+        if output is None:
+            return
+        index = step - synthesizer.max_delay  # frame of the text timeline that came out
+        tokens = output.tokens[0]  # [1 + dep_q]
+        if synthesizer.options.token_frames:
+            yield TokenFrame(index, tokens.clone())
+        if index >= synthesizer.delay_steps:  # voiced frames: decode (the codec is streaming, keep them all)
+            codes = tokens[1:].clamp(min=0)[None, :, None]  # [1, dep_q, 1]
+            pcm = synthesizer.codec.decode(codes)[0, 0].float().clamp(-1, 1)  # [frame_size]
+            first_kept = synthesizer.delay_steps + DROPPED_LEADING_FRAMES
+            if index >= first_kept:
+                yield AudioFrame(pcm, (index - first_kept) * synthesizer.frame_duration, tokens[1:].clone())
+                self.frames_out += 1
+        last = self._last_step()
+        if last is not None and step >= last:
+            self.finished = True
+
+
+def synthesize(engine: Engine, script: str | bytes | tp.Sequence[str], options: SynthesisOptions | None = None
+               ) -> tuple[torch.Tensor, list[TimedWord]]:
+    """One-call TTS: audio [N] float32 at the codec's rate, and word times."""
+    return Synthesizer(engine, options).synthesize(script)
+
