@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .conditioners import Condition
-from .embeddings import UNGENERATED_TOKEN
+from .embeddings import UNGENERATED_TOKEN, ZERO_TOKEN
 from .model import LMModel
 from .sampling import SamplingOptions, sample_token
 
@@ -27,11 +27,24 @@ class GenerationOptions:
     text: SamplingOptions = field(default_factory=lambda: SamplingOptions(temperature=0.7, top_k=25))
     audio: SamplingOptions = field(default_factory=lambda: SamplingOptions(temperature=0.8, top_k=250))
     cfg_coef: float = 1.0  # classifier-free guidance; != 1 runs a conditioned and an unconditioned batch half
+    # Guidance as Kyutai's TTS does it: the unconditioned half also reads no text, and the text token is
+    # sampled from the conditioned half alone (only the audio is guided). Needs no conditions.
+    cfg_text_free: bool = False
     seed: int | None = None  # seeds one sampling generator per batch item (each item samples as if alone)
 
     @classmethod
     def greedy(cls, **overrides: tp.Any) -> GenerationOptions:
         return cls(text=SamplingOptions(), audio=SamplingOptions(), **overrides)
+
+
+@dataclass(frozen=True)
+class StepControl:
+    """What a driver may change inside one step (TTS steers the text and silences audio this way)."""
+
+    text_bias: torch.Tensor | None = None  # [V] added to the text logits before sampling
+    choose_text: tp.Callable[[torch.Tensor], torch.Tensor] | None = None  # sampled text [B] -> text to use [B]
+    zero_audio: torch.Tensor | None = None  # [dep_q] bool: these codebooks get ZERO (no input) this step
+    skip_depth: bool = False  # every codebook ZERO, without running the depth transformer
 
 
 @dataclass
@@ -66,7 +79,7 @@ class LMGenerator:
             raise ValueError("put the model in eval mode before generating")
         self.model = model
         self.options = options or GenerationOptions()
-        if self.options.cfg_coef != 1.0 and conditions is None:
+        if self.options.cfg_coef != 1.0 and conditions is None and not self.options.cfg_text_free:
             raise ValueError("classifier-free guidance needs conditions for both batch halves")
         self.conditions = conditions
         self.max_delay = max(model.delays)
@@ -164,11 +177,11 @@ class LMGenerator:
         return unconditioned + (conditioned - unconditioned) * self.options.cfg_coef
 
     @torch.no_grad()
-    def step(self, fed_tokens: torch.Tensor | None = None, forced_audio: torch.Tensor | None = None
-             ) -> StepOutput | None:
+    def step(self, fed_tokens: torch.Tensor | None = None, forced_audio: torch.Tensor | None = None,
+             control: StepControl | None = None) -> StepOutput | None:
         """One frame. ``fed_tokens`` [B, K_fed] (or [B, K_fed, 1]) are the streams given from outside;
-        ``forced_audio`` [B, dep_q] replaces the sampled audio (teacher forcing). Returns None during the
-        first ``max(delays)`` steps."""
+        ``forced_audio`` [B, dep_q] replaces the sampled audio (teacher forcing); ``control`` lets a driver
+        steer the text and silence audio codebooks. Returns None during the first ``max(delays)`` steps."""
         state = self._require_state()
         model = self.model
         B = state.batch_size
@@ -186,17 +199,33 @@ class LMGenerator:
         tokens_in = state.cache.gather(2, read_index)  # [B, K, 1]
         tokens_in = torch.where(is_initial[..., None], model.initial_tokens(B), tokens_in)
         if self.guided:
-            tokens_in = tokens_in.repeat(2, 1, 1)
+            unconditioned = tokens_in
+            if self.options.cfg_text_free:
+                unconditioned = tokens_in.clone()
+                unconditioned[:, 0] = torch.where(is_initial[:, :1], tokens_in[:, 0], ZERO_TOKEN)
+            tokens_in = torch.cat([tokens_in, unconditioned])  # [2B, K, 1]
 
         hidden, text_logits = model.forward_temporal(tokens_in, state.condition_sum, state.cross_source)
-        text_logits = self._guide(text_logits[:, 0, 0])  # [B, V]
-        text_token = self._sample(text_logits.float(), self.options.text)  # [B]
+        if self.options.cfg_text_free:
+            text_logits = text_logits[:B, 0, 0].float()  # [B, V]: the conditioned half alone
+        else:
+            text_logits = self._guide(text_logits[:, 0, 0]).float()  # [B, V]
+        control = control or StepControl()
+        if control.text_bias is not None:
+            text_logits = text_logits + control.text_bias
+        text_token = self._sample(text_logits, self.options.text)  # [B]
+        if control.choose_text is not None:
+            text_token = control.choose_text(text_token).to(text_token)
         if model.depformer is None:
             audio_tokens = None
+        elif control.skip_depth:
+            audio_tokens = torch.full((B, model.dep_q), ZERO_TOKEN, device=text_token.device)
         elif forced_audio is not None:
             audio_tokens = forced_audio.reshape(B, model.dep_q)
         else:
             audio_tokens = self._depth_step(text_token, hidden)  # [B, dep_q]
+        if audio_tokens is not None and control.zero_audio is not None:
+            audio_tokens = audio_tokens.masked_fill(control.zero_audio[None], ZERO_TOKEN)
 
         state.offsets += state.exec_mask.long()
         state.steps += 1

@@ -46,8 +46,8 @@ from ..engine import Engine
 from ..errors import CheckpointError
 from ..layout import StreamLayout
 from ..lm.conditioners import TensorConditioner, TensorInput
-from ..lm.embeddings import UNGENERATED_TOKEN, ZERO_TOKEN
-from ..lm.generate import GenerationOptions, LMGenerator, StepOutput
+from ..lm.embeddings import ZERO_TOKEN
+from ..lm.generate import GenerationOptions, LMGenerator, StepControl
 from ..lm.sampling import SamplingOptions
 from ..text import EPAD_ID, PAD_ID
 from ..text_stream import TimedWord
@@ -90,7 +90,8 @@ class SynthesisOptions:
         text = SamplingOptions(temperature=self.temperature, top_k=self.top_k_text)
         audio = SamplingOptions(temperature=self.temperature, top_k=self.top_k_audio)
         cfg_coef = self.cfg_coef if direct_cfg and self.cfg_coef is not None else 1.0
-        return GenerationOptions(text=text, audio=audio, seed=self.seed, cfg_coef=cfg_coef)
+        return GenerationOptions(text=text, audio=audio, seed=self.seed, cfg_coef=cfg_coef,
+                                 cfg_text_free=cfg_coef != 1.0)
 
 
 @dataclass(frozen=True)
@@ -152,75 +153,6 @@ def voice_condition(voices: tp.Sequence[torch.Tensor], dim: int, max_speakers: i
         values[0, slot] = voice.float()
         mask[0, slot] = True
     return TensorInput(values.view(1, -1, dim), mask.view(1, -1))
-
-
-class ScriptedGenerator(LMGenerator):
-    """``LMGenerator`` whose text token is chosen by the driver after sampling, before the depth transformer
-    reads it and before it is written back into the cache (what TTS needs), with a bias on the text logits and
-    chosen audio codebooks replaced by ZERO (no input).
-
-    ``LMGenerator.step`` has no such hooks; this subclass repeats its body with them. Upstreaming
-    ``on_text_logits``/``on_text``/``on_audio`` arguments into ``LMGenerator.step`` would remove the copy.
-
-    Direct (two-batch) CFG differs from ``LMGenerator``'s the way Kyutai's TTS does it: the unconditioned half
-    also reads no text (ZERO instead of the fed words), and the text action is taken from the conditioned half
-    alone; only the audio codebooks are guided.
-    """
-
-    @torch.no_grad()
-    def scripted_step(self, choose_text: tp.Callable[[torch.Tensor], torch.Tensor], text_bias: torch.Tensor | None,
-                      zero_audio: torch.Tensor, skip_depth: bool) -> StepOutput | None:
-        """One frame. ``choose_text`` maps the sampled text tokens [B] to the ones to use; ``text_bias``
-        [V] is added to the text logits before sampling; codebooks where ``zero_audio`` [dep_q] is True
-        are replaced by ZERO; ``skip_depth`` does not run the depth transformer (all codebooks ZERO)."""
-        state = self._require_state()
-        model = self.model
-        B = state.batch_size
-        cache_len = state.cache.shape[2]
-        if self.num_fed:  # streams the driver would feed (none in Kyutai's TTS): no input
-            fed_positions = (state.offsets[:, None] + self.delays[None, 1 + model.dep_q:]) % cache_len
-            fed = torch.full((B, self.num_fed), ZERO_TOKEN, dtype=torch.long, device=state.cache.device)
-            self._write(slice(1 + model.dep_q, None), fed_positions, fed)
-
-        is_initial = state.offsets[:, None] <= self.delays[None]  # [B, K]
-        is_initial |= ~state.exec_mask[:, None]
-        read_index = (state.offsets % cache_len)[:, None, None].expand(B, model.num_streams, 1)
-        tokens_in = state.cache.gather(2, read_index)  # [B, K, 1]
-        tokens_in = torch.where(is_initial[..., None], model.initial_tokens(B), tokens_in)
-        if self.guided:  # the unconditioned half reads no text either
-            unconditioned = tokens_in.clone()
-            unconditioned[:, 0] = torch.where(is_initial[:, :1], tokens_in[:, 0], ZERO_TOKEN)
-            tokens_in = torch.cat([tokens_in, unconditioned])  # [2B, K, 1]
-
-        hidden, text_logits = model.forward_temporal(tokens_in, state.condition_sum, state.cross_source)
-        text_logits = text_logits[:B, 0, 0].float()  # [B, V]: the conditioned half decides the action
-        if text_bias is not None:
-            text_logits = text_logits + text_bias
-        sampled = self._sample(text_logits, self.options.text)  # [B]
-        text_token = choose_text(sampled).to(sampled)  # [B]
-        if model.depformer is None:
-            audio_tokens = None
-        else:
-            if skip_depth:
-                audio_tokens = torch.full((B, model.dep_q), ZERO_TOKEN, dtype=torch.long, device=sampled.device)
-            else:
-                audio_tokens = self._depth_step(text_token, hidden)  # [B, dep_q]
-            audio_tokens = torch.where(zero_audio[None], torch.full_like(audio_tokens, ZERO_TOKEN), audio_tokens)
-
-        state.offsets += state.exec_mask.long()
-        state.steps += 1
-        write_position = (state.offsets % cache_len)[:, None]  # [B, 1]
-        self._write(slice(0, 1), write_position, text_token[:, None])
-        if audio_tokens is not None:
-            self._write(slice(1, 1 + model.dep_q), write_position.expand(B, model.dep_q), audio_tokens)
-        if state.steps <= self.max_delay:
-            return None
-        generated_delays = self.delays[None, :1 + model.dep_q]  # [1, 1 + dep_q]
-        out_positions = (state.offsets[:, None] - self.max_delay + generated_delays) % cache_len
-        tokens = state.cache[:, :1 + model.dep_q].gather(2, out_positions[..., None])[..., 0]  # [B, 1 + dep_q]
-        not_ready = (state.offsets <= self.max_delay) | ~state.exec_mask
-        tokens[not_ready] = UNGENERATED_TOKEN
-        return StepOutput(tokens, [], text_logits)
 
 
 @dataclass
@@ -339,7 +271,7 @@ class Synthesizer:
         self.distilled_cfg = provider is not None and "cfg" in provider.conditioners
         generation = self.options.generation(direct_cfg=not self.distilled_cfg)
         self.conditions = self._conditions(name, guided=generation.cfg_coef != 1.0)
-        self.generator = ScriptedGenerator(lm, generation, self.conditions)
+        self.generator = LMGenerator(lm, generation, self.conditions)
         self.text_bias = None
         if self.options.padding_bonus:
             self.text_bias = torch.zeros(lm.text_linear.out_features, device=engine.device)
@@ -362,7 +294,7 @@ class Synthesizer:
         if provider is None:
             if options.voices:
                 raise ValueError(f"{name}: this model takes no voice conditioning")
-            return {} if guided else None  # direct CFG then only drops the text
+            return None  # direct CFG then only drops the text (GenerationOptions.cfg_text_free)
         attributes: dict[str, tp.Any] = {}
         for attribute, conditioner in provider.conditioners.items():
             if attribute == "cfg":
@@ -517,8 +449,13 @@ class SynthesisStream:
 
         delays = synthesizer.generator.delays[1:1 + synthesizer.lm.dep_q]  # [dep_q]
         zero_audio = step < delays + synthesizer.delay_steps  # [dep_q]
-        output = synthesizer.generator.scripted_step(choose_text, synthesizer.text_bias, zero_audio,
-                                                     skip_depth=step < synthesizer.delay_steps)
+        generator = synthesizer.generator
+        fed = None  # streams a TTS model would read from outside (none in Kyutai's): no input
+        if generator.num_fed:
+            fed = torch.full((1, generator.num_fed), ZERO_TOKEN, dtype=torch.long)
+        control = StepControl(text_bias=synthesizer.text_bias, choose_text=choose_text, zero_audio=zero_audio,
+                              skip_depth=step < synthesizer.delay_steps)
+        output = generator.step(fed, control=control)
         self.steps += 1
         for entry in taken:
             if not entry.is_break:
