@@ -72,6 +72,11 @@ class TextTokenizer:
             raise CheckpointError(f"{self.path}: not a SentencePiece model ({exc})") from exc
 
     @property
+    def unk_id(self) -> int:
+        """Id of the unknown piece (characters the tokenizer cannot represent)."""
+        return int(self._sp.unk_id())
+
+    @property
     def vocab_size(self) -> int:
         """Number of pieces; the LM's ``text_card``."""
         return int(self._sp.GetPieceSize())

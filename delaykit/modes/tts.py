@@ -277,7 +277,7 @@ class Synthesizer:
             self.text_bias = torch.zeros(lm.text_linear.out_features, device=engine.device)
             self.text_bias[PAD_ACTION] = self.options.padding_bonus
         # The tokenizer's unk id (<unk>); TextTokenizer has no public accessor for it.
-        self.unknown_id = int(self.tokenizer._sp.unk_id())
+        self.unknown_id = self.tokenizer.unk_id
         self._stream: SynthesisStream | None = None
 
     @property
