@@ -8,6 +8,23 @@ Importing the package is cheap: torch and the models load only when a submodule 
 imported.
 """
 
+from __future__ import annotations
+
+import typing as tp
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load"]
+
+if tp.TYPE_CHECKING:  # pragma: no cover
+    from .api import Model
+
+
+def load(name_or_path: str = "default", device: str = "auto", dtype: tp.Any = None) -> Model:
+    """Load a checkpoint (``"default"``, a directory, or a hub repo id) as a :class:`delaykit.api.Model`
+    with ``transcribe``/``synthesize``/``converse`` and their streaming forms."""
+    import torch
+
+    from .api import load as load_model
+
+    return load_model(name_or_path, device=device, dtype=dtype or torch.float32)
