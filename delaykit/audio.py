@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AudioError
+from .files import default_file_mode
 
 if tp.TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -153,6 +154,29 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE) -
     return mono
 
 
+def load_audio_bytes(data: bytes, what: str = "<stdin>", sample_rate: int | None = SAMPLE_RATE) -> np.ndarray:
+    """:func:`load_audio` for a whole encoded file held in memory (e.g. WAV or FLAC read from a pipe);
+    ``what`` names it in errors."""
+    import io
+
+    import soundfile
+
+    if not data:
+        raise AudioError(f"{what}: no audio data")
+    try:
+        signal, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)  # [T, C]
+    except (RuntimeError, OSError, ValueError, TypeError) as exc:  # LibsndfileError is a RuntimeError
+        reason = getattr(exc, "error_string", None) or str(exc)  # without the BytesIO's repr
+        raise AudioError(f"{what}: cannot read audio ({reason})") from exc
+    if signal.shape[0] == 0:
+        raise AudioError(f"{what}: audio is empty (0 samples)")
+    check_finite(signal, what)
+    mono = downmix(np.ascontiguousarray(signal.T))  # [T]
+    if sample_rate is not None and rate != sample_rate:
+        mono = resample(mono, int(rate), sample_rate)
+    return mono
+
+
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read a file as float32 ``[C, T]`` at its own rate, with the checks of :func:`load_audio`."""
     import soundfile
@@ -180,18 +204,24 @@ def write_audio(
 ) -> Path:
     """Write ``[T]`` or ``[C, T]`` (NumPy or torch) to a WAV/FLAC/OGG file chosen by the suffix.
 
-    ``subtype`` is ``"PCM_16"`` (samples clipped to [-1, 1]) or ``"FLOAT"``. The file is written to a
-    temporary name and renamed, so an error never leaves a half-written file behind.
+    ``subtype`` is ``"PCM_16"`` (samples clipped to [-1, 1]) or ``"FLOAT"``. ``int16`` samples (e.g. those
+    of :func:`float_to_pcm16`) are written unchanged as ``PCM_16``. The file is written to a temporary name
+    and renamed, so an error never leaves a half-written file behind.
     """
     import soundfile
 
     path = Path(path)
-    x = _as_numpy(signal).astype(np.float32, copy=False)
+    x = _as_numpy(signal)
     if x.ndim not in (1, 2):
         raise ValueError(f"expected [T] or [C, T], got shape {x.shape}")
-    check_finite(x, str(path))
-    if subtype.upper().startswith("PCM"):
-        x = np.clip(x, -1.0, 1.0)  # libsndfile would wrap around, not clip
+    if x.dtype == np.int16:
+        if subtype.upper() != "PCM_16":
+            raise ValueError(f"int16 samples are written as PCM_16, not {subtype}")
+    else:
+        x = x.astype(np.float32, copy=False)
+        check_finite(x, str(path))
+        if subtype.upper().startswith("PCM"):
+            x = np.clip(x, -1.0, 1.0)  # libsndfile would wrap around, not clip
     data = x if x.ndim == 1 else x.T  # soundfile wants [T, C]
     suffix = path.suffix or ".wav"
     if not path.parent.is_dir():
@@ -200,6 +230,7 @@ def write_audio(
     os.close(fd)
     try:
         soundfile.write(tmp, data, sample_rate, subtype=subtype)  # format from the suffix
+        os.chmod(tmp, default_file_mode())  # mkstemp's file is owner-only; give the usual mode
         os.replace(tmp, path)
     except (RuntimeError, OSError, ValueError, TypeError) as exc:
         if os.path.exists(tmp):

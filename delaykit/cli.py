@@ -3,28 +3,45 @@
 Keep this module light: torch, the models and gradio are imported inside the commands that need them, so
 ``delaykit --help`` answers at once. Commands print data on stdout and logs on stderr; a
 :class:`~delaykit.errors.DelaykitError` raised anywhere below becomes ``Error: <message>`` and exit status 1,
-without a traceback.
+without a traceback, and Ctrl-C exits with status 130.
+
+The mode commands (``asr``, ``tts``, ``dialogue``) consume what the library yields (words, end-of-speech
+events, PCM frames) and print or write it as it comes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sys
 
 import click
 
 from . import __version__
 from .errors import DelaykitError
+from .files import write_text_atomically
+from .formats import FORMATS
+
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report a Ctrl-C
+MAX_ASR_BATCH = 8  # recordings decoded together as one batch of streams by `delaykit asr`
 
 
 class DelaykitGroup(click.Group):
-    """A Click group that reports DelaykitError as a one-line error instead of a traceback."""
+    """A Click group that reports DelaykitError (and a closed stdout pipe) as a one-line error instead of a
+    traceback, and exits with status 130 on Ctrl-C."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except DelaykitError as exc:
             raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt:  # Ctrl-C: commands have closed what they wrote on the way out
+            click.echo("Aborted!", err=True)
+            ctx.exit(INTERRUPTED_EXIT_CODE)
+        except BrokenPipeError as exc:  # the reader of stdout went away (e.g. `| head`)
+            _detach_stdout()
+            raise click.ClickException("stdout was closed by its reader: stopped") from exc
 
 
 @click.group(cls=DelaykitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -172,6 +189,264 @@ def train_eval_codec(checkpoint: str, manifest: str, count: int, codebooks: str,
         model = CodecModel(model.config)
     ks = [int(k) for k in codebooks.split(",")]
     click.echo(json.dumps(evaluate_codec(model, manifest, count, ks), indent=2))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Modes: speech recognition, speech synthesis, dialogue
+
+
+def _load_model(name: str, mode: str):
+    """The checkpoint ``name`` as a :class:`delaykit.api.Model` for ``mode``; "default" gets a clear error, as no
+    default model is shipped for the modes yet (only a codec)."""
+    from .api import load
+    from .errors import CheckpointError
+
+    hint = (f"no default {mode} model ships with delaykit yet (the default checkpoint is a codec only); "
+            f"pass --model with a checkpoint directory or hub repo id for {mode}")
+    try:
+        model = load(name)
+    except CheckpointError as exc:
+        if name == "default":
+            raise CheckpointError(hint) from exc
+        raise
+    if name == "default" and model.mode != mode:
+        raise CheckpointError(hint)
+    return model
+
+
+def _refuse_existing(paths, force: bool) -> None:
+    from pathlib import Path
+
+    for path in paths:
+        if not force and Path(path).exists():
+            raise DelaykitError(f"{path}: already exists (pass --force to overwrite)")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _detach_stdout() -> None:
+    """Point file descriptor 1 at /dev/null after its reader has gone, so that the interpreter's last flush of
+    stdout does not print a BrokenPipeError."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):  # no real descriptor (e.g. under CliRunner)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _input_label(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+@main.command()
+@click.argument("audio", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--model", default="default", show_default=True, help="ASR checkpoint directory, hub id or default")
+@click.option("-f", "--output-format", "output_format", type=click.Choice([*FORMATS, "all"]), default=None,
+              help="transcript format (default: words as they come on stdout; with -o: all formats)")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
+              help="write <stem>.<format> files into this directory instead of printing")
+@click.option("--vad", is_flag=True, help="print end-of-turn events on stderr")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("--force", is_flag=True, help="overwrite existing output files")
+@click.option("-q", "--quiet", is_flag=True, help="no progress messages on stderr")
+def asr(audio: tuple[str, ...], model: str, output_format: str | None, output_dir: str | None, vad: bool,
+        threads: int | None, force: bool, quiet: bool) -> None:
+    """Transcribe AUDIO files ("-" reads a WAV/FLAC byte stream from stdin).
+
+    Up to 8 files are decoded together, as concurrent streams of one batch. Without -o, words are printed
+    as they are recognised (one file: on one line; several: one "FILE: word" line each), or with -f (one
+    file) the whole transcript once it ends. With -o, each file's transcripts are written as it ends."""
+    from pathlib import Path
+
+    if audio.count("-") > 1:
+        raise click.UsageError("stdin ('-') can be read only once")
+    if output_dir is None and output_format == "all":
+        raise click.UsageError("-f all writes several files: give -o DIR")
+    if output_dir is None and output_format is not None and len(audio) > 1:
+        raise click.UsageError("-f with several inputs needs -o DIR (without -f, words are streamed per file)")
+    formats = (FORMATS if output_format in (None, "all") else (output_format,)) if output_dir else ()
+    targets: list[list[Path]] = []
+    if output_dir is not None:
+        stems = ["stdin" if path == "-" else Path(path).stem for path in audio]
+        for stem in stems:
+            if stems.count(stem) > 1:
+                raise DelaykitError(f"two inputs are named {stem!r}: their transcripts would overwrite each other")
+        targets = [[Path(output_dir) / f"{stem}.{name}" for name in formats] for stem in stems]
+        _refuse_existing([path for paths in targets for path in paths], force)
+
+    _set_threads(threads)
+    from .audio import load_audio, load_audio_bytes
+    from .formats import render
+    from .modes.asr import EndOfSpeech, TranscribeOptions, Word
+    from .modes.asr_batch import ItemFinished, transcribe_batch
+
+    transcriber = _load_model(model, "asr").transcriber(TranscribeOptions(vad=vad))
+    if output_dir is not None:
+        try:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DelaykitError(f"{output_dir}: cannot create the output directory ({exc.strerror or exc})") from exc
+    several = len(audio) > 1
+    for first in range(0, len(audio), MAX_ASR_BATCH):
+        paths = audio[first:first + MAX_ASR_BATCH]
+        signals = [load_audio_bytes(sys.stdin.buffer.read(), "<stdin>", transcriber.sample_rate)
+                   if path == "-" else load_audio(path, transcriber.sample_rate) for path in paths]
+        words: list[list] = [[] for _ in paths]
+        for event in transcribe_batch(transcriber, signals):
+            label = _input_label(paths[event.item])
+            if isinstance(event, Word):
+                words[event.item].append(event)
+                if output_dir is None and output_format is None:  # stream the words
+                    if several:
+                        click.echo(f"{label}: {event.text}")
+                    else:
+                        click.echo((" " if len(words[0]) > 1 else "") + event.text, nl=False)
+            elif isinstance(event, EndOfSpeech):
+                click.echo(f"{label + ': ' if several else ''}[end of turn at {event.time:.2f} s]", err=True)
+            elif isinstance(event, ItemFinished):
+                item_words = words[event.item]
+                if output_dir is not None:
+                    for path in targets[first + event.item]:
+                        write_text_atomically(path, render(path.suffix[1:], item_words))
+                        if not quiet:
+                            click.echo(f"{label}: wrote {path}", err=True)
+                elif output_format is not None:
+                    click.echo(render(output_format, item_words), nl=False)
+                elif not several and item_words:
+                    click.echo("")
+
+
+@main.command()
+@click.argument("script", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="WAV file to write, or - for raw 16-bit mono PCM on stdout, frame by frame")
+@click.option("--model", default="default", show_default=True, help="TTS checkpoint directory, hub id or default")
+@click.option("--seed", type=int, default=None, help="seed of the sampling (repeatable output)")
+@click.option("--temperature", type=float, default=None, help="sampling temperature (default 0.6; 0 = greedy)")
+@click.option("--cfg", type=float, default=None, help="classifier-free guidance strength (default 2.0)")
+@click.option("--timings", type=click.Path(dir_okay=False), default=None,
+              help="write each word's start and end as JSON [{word, start, end}] here")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("--force", is_flag=True, help="overwrite existing output files")
+def tts(script: str, output: str, model: str, seed: int | None, temperature: float | None, cfg: float | None,
+        timings: str | None, threads: int | None, force: bool) -> None:
+    """Speak the text of SCRIPT ("-": stdin) and write it to a WAV file, or stream it as raw PCM (-o -).
+
+    Raw PCM goes out as each 80 ms frame is generated; the sample rate is printed on stderr, e.g.
+    `delaykit tts story.txt -o - | aplay -r 24000 -f S16_LE`."""
+    import time
+    from pathlib import Path
+
+    to_stdout = output == "-"
+    _refuse_existing([path for path in ((None if to_stdout else output), timings) if path], force)
+    text = sys.stdin.buffer.read() if script == "-" else Path(script).read_bytes()
+
+    _set_threads(threads)
+    import numpy as np
+    import torch
+
+    from .audio import Pcm16StreamWriter, float_to_pcm16, write_audio
+    from .modes.script import parse_turns
+    from .modes.tts import AudioFrame, SpokenWord, SynthesisOptions, word_times
+
+    items = parse_turns(text)  # TextError (exit 1) for invalid UTF-8 or a script without words
+    overrides = {key: value for key, value in (("seed", seed), ("temperature", temperature), ("cfg_coef", cfg))
+                 if value is not None}
+    try:
+        synthesizer = _load_model(model, "tts").synthesizer(SynthesisOptions(**overrides))
+    except ValueError as exc:  # an option value this checkpoint does not take (e.g. a --cfg it has no bin for)
+        raise click.UsageError(str(exc)) from exc
+    sample_rate = synthesizer.codec.sample_rate
+    pcm_out = None
+    if to_stdout:
+        click.echo(f"streaming raw 16-bit mono PCM at {sample_rate} Hz "
+                   f"(e.g. | aplay -r {sample_rate} -f S16_LE -c 1)", err=True)
+        pcm_out = Pcm16StreamWriter(sys.stdout.buffer, sample_rate)
+    frames: list[torch.Tensor] = []  # kept for the WAV only: a stream to stdout holds no audio in memory
+    samples = 0
+    spoken: list[SpokenWord] = []
+    started = time.perf_counter()
+    try:
+        with synthesizer.stream() as stream:
+            stream.push_items(items)
+            stream.end_of_text()
+            for event in stream.events():
+                if isinstance(event, AudioFrame):
+                    samples += event.pcm.numel()
+                    if pcm_out is not None:
+                        pcm_out.write(event.pcm.cpu().numpy())  # written and flushed at once
+                    else:
+                        frames.append(event.pcm.cpu())
+                elif isinstance(event, SpokenWord):
+                    spoken.append(event)
+    finally:
+        if pcm_out is not None:
+            with contextlib.suppress(BrokenPipeError):
+                pcm_out.stream.flush()  # what was streamed stays readable, also after Ctrl-C
+    elapsed = time.perf_counter() - started
+    seconds = samples / sample_rate
+    if not to_stdout:  # the 16-bit samples -o - streams, so both outputs hold the same samples
+        audio = torch.cat(frames) if frames else torch.zeros(0)
+        write_audio(output, np.frombuffer(float_to_pcm16(audio.numpy()), dtype="<i2"), sample_rate)
+    words = word_times(spoken, seconds)
+    if timings:
+        entries = [json.dumps({"word": word.text, "start": round(word.start, 3), "end": round(word.end, 3)},
+                              ensure_ascii=False) for word in words]
+        write_text_atomically(timings, "[\n" + ",\n".join(entries) + ("\n]\n" if entries else "]\n"))
+    click.echo(f"{len(words)} words, {seconds:.2f} s of audio in {elapsed:.2f} s -> "
+               f"{'stdout' if to_stdout else output}", err=True)
+
+
+@main.command()
+@click.argument("audio_in", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="stereo WAV to write: the user on the left, the agent on the right")
+@click.option("--model", default="default", show_default=True,
+              help="dialogue checkpoint directory, hub id or default")
+@click.option("--seed", type=int, default=None, help="seed of the sampling (repeatable output)")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
+def dialogue(audio_in: str, output: str, model: str, seed: int | None, threads: int | None, force: bool) -> None:
+    """Let the agent answer the user recorded in AUDIO_IN, full duplex; its words are printed with their
+    times as it says them, and both sides are written to OUTPUT once the recording ends."""
+    from pathlib import Path
+
+    _refuse_existing([output], force)
+    if not Path(output).absolute().parent.is_dir():
+        raise DelaykitError(f"{output}: output directory {Path(output).absolute().parent} does not exist")
+    _set_threads(threads)
+    import numpy as np
+
+    from .audio import load_audio, write_audio
+    from .formats import format_timestamp
+    from .modes.dialogue import DialogueOptions, converse, words_from_pieces
+
+    conversation = _load_model(model, "dialogue").conversation(DialogueOptions(seed=seed))
+    sample_rate = conversation.codec.sample_rate
+    user = load_audio(audio_in, sample_rate)  # [T]
+    agent_frames: list[np.ndarray] = []
+    pieces: list[tuple[float, str]] = []  # (time, piece) of the word being said
+
+    def say(word_pieces: list[tuple[float, str]]) -> None:
+        for word in words_from_pieces(word_pieces, conversation.frame_duration):
+            click.echo(f"[{format_timestamp(word.start)} --> {format_timestamp(word.end)}] {word.text}")
+
+    for step in converse(conversation, user):
+        agent_frames.append(step.agent_pcm[0].cpu().numpy())
+        piece = step.text_pieces[0]
+        if piece.startswith("\u2581") and pieces:  # a new word begins: the previous one is complete
+            say(pieces)
+            pieces = []
+        if piece:
+            pieces.append((step.time[0], piece))
+    say(pieces)
+    agent = np.concatenate(agent_frames)[:user.shape[0]].astype(np.float32)  # [T]
+    write_audio(output, np.stack([user, agent]), sample_rate)  # [2, T], written atomically
+    click.echo(f"{user.shape[0] / sample_rate:.2f} s -> {output} (user left, agent right)", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

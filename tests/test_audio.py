@@ -168,3 +168,12 @@ def test_write_into_a_missing_directory_names_the_file(tmp_path) -> None:
 
     with pytest.raises(AudioError, match="no directory"):
         write_audio(tmp_path / "missing" / "out.wav", np.zeros(10))
+
+
+def test_write_audio_writes_int16_samples_unchanged(tmp_path) -> None:
+    samples = np.frombuffer(float_to_pcm16(np.array([0.0, 0.3, -0.7, 1.0, -1.0, 0.123456], dtype=np.float32)), "<i2")
+    path = write_audio(tmp_path / "pcm.wav", samples, 24000)
+    back, _ = soundfile.read(path, dtype="int16")
+    np.testing.assert_array_equal(back, samples)  # as a pipe would carry them (libsndfile's own rounding differs)
+    with pytest.raises(ValueError, match="PCM_16"):
+        write_audio(tmp_path / "float.wav", samples, 24000, subtype="FLOAT")

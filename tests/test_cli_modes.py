@@ -1,0 +1,262 @@
+"""`delaykit asr`, `tts` and `dialogue` on tiny checkpoints: outputs equal the library's, errors are one line.
+
+Checkpoints come from the mode tests' fixtures (tiny random-weight models, so the words are nonsense but
+deterministic)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from click.testing import CliRunner
+
+pytest.importorskip("moshi")  # the fixtures build their checkpoints with the reference's constructors
+from test_asr import stt  # noqa: F401  (module fixture: tiny stt checkpoints)
+from test_dialogue import checkpoint  # noqa: F401  (module fixture: a tiny moshi checkpoint)
+
+from delaykit.api import load
+from delaykit.cli import main
+from delaykit.files import default_file_mode
+from delaykit.formats import FORMATS, format_timestamp, render
+from delaykit.modes.dialogue import DialogueOptions
+from delaykit.modes.tts import SynthesisOptions
+
+FRAME = 1920
+SCRIPT = "the quick brown fox jumps over the lazy dog"
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, [str(arg) for arg in args], input=input)
+
+
+def speech_like(path, seconds, seed, rate=24000):
+    generator = torch.Generator().manual_seed(seed)
+    t = torch.arange(int(seconds * rate)) / rate
+    signal = 0.3 * torch.sin(2 * math.pi * 220 * t) + 0.2 * torch.randn(t.shape[0], generator=generator)
+    soundfile.write(path, signal.clamp(-1, 1).numpy(), rate)  # 16-bit PCM
+    return path
+
+
+@pytest.fixture(scope="module")
+def stt_dir(stt):  # noqa: F811
+    return stt[0]["published"][0].files.directory
+
+
+@pytest.fixture(scope="module")
+def tts_dir(tmp_path_factory):
+    from test_tts import build_checkpoint
+
+    return build_checkpoint(tmp_path_factory.mktemp("tts-cli"))[0]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, stt_dir):
+    """Two recordings of different lengths (one not 24 kHz) and the words the library finds in each."""
+    root = tmp_path_factory.mktemp("clips")
+    paths = [speech_like(root / "first.wav", 2.3, seed=1), speech_like(root / "second.flac", 1.3, seed=2, rate=16000)]
+    transcriber = load(stt_dir, device="cpu").transcriber()
+    transcripts = [transcriber.transcribe(path) for path in paths]
+    assert all(transcript.words for transcript in transcripts)
+    return paths, transcripts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# asr
+
+def test_asr_streams_words_to_stdout(stt_dir, clips):
+    paths, transcripts = clips
+    result = run("asr", paths[0], "--model", stt_dir)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == transcripts[0].text + "\n"
+    result = run("asr", *paths, "--model", stt_dir)  # one batch of two streams
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    for path, transcript in zip(paths, transcripts, strict=True):
+        assert [line.split(": ", 1)[1] for line in lines if line.startswith(f"{path}: ")] == \
+            [word.text for word in transcript.words]
+
+
+def test_asr_reads_stdin(stt_dir, clips):
+    paths, transcripts = clips
+    result = run("asr", "-", "--model", stt_dir, "-f", "json", input=paths[1].read_bytes())
+    assert result.exit_code == 0, result.output
+    assert result.stdout == render("json", transcripts[1].words)
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_asr_prints_each_format(stt_dir, clips, name):
+    paths, transcripts = clips
+    result = run("asr", paths[0], "--model", stt_dir, "-f", name)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == render(name, transcripts[0].words)
+
+
+def test_asr_writes_files_into_a_directory_and_refuses_to_overwrite(stt_dir, clips, tmp_path):
+    paths, transcripts = clips
+    out = tmp_path / "out"
+    result = run("asr", *paths, "--model", stt_dir, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    for path, transcript in zip(paths, transcripts, strict=True):
+        for name in FORMATS:
+            assert (out / f"{path.stem}.{name}").read_text(encoding="utf-8") == render(name, transcript.words)
+    assert (out / "first.txt").stat().st_mode & 0o777 == default_file_mode()  # not mkstemp's 0o600
+    (out / "first.srt").write_text("keep me")
+    result = run("asr", paths[0], "--model", stt_dir, "-o", out, "-f", "srt")
+    assert result.exit_code == 1 and "already exists" in result.output and "Traceback" not in result.output
+    assert (out / "first.srt").read_text() == "keep me"
+    result = run("asr", paths[0], "--model", stt_dir, "-o", out, "-f", "srt", "--force", "--quiet")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert (out / "first.srt").read_text() == render("srt", transcripts[0].words)
+
+
+def test_asr_vad_prints_end_of_turn_on_stderr(stt_dir, clips, monkeypatch):
+    import functools
+
+    from delaykit.modes import asr
+
+    paths, _ = clips
+    result = run("asr", paths[0], "--model", stt_dir, "--vad")
+    assert result.exit_code == 0 and result.stderr == ""  # the tiny model never reaches P(no voice) 0.5
+    # a threshold of 0 fires after every word: the events are the library's, one line each
+    always = functools.partial(asr.TranscribeOptions, vad_threshold=0.0)
+    transcripts = [load(stt_dir, device="cpu").transcriber(always()).transcribe(path) for path in paths]
+    assert all(transcript.end_of_speech for transcript in transcripts)
+    monkeypatch.setattr(asr, "TranscribeOptions", always)
+    result = run("asr", paths[0], "--model", stt_dir, "--vad")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == transcripts[0].text + "\n"
+    assert result.stderr == "".join(f"[end of turn at {end.time:.2f} s]\n" for end in transcripts[0].end_of_speech)
+    result = run("asr", *paths, "--model", stt_dir, "--vad")
+    for path, transcript in zip(paths, transcripts, strict=True):
+        assert [line for line in result.stderr.splitlines() if line.startswith(f"{path}: ")] == [
+            f"{path}: [end of turn at {end.time:.2f} s]" for end in transcript.end_of_speech]
+
+
+def test_asr_errors(stt_dir, clips, checkpoint, tmp_path):  # noqa: F811
+    paths, _ = clips
+    result = run("asr", tmp_path / "missing.wav", "--model", stt_dir)
+    assert result.exit_code == 2 and "does not exist" in result.output
+    (tmp_path / "noise.wav").write_bytes(b"not audio at all")
+    result = run("asr", tmp_path / "noise.wav", "--model", stt_dir)
+    assert result.exit_code == 1 and "cannot read audio" in result.output and "Traceback" not in result.output
+    result = run("asr", paths[0], "--model", checkpoint[0])  # a dialogue checkpoint
+    assert result.exit_code == 1 and result.output.startswith("Error:") and "cannot do asr" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    result = run("asr", "-", "--model", stt_dir, input=b"garbage")
+    assert result.exit_code == 1 and result.output == "Error: <stdin>: cannot read audio (Format not recognised.)\n"
+    result = run("asr", paths[0], "-f", "all", "--model", stt_dir)
+    assert result.exit_code == 2 and "-o DIR" in result.output
+    result = run("asr", *paths, "-f", "srt", "--model", stt_dir)
+    assert result.exit_code == 2 and "-o DIR" in result.output
+
+
+# ---------------------------------------------------------------------------------------------------------
+# default models: none ships yet for the modes
+
+@pytest.mark.parametrize("args", [["asr", "IN"], ["tts", "SCRIPT", "-o", "-"], ["dialogue", "IN", "-o", "OUT"]])
+def test_default_model_gives_a_clear_error(args, clips, tmp_path, monkeypatch):
+    from test_codec_cli import make_checkpoint
+
+    (tmp_path / "script.txt").write_text(SCRIPT)
+    values = {"IN": clips[0][0], "SCRIPT": tmp_path / "script.txt", "OUT": tmp_path / "out.wav"}
+    args = [values.get(arg, arg) for arg in args]
+    mode = args[0]
+    import delaykit.checkpoints
+
+    make_checkpoint(tmp_path / "codec-only")
+    for default_dir in (tmp_path / "not-installed", tmp_path / "codec-only"):
+        monkeypatch.setattr(delaykit.checkpoints, "default_checkpoint_dir", lambda d=default_dir: d)
+        result = run(*args)  # --model defaults to "default"
+        assert result.exit_code == 1, result.output
+        assert result.output.strip() == (f"Error: no default {mode} model ships with delaykit yet (the default "
+                                         "checkpoint is a codec only); pass --model with a checkpoint "
+                                         f"directory or hub repo id for {mode}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# tts
+
+def test_tts_streams_the_same_pcm_as_the_wav_and_writes_timings(tts_dir, tmp_path):
+    (tmp_path / "script.txt").write_text(SCRIPT)
+    result = run("tts", tmp_path / "script.txt", "-o", tmp_path / "out.wav", "--model", tts_dir, "--seed", 3,
+                 "--timings", tmp_path / "words.json")
+    assert result.exit_code == 0, result.output
+    samples, rate = soundfile.read(tmp_path / "out.wav", dtype="int16")
+    assert (tmp_path / "out.wav").stat().st_mode & 0o777 == default_file_mode()
+    assert rate == 24000 and samples.ndim == 1 and samples.shape[0] % FRAME == 0 and samples.shape[0] > 0
+    streamed = run("tts", "-", "-o", "-", "--model", tts_dir, "--seed", 3, input=SCRIPT)
+    assert streamed.exit_code == 0, streamed.output
+    assert "24000 Hz" in streamed.stderr
+    assert np.array_equal(np.frombuffer(streamed.stdout_bytes, dtype="<i2"), samples)
+
+    pcm, words = load(tts_dir, device="cpu").synthesize(SCRIPT, SynthesisOptions(seed=3))
+    assert np.abs(samples / 32767.0 - pcm.numpy()).max() < 1.01 / 32767
+    timings = json.loads((tmp_path / "words.json").read_text())
+    assert timings == [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)} for w in words]
+    assert [entry["word"] for entry in timings] == SCRIPT.split()
+
+    result = run("tts", tmp_path / "script.txt", "-o", tmp_path / "out.wav", "--model", tts_dir)
+    assert result.exit_code == 1 and "already exists" in result.output
+
+
+def test_tts_ctrl_c_exits_130_and_keeps_what_was_streamed(tts_dir, tmp_path, monkeypatch):
+    from delaykit.modes import tts
+
+    def interrupted(self, max_steps=None):
+        for frame in range(3):
+            yield tts.AudioFrame(torch.full((FRAME,), 0.5), frame * 0.08, torch.zeros(8, dtype=torch.long))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tts.SynthesisStream, "events", interrupted)
+    result = run("tts", "-", "-o", "-", "--model", tts_dir, input=SCRIPT)
+    assert result.exit_code == 130
+    assert np.array_equal(np.frombuffer(result.stdout_bytes, dtype="<i2"), np.full(3 * FRAME, 16384, dtype="<i2"))
+    (tmp_path / "script.txt").write_text(SCRIPT)
+    result = run("tts", tmp_path / "script.txt", "-o", tmp_path / "out.wav", "--model", tts_dir)
+    assert result.exit_code == 130 and not list(tmp_path.glob("*.wav")) and not list(tmp_path.glob(".*"))
+
+    def reader_gone(self, max_steps=None):
+        raise BrokenPipeError
+        yield
+
+    monkeypatch.setattr(tts.SynthesisStream, "events", reader_gone)
+    result = run("tts", "-", "-o", "-", "--model", tts_dir, input=SCRIPT)
+    assert result.exit_code == 1 and result.stderr.endswith("Error: stdout was closed by its reader: stopped\n")
+
+
+def test_tts_errors(tts_dir, stt_dir, tmp_path):
+    result = run("tts", tmp_path / "missing.txt", "-o", "-", "--model", tts_dir)
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = run("tts", "-", "-o", "-", "--model", tts_dir, input=b"\xff\xfe bad")
+    assert result.exit_code == 1 and result.output.startswith("Error:") and "Traceback" not in result.output
+    result = run("tts", "-", "-o", "-", "--model", tts_dir, "--cfg", 2.5, input=SCRIPT)
+    assert result.exit_code == 2 and "cfg_coef 2.5 is not supported" in result.output
+    result = run("tts", "-", "-o", "-", "--model", stt_dir, input=SCRIPT)
+    assert result.exit_code == 1 and "cannot do tts" in result.output and result.stdout_bytes == b""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# dialogue
+
+def test_dialogue_writes_stereo_and_prints_timed_words(checkpoint, tmp_path):  # noqa: F811
+    user = speech_like(tmp_path / "user.wav", 1.5, seed=4)
+    result = run("dialogue", user, "-o", tmp_path / "out.wav", "--model", checkpoint[0], "--seed", 7)
+    assert result.exit_code == 0, result.output
+    stereo, rate = soundfile.read(tmp_path / "out.wav", dtype="float32")
+    heard, _ = soundfile.read(user, dtype="float32")
+    assert rate == 24000 and stereo.shape == (heard.shape[0], 2)
+    assert np.abs(stereo[:, 0] - heard).max() < 1.01 / 32767  # the user, left, in 16 bits
+
+    expected = load(checkpoint[0], device="cpu").converse(user, tmp_path / "library.wav", DialogueOptions(seed=7))
+    library, _ = soundfile.read(tmp_path / "library.wav", dtype="float32")
+    assert np.array_equal(stereo, library)
+    assert result.stdout == "".join(f"[{format_timestamp(w.start)} --> {format_timestamp(w.end)}] {w.text}\n"
+                                    for w in expected.agent_words)
+
+    result = run("dialogue", user, "-o", tmp_path / "out.wav", "--model", checkpoint[0])
+    assert result.exit_code == 1 and "already exists" in result.output
+    result = run("dialogue", tmp_path / "none.wav", "-o", tmp_path / "x.wav", "--model", checkpoint[0])
+    assert result.exit_code == 2 and "does not exist" in result.output
