@@ -77,7 +77,10 @@ class CodecTrainConfig:
     mel_weight: float = 1.0
     commit_weight: float = 1.0
     quantize_prob: float = 0.5  # per item: decode the quantized latent, else the unquantized one (as Mimi)
+    quantize_after: int = 0  # steps that decode only unquantized latents (the codebooks still follow them)
+    quantize_ramp: int = 0  # then steps over which the quantized share grows linearly to quantize_prob
     weight_norm: bool = False  # reparametrise SEANet convs while training; export folds it back
+    signal_init: bool = True  # variance-preserving conv init with zero biases (see `signal_preserving_init`)
     lr: float = 1e-3
     betas: tuple[float, float] = (0.8, 0.99)
     weight_decay: float = 1e-2  # on matrices and kernels only
@@ -155,6 +158,30 @@ def _merge(base: dict, update: dict) -> None:
             base[key] = value
 
 
+@torch.no_grad()
+def signal_preserving_init(model: CodecModel) -> CodecModel:
+    """Re-initialise every convolution with N(0, 1 / fan_in) weights and zero biases.
+
+    With PyTorch's default init each conv shrinks its input by ~0.6 and adds a random bias, so after the
+    ~10 layers of a SEANet decoder the output is >99 % bias-made buzz that does not depend on the latents,
+    and training sits for thousands of steps on the average spectrum. Unit-gain weights (for ELU, nearly
+    linear at these amplitudes) keep the input audible through the whole stack from the first step.
+    ``fan_in`` counts the inputs that reach one output: ``C_in / groups * kernel`` for a conv and
+    ``C_in / groups * kernel / stride`` for a transposed conv.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.ConvTranspose1d):
+            fan_in = module.in_channels // module.groups * module.kernel_size[0] / module.stride[0]
+        elif isinstance(module, nn.Conv1d):
+            fan_in = module.in_channels // module.groups * module.kernel_size[0]
+        else:
+            continue
+        module.weight.normal_(0.0, fan_in**-0.5)
+        if module.bias is not None:
+            module.bias.zero_()
+    return model
+
+
 def _seanet_convs(model: CodecModel) -> list[nn.Module]:
     return [m for part in (model.encoder, model.decoder) for m in part.modules()
             if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
@@ -191,6 +218,8 @@ class CodecTrainer:
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.model = CodecModel(config.model).train()
+        if config.signal_init:
+            signal_preserving_init(self.model)
         if config.weight_norm:
             add_weight_norm(self.model)
         self.spectral = MultiResolutionSpectralLoss(config.spectral)
@@ -242,6 +271,13 @@ class CodecTrainer:
                 "restarted": float(quantized.metrics.get("restarted", torch.zeros(())).item()),
                 "grad_norm": grad_norm.item(), "lr": lr}
 
+    def quantize_share(self, step: int) -> float:
+        """Probability that an item is decoded from its quantized latent at ``step``."""
+        cfg = self.config
+        if step < cfg.quantize_after:
+            return 0.0
+        return cfg.quantize_prob * min(1.0, (step - cfg.quantize_after + 1) / max(cfg.quantize_ramp, 1))
+
     def _forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
         """``CodecModel.forward``, except that a random part of the batch skips quantization.
 
@@ -251,7 +287,7 @@ class CodecTrainer:
         """
         latent = self.model.encode_latent(audio)  # [B, D, frames]
         quantized = self.model.quantizer(latent)
-        keep = torch.rand(latent.shape[0]) < self.config.quantize_prob  # [B]
+        keep = torch.rand(latent.shape[0]) < self.quantize_share(self.step)  # [B]
         mixed = torch.where(keep[:, None, None], quantized.quantized, latent)  # [B, D, frames]
         return self.model.decode_latent(mixed)[..., : audio.shape[-1]], quantized
 
