@@ -320,6 +320,12 @@ def _prepare_state(state: tp.Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def save_checkpoint(
     directory: str | os.PathLike,
     config: dict,
@@ -353,6 +359,7 @@ def save_checkpoint(
 
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.partial-", dir=directory.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it owner-only; a checkpoint is for everyone to read
     try:
         for name, state, _ in parts:
             if state is not None:
@@ -360,6 +367,8 @@ def save_checkpoint(
         if tokenizer_path is not None:
             shutil.copyfile(tokenizer_path, staging / config["tokenizer_name"])
         (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        for written_file in staging.iterdir():  # some writers create owner-only files
+            written_file.chmod(0o666 & ~_umask())
         if not directory.exists():
             os.rename(staging, directory)  # atomic: the directory appears complete
         else:

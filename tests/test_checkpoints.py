@@ -195,3 +195,20 @@ def test_default_checkpoint(monkeypatch, tmp_path, saved) -> None:
         resolve_checkpoint("default")
     monkeypatch.setattr(checkpoints, "default_checkpoint_dir", lambda: saved.directory)
     assert resolve_checkpoint("default").source == "default"
+
+
+def test_saved_checkpoints_are_readable_by_others(tmp_path) -> None:
+    import os
+    import stat
+
+    import torch
+
+    from delaykit.checkpoints import save_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        files = save_checkpoint(tmp_path / "ckpt", {"model_type": "codec"}, None, {"w": torch.zeros(2)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(files.directory.stat().st_mode) == 0o755
+    assert stat.S_IMODE(files.codec_weights.stat().st_mode) & 0o044 == 0o044

@@ -1,16 +1,17 @@
 """Codec training on CPU: random crops, spectral losses, EMA codebooks, resumable checkpoints, export.
 
-One step draws a batch of 1-2 s crops (a whole number of codec frames), runs ``CodecModel.forward`` in train
-mode (the quantizer updates its EMA codebooks, restarts dead codes and, with ``q_dropout``, picks a random
-number of acoustic codebooks; a random half of the batch is decoded from the unquantized latents, see
-``CodecTrainer._forward``) and minimises::
+One step draws a batch of 1-2 s crops (a whole number of codec frames) and runs the codec's encode ->
+quantize -> decode path in train mode: the quantizer updates its EMA codebooks, restarts dead codes and,
+with ``q_dropout``, picks a random number of acoustic codebooks; a share of the batch (``quantize_prob``,
+after an unquantized warm-up) is decoded from quantized latents, the rest from unquantized ones (see
+``CodecTrainer._forward``). It minimises::
 
     l1_weight * |x - y|  +  stft_weight * multi-resolution STFT  +  mel_weight * multi-resolution log-mel
                          +  commit_weight * commitment
 
-with AdamW in fp32. A run directory holds ``config.json`` (the :class:`CodecTrainConfig`), ``checkpoint.pt``
-(model, optimizer, step, every RNG state and the data sampler's position; written atomically every
-``checkpoint_minutes`` and at the end) and ``metrics.jsonl``. ``resume=True`` continues a killed run exactly
+with AdamW in fp32, starting from :func:`signal_preserving_init`. A run directory holds ``config.json`` (the
+:class:`CodecTrainConfig`), ``checkpoint.pt`` (model, optimizer, step, every RNG state and the data
+sampler's position; written atomically every ``checkpoint_minutes`` and at the end) and ``metrics.jsonl``. ``resume=True`` continues a killed run exactly
 where its last checkpoint left it. :func:`export_codec` writes a codec-only checkpoint directory that
 :mod:`delaykit.checkpoints` reads: ``config.json`` with ``"codec_config"`` and ``codec.safetensors``.
 """
@@ -164,7 +165,7 @@ def signal_preserving_init(model: CodecModel) -> CodecModel:
 
     With PyTorch's default init each conv shrinks its input by ~0.6 and adds a random bias, so after the
     ~10 layers of a SEANet decoder the output is >99 % bias-made buzz that does not depend on the latents,
-    and training sits for thousands of steps on the average spectrum. Unit-gain weights (for ELU, nearly
+    and training sat for 1000+ steps on the average spectrum. Unit-gain weights (for ELU, nearly
     linear at these amplitudes) keep the input audible through the whole stack from the first step.
     ``fan_in`` counts the inputs that reach one output: ``C_in / groups * kernel`` for a conv and
     ``C_in / groups * kernel / stride`` for a transposed conv.
