@@ -19,22 +19,19 @@ import numpy as np
 import torch
 
 from ..audio import load_audio
-from ..codec.model import CodecConfig, CodecModel
+from ..codec.model import CodecModel
 from ..data.synth import read_manifest
 from .losses import LogMelDistance, si_snr
 
 
 def load_codec_checkpoint(directory: str | os.PathLike) -> CodecModel:
-    """A codec-only checkpoint directory (``config.json`` with ``codec_config``) as an eval-mode model."""
-    from ..checkpoints import load_safetensors, resolve_checkpoint
+    """The codec of a checkpoint directory, as an eval-mode model."""
+    from ..engine import load_engine
 
-    files = resolve_checkpoint(str(directory))
-    if files.codec_weights is None or "codec_config" not in files.config:
-        raise ValueError(f"{directory}: not a codec checkpoint with a codec_config")
-    model = CodecModel(CodecConfig.from_dict(files.config["codec_config"]))
-    state = {k: v.float() for k, v in load_safetensors(files.codec_weights).items()}
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    codec = load_engine(str(directory), device="cpu").codec
+    if codec is None:
+        raise ValueError(f"{directory}: this checkpoint has no codec")
+    return codec
 
 
 @torch.no_grad()
