@@ -4,5 +4,5 @@
 ``tts``: streaming speech synthesis (text ahead of the audio), words pushed as they come, word times out;
 ``script``: TTS scripts (speaker turns, ``<break time="..."/>``) to the entries the TTS driver feeds;
 ``dialogue``: full-duplex conversation (one user frame in, one agent frame and text token out per 80 ms);
-``words``: word assembly and timing from a text stream.
+``words``: word assembly and timing from a text stream; ``session``: the streaming states a session holds.
 """

@@ -33,7 +33,6 @@ voice) over the next 0.5/1/2/3 s in Kyutai's stt models), timed at ``p * 80 ms -
 
 from __future__ import annotations
 
-import contextlib
 import os
 import typing as tp
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from ..layout import StreamLayout
 from ..lm.embeddings import UNGENERATED_TOKEN
 from ..lm.generate import GenerationOptions, LMGenerator
 from ..lm.sampling import SamplingOptions
+from .session import EngineSession
 from .words import Word, WordAssembler, WordTiming
 
 __all__ = ["EndOfSpeech", "TextFrame", "TranscribeOptions", "Transcriber", "Transcript", "TranscriptionStream",
@@ -193,7 +193,7 @@ class Transcriber:
         return np.ascontiguousarray(signal, dtype=np.float32)
 
 
-class TranscriptionStream:
+class TranscriptionStream(EngineSession):
     """Live recognition for ``batch_size`` independent items sharing one batch; see the module docstring."""
 
     def __init__(self, transcriber: Transcriber, batch_size: int, start: bool = True):
@@ -204,12 +204,7 @@ class TranscriptionStream:
         self.codec = engine.codec
         self.generator = LMGenerator(engine.lm, transcriber.options.generation())
         self._device = engine.device
-        self._contexts = contextlib.ExitStack()
-        with self._contexts as contexts:  # on an error below the states entered so far are released
-            contexts.enter_context(self.codec.streaming(batch_size))
-            contexts.enter_context(self.generator.streaming(batch_size))
-            self._contexts = contexts.pop_all()
-        self._closed = False
+        super().__init__(self.codec, self.generator, batch_size)
         B = batch_size
         self.running = torch.zeros(B, dtype=torch.bool)  # items started and not yet flushed or stopped
         self._steps = [0] * B  # LM steps taken by each item since its start (the first frame counts twice)
@@ -225,20 +220,6 @@ class TranscriptionStream:
             except BaseException:
                 self.close()
                 raise
-
-    # -- context management -------------------------------------------------------------------------------
-
-    def __enter__(self) -> tp.Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release the streaming states of the codec and the LM (unflushed items are dropped)."""
-        if not self._closed:
-            self._closed = True
-            self._contexts.close()
 
     # -- per-item control ---------------------------------------------------------------------------------
 
@@ -307,7 +288,7 @@ class TranscriptionStream:
     # -- stepping -----------------------------------------------------------------------------------------
 
     def _mask(self, mask: tp.Any, default: torch.Tensor) -> torch.Tensor:
-        if self._closed:
+        if self.closed:
             raise RuntimeError("this TranscriptionStream is closed")
         if mask is None:
             return default

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import typing as tp
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from ..lm.embeddings import UNGENERATED_TOKEN
 from ..lm.generate import GenerationOptions, LMGenerator
 from ..lm.sampling import SamplingOptions
 from ..text_stream import TimedWord
+from .session import EngineSession
 
 WORD_START = "\u2581"  # SentencePiece's word-boundary marker '▁'
 
@@ -139,7 +139,7 @@ class Conversation:
         return self._session
 
 
-class DialogueSession:
+class DialogueSession(EngineSession):
     """Streaming state of ``batch_size`` conversations; ``step`` once per 80 ms of user audio.
 
     Until the LM's delays have passed (the first ``max(delays) - 1`` frames of an item, none for moshiko's
@@ -154,26 +154,7 @@ class DialogueSession:
         device = conversation.engine.device
         self.device = device
         self.frames_heard = torch.zeros(batch_size, dtype=torch.long, device=device)  # [B] frames per item
-        self.closed = False
-        self._contexts = ExitStack()
-        try:
-            self._contexts.enter_context(conversation.codec.streaming(batch_size))
-            self._contexts.enter_context(conversation.generator.streaming(batch_size))
-        except BaseException:
-            self._contexts.close()
-            raise
-
-    def __enter__(self) -> tp.Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Drop the streaming state (the engine can then serve another session)."""
-        if not self.closed:
-            self.closed = True
-            self._contexts.close()
+        super().__init__(conversation.codec, conversation.generator, batch_size)
 
     def _mask(self, mask: torch.Tensor | tp.Sequence[bool] | None, what: str) -> torch.Tensor:
         if mask is None:

@@ -34,7 +34,6 @@ Times: a word taken at step ``s`` is spoken from ``(s - 2) * 80 ms`` of the outp
 
 from __future__ import annotations
 
-import contextlib
 import typing as tp
 from collections import deque
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from ..lm.sampling import SamplingOptions
 from ..text import EPAD_ID, PAD_ID
 from ..text_stream import TimedWord
 from .script import ScriptEntry, ScriptItem, ScriptTokenizer, parse_text, parse_turns
+from .session import EngineSession
 
 __all__ = ["AudioFrame", "SpokenWord", "SynthesisOptions", "SynthesisStream", "Synthesizer", "TokenFrame",
            "load_voice", "voice_condition"]
@@ -355,7 +355,7 @@ def word_times(spoken: tp.Sequence[SpokenWord], duration: float) -> list[TimedWo
     return words
 
 
-class SynthesisStream:
+class SynthesisStream(EngineSession):
     """One synthesis in progress: push text, pull events (``AudioFrame``, ``SpokenWord``, ``TokenFrame``)."""
 
     def __init__(self, synthesizer: Synthesizer):
@@ -366,26 +366,8 @@ class SynthesisStream:
         self.script = synthesizer.script_tokenizer()
         self.steps = 0  # LM steps taken
         self.frames_out = 0  # audio frames emitted
-        self.closed = False
         self.finished = False
-        self._contexts = contextlib.ExitStack()
-        try:
-            self._contexts.enter_context(synthesizer.codec.streaming(1))
-            self._contexts.enter_context(synthesizer.generator.streaming(1))
-        except BaseException:
-            self._contexts.close()
-            raise
-
-    def __enter__(self) -> tp.Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._contexts.close()
+        super().__init__(synthesizer.codec, synthesizer.generator, 1)
 
     def _require_open(self) -> None:
         if self.closed:
