@@ -125,6 +125,30 @@ def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int) 
     click.echo(str(manifest))
 
 
+@data.command("encode")
+@click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
+              help="corpus directory or manifest with word alignments (repeatable)")
+@click.option("--out", "output", required=True, type=click.Path(dir_okay=False), help="code corpus file (.npz)")
+@click.option("--codec", default="default", show_default=True, help="checkpoint whose codec encodes")
+@click.option("--sequence-seconds", default=30.0, show_default=True, help="length of each packed sequence")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+def data_encode(data_dirs, output: str, codec: str, sequence_seconds: float, seed: int, threads) -> None:
+    """Pack word-aligned utterances into long sequences and encode them with a codec, for LM training."""
+    from .data.codes import PackConfig, encode_corpus
+    from .data.manifest import read_corpus
+    from .engine import load_engine
+
+    _set_threads(threads)
+    rows = [row for source in data_dirs for row in read_corpus(source)]
+    codec_model = load_engine(codec, device="cpu").codec
+    if codec_model is None:
+        raise DelaykitError(f"{codec}: this checkpoint has no codec")
+    corpus = encode_corpus(rows, codec_model, PackConfig(sequence_seconds=sequence_seconds, seed=seed), codec)
+    corpus.save(output)
+    click.echo(f"{output}: {len(corpus)} sequences, {corpus.seconds / 3600:.2f} h", err=True)
+
+
 @main.group()
 def train() -> None:
     """Train models."""
@@ -147,7 +171,8 @@ def train_codec(data_dirs, run_dir, config_path, minutes, resume, overrides) -> 
     from the restart."""
     from pathlib import Path
 
-    from .train.codec import CONFIG_NAME, CodecTrainConfig, CodecTrainer
+    from .train.codec import CodecTrainConfig, CodecTrainer
+    from .train.loop import CONFIG_NAME
 
     if resume and config_path is None and (Path(run_dir) / CONFIG_NAME).is_file():
         config_path = str(Path(run_dir) / CONFIG_NAME)
@@ -156,6 +181,67 @@ def train_codec(data_dirs, run_dir, config_path, minutes, resume, overrides) -> 
         config.minutes = minutes
     trainer = CodecTrainer(config, list(data_dirs), run_dir, resume=resume)
     trainer.fit()
+
+
+@train.command("tokenizer")
+@click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
+              help="corpus directory or manifest whose texts to learn from (repeatable)")
+@click.option("--out", "output", required=True, type=click.Path(dir_okay=False), help="tokenizer .model file")
+@click.option("--vocab-size", default=1000, show_default=True)
+def train_tokenizer_command(data_dirs, output: str, vocab_size: int) -> None:
+    """Train a SentencePiece tokenizer (Kyutai's special ids) on the transcripts of a corpus."""
+    from .data.manifest import read_corpus
+    from .train.tokenizer import train_tokenizer
+
+    texts = [row["text"] for source in data_dirs for row in read_corpus(source)]
+    click.echo(str(train_tokenizer(texts, output, vocab_size=vocab_size)))
+
+
+@train.command("lm")
+@click.option("--mode", type=click.Choice(["asr", "tts", "dialogue"]), default=None,
+              help="stream layout to train (default: the config's, else asr)")
+@click.option("--codes", "code_files", required=True, multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="code corpus from `delaykit data encode` (repeatable)")
+@click.option("--tokenizer", "tokenizer_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="SentencePiece model (default: the run directory's, when resuming)")
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False), help="run directory")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON or TOML file of LMTrainConfig fields")
+@click.option("--minutes", type=float, default=None, help="stop after this much wall-clock time")
+@click.option("--resume", is_flag=True, help="continue from the run directory's last checkpoint")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override a config field, e.g. --set lr=5e-4 --set model.num_layers=4")
+def train_lm(mode, code_files, tokenizer_path, run_dir, config_path, minutes, resume, overrides) -> None:
+    """Train (or fine-tune, with --set init_from=CHECKPOINT) the LM of one mode on encoded corpora."""
+    from pathlib import Path
+
+    from .train.lm import TOKENIZER_NAME, LMTrainConfig, LMTrainer
+    from .train.loop import CONFIG_NAME
+
+    if resume and config_path is None and (Path(run_dir) / CONFIG_NAME).is_file():
+        config_path = str(Path(run_dir) / CONFIG_NAME)
+    if tokenizer_path is None:
+        tokenizer_path = str(Path(run_dir) / TOKENIZER_NAME)
+        if not Path(tokenizer_path).is_file():
+            raise click.UsageError("pass --tokenizer (the run directory has none yet)")
+    config = LMTrainConfig.load(config_path, overrides, mode=mode)
+    if mode is not None and config.mode != mode:
+        raise click.UsageError(f"--mode {mode} differs from the config's mode {config.mode}")
+    if minutes is not None:
+        config.minutes = minutes
+    LMTrainer(config, list(code_files), tokenizer_path, run_dir, resume=resume).fit()
+
+
+@train.command("export-lm")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("target", type=click.Path(file_okay=False))
+@click.option("--fp16", is_flag=True, help="store the LM's weights in float16 (half the size)")
+@click.option("--codec", default=None, help="codec checkpoint to bundle (default: the one the run used)")
+def train_export_lm(run_dir: str, target: str, fp16: bool, codec) -> None:
+    """Write RUN_DIR's latest LM with its codec and tokenizer as checkpoint directory TARGET."""
+    from .train.lm import export_lm
+
+    click.echo(str(export_lm(run_dir, target, fp16=fp16, codec=codec)))
 
 
 @train.command("export-codec")

@@ -131,6 +131,7 @@ class LMOutput:
     mask: torch.Tensor  # [B, dep_q, T] bool
     text_logits: torch.Tensor  # [B, 1, T, text_card_out]
     text_mask: torch.Tensor  # [B, 1, T] bool
+    hidden: torch.Tensor | None = None  # [B, T, dim] temporal output (what the extra heads read)
 
 
 def delay_streams(codes: torch.Tensor, delays: tp.Sequence[int], fill: torch.Tensor) -> torch.Tensor:
@@ -156,6 +157,8 @@ def undelay_streams(values: torch.Tensor, delays: tp.Sequence[int], fill: float
             row = torch.cat([row[:, delay:], torch.full_like(row[:, :delay], fill)], dim=1)
             valid[:, k, T - delay:] = False
         rows.append(row)
+    if not rows:  # no generated audio (an ASR model): nothing to move
+        return values, valid
     return torch.stack(rows, dim=1), valid
 
 
@@ -298,7 +301,7 @@ class LMModel(StreamingContainer):
         mask &= codes[:, 1:1 + self.dep_q] != ZERO_TOKEN
         text_logits, text_mask = undelay_streams(text_logits, self.delays[:1], float("nan"))
         text_mask &= codes[:, :1] != ZERO_TOKEN
-        return LMOutput(logits, mask, text_logits, text_mask)
+        return LMOutput(logits, mask, text_logits, text_mask, hidden)
 
     def _depth_teacher_forced(self, targets: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         assert self.depformer is not None

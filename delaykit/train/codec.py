@@ -19,12 +19,7 @@ where its last checkpoint left it. :func:`export_codec` writes a codec-only chec
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
-import random
-import sys
-import time
 import typing as tp
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +35,8 @@ from ..codec.quantizer import QuantizerConfig, QuantizerOutput
 from ..codec.seanet import SeanetConfig
 from ..data.crops import AudioCorpus, CropConfig, CropSampler
 from ..transformer import TransformerConfig
+from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_config
 from .losses import MultiResolutionSpectralLoss, SpectralLossConfig
-
-CHECKPOINT_NAME = "checkpoint.pt"
-CONFIG_NAME = "config.json"
-METRICS_NAME = "metrics.jsonl"
 
 
 def small_codec_config() -> CodecConfig:
@@ -126,37 +118,7 @@ class CodecTrainConfig:
     def load(cls, path: str | os.PathLike | None = None, overrides: tp.Iterable[str] = ()) -> CodecTrainConfig:
         """Defaults, updated from a JSON/TOML file, then from ``KEY=VALUE`` overrides (dotted keys nest;
         values parse as JSON when they can, e.g. ``crops.batch_size=16``, ``model.seanet.n_filters=24``)."""
-        data = cls().to_dict()
-        if path is not None:
-            text = Path(path).read_text(encoding="utf-8")
-            if str(path).endswith(".toml"):
-                import tomllib
-
-                _merge(data, tomllib.loads(text))
-            else:
-                _merge(data, json.loads(text))
-        for item in overrides:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise ValueError(f"override {item!r} is not KEY=VALUE")
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = raw
-            node = data
-            *parents, leaf = key.strip().split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-        return cls.from_dict(data)
-
-
-def _merge(base: dict, update: dict) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
+        return load_config(cls().to_dict(), cls.from_dict, path, overrides)
 
 
 @torch.no_grad()
@@ -208,14 +170,14 @@ def _codebooks(model: CodecModel) -> list:
     return quantizer.rvq_first.codebooks + quantizer.rvq_rest.codebooks
 
 
-class CodecTrainer:
+class CodecTrainer(TrainingRun):
     """Owns the model, optimizer, data sampler and run directory of one codec training run."""
+
+    seen_unit = "audio-s"
 
     def __init__(self, config: CodecTrainConfig, data: list[str | Path] | AudioCorpus,
                  run_dir: str | os.PathLike, resume: bool = False, log: tp.TextIO | None = None) -> None:
         self.config = config
-        self.run_dir = Path(run_dir)
-        self.log = log if log is not None else sys.stderr
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.model = CodecModel(config.model).train()
@@ -224,31 +186,20 @@ class CodecTrainer:
         if config.weight_norm:
             add_weight_norm(self.model)
         self.spectral = MultiResolutionSpectralLoss(config.spectral)
-        decay, no_decay = [], []
-        for param in self.model.parameters():
-            (decay if param.dim() >= 2 else no_decay).append(param)
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=config.lr, betas=config.betas)
+        self.optimizer = torch.optim.AdamW(decay_groups(self.model, config.weight_decay), lr=config.lr,
+                                           betas=config.betas)
         corpus = data if isinstance(data, AudioCorpus) else AudioCorpus.from_manifests(
             list(data), config.model.sample_rate)
         self.sampler = CropSampler(corpus, config.model.frame_size, config.crops, seed=config.seed)
-        self.step = 0
-        self.audio_seconds = 0.0  # audio seen over the whole run
-        self.train_seconds = 0.0  # wall-clock training time over the whole run
+        self.setup_run(run_dir, log, config.to_dict())
         if resume:
             self.load_checkpoint()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     # ---- schedule and step ----
 
     def learning_rate(self, step: int) -> float:
         cfg = self.config
-        warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-        progress = min(1.0, step / max(cfg.decay_steps, 1))
-        cosine = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-        return cfg.lr * warm * cosine
+        return cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_ratio)
 
     def train_step(self) -> dict[str, float]:
         cfg = self.config
@@ -266,7 +217,7 @@ class CodecTrainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.step += 1
-        self.audio_seconds += audio.shape[0] * audio.shape[-1] / cfg.model.sample_rate
+        self.seen += audio.shape[0] * audio.shape[-1] / cfg.model.sample_rate
         return {"loss": loss.item(), "l1": l1.item(), "stft": stft.item(), "mel": mel.item(),
                 "commit": quantized.commitment_loss.item(), "codebooks": quantized.codes.shape[1],
                 "restarted": float(quantized.metrics.get("restarted", torch.zeros(())).item()),
@@ -292,58 +243,16 @@ class CodecTrainer:
         mixed = torch.where(keep[:, None, None], quantized.quantized, latent)  # [B, D, frames]
         return self.model.decode_latent(mixed)[..., : audio.shape[-1]], quantized
 
-    def fit(self) -> None:
-        """Train until ``max_steps`` or the ``minutes`` budget, logging and checkpointing on the way."""
-        cfg = self.config
-        if cfg.max_steps is None and cfg.minutes is None:
-            raise ValueError("set max_steps or minutes, or training never stops")
-        start = time.monotonic()
-        deadline = start + cfg.minutes * 60 if cfg.minutes is not None else math.inf
-        last_save = start
-        window: list[dict[str, float]] = []
-        window_start, window_audio = start, self.audio_seconds
-        with open(self.run_dir / METRICS_NAME, "a", encoding="utf-8") as metrics:
-            while (cfg.max_steps is None or self.step < cfg.max_steps) and time.monotonic() < deadline:
-                step_start = time.monotonic()
-                window.append(self.train_step())
-                self.train_seconds += time.monotonic() - step_start
-                if self.step % cfg.log_every == 0:
-                    now = time.monotonic()
-                    row = {key: sum(m[key] for m in window) / len(window) for key in window[0]}
-                    speed = (self.audio_seconds - window_audio) / max(now - window_start, 1e-9)
-                    row.update(step=self.step, audio_hours=self.audio_seconds / 3600,
-                               train_hours=self.train_seconds / 3600, audio_per_second=speed, time=time.time())
-                    metrics.write(json.dumps(row) + "\n")
-                    metrics.flush()
-                    self._progress(row, now, deadline, (now - window_start) / len(window))
-                    window, window_start, window_audio = [], now, self.audio_seconds
-                if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
-                    self.save_checkpoint()
-                    last_save = time.monotonic()
-        self.save_checkpoint()
-        print(f"done: step {self.step}, {self.audio_seconds / 3600:.2f} h of audio seen", file=self.log, flush=True)
-
-    def _progress(self, row: dict, now: float, deadline: float, step_seconds: float) -> None:
-        remaining = deadline - now
-        if self.config.max_steps is not None:
-            remaining = min(remaining, (self.config.max_steps - self.step) * step_seconds)
-        eta = "?" if math.isinf(remaining) else time.strftime("%H:%M:%S", time.gmtime(max(remaining, 0)))
-        print(f"step {self.step} loss {row['loss']:.4f} (mel {row['mel']:.3f} stft {row['stft']:.3f} "
-              f"l1 {row['l1']:.4f} commit {row['commit']:.4f}) lr {row['lr']:.2e} "
-              f"{row['audio_per_second']:.1f} audio-s/s, {row['audio_hours']:.2f} h seen, ETA {eta}",
-              file=self.log, flush=True)
+    def progress(self, row: dict) -> str:
+        return (f"loss {row['loss']:.4f} (mel {row['mel']:.3f} stft {row['stft']:.3f} l1 {row['l1']:.4f} "
+                f"commit {row['commit']:.4f}) lr {row['lr']:.2e}, {row['seen'] / 3600:.2f} h seen")
 
     # ---- checkpoints ----
 
-    def state(self) -> dict:
+    def model_state(self) -> dict:
         return {
-            "step": self.step,
-            "audio_seconds": self.audio_seconds,
-            "train_seconds": self.train_seconds,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": random.getstate(),
             "sampler": self.sampler.state(),
             "dropout_rng": self.model.quantizer._dropout_rng.getstate(),
             # Dead-code check countdowns live outside the state dict; without them a resumed run drifts.
@@ -351,31 +260,13 @@ class CodecTrainer:
             "config": self.config.to_dict(),
         }
 
-    def save_checkpoint(self) -> Path:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / CHECKPOINT_NAME
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)
-        return path
-
-    def load_checkpoint(self) -> None:
-        path = self.run_dir / CHECKPOINT_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no checkpoint to resume from")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    def load_model_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
         self.sampler.set_state(state["sampler"])
         self.model.quantizer._dropout_rng.setstate(state["dropout_rng"])
         for codebook, count in zip(_codebooks(self.model), state["steps_to_check"], strict=True):
             codebook._steps_to_check = count
-        self.step = state["step"]
-        self.audio_seconds = state["audio_seconds"]
-        self.train_seconds = state["train_seconds"]
-        print(f"resumed {path} at step {self.step}", file=self.log, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -386,7 +277,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[CodecConfig, dict[str, torch.T
     """(codec config, codec state dict, run summary) of a run directory's latest checkpoint."""
     state = torch.load(Path(run_dir) / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
     config = CodecTrainConfig.from_dict(state["config"])
-    summary = {"step": state["step"], "audio_hours": state["audio_seconds"] / 3600,
+    summary = {"step": state["step"], "audio_hours": state["seen"] / 3600,
                "train_hours": state["train_seconds"] / 3600}
     model = CodecModel(config.model)
     if config.weight_norm:

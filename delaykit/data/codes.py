@@ -1,0 +1,187 @@
+"""Code corpora: word-aligned speech encoded once by a codec, the input of every LM training run.
+
+LM training never touches audio: it reads the codec's tokens. ``encode_corpus`` packs utterances of a manifest
+into long *sequences* (a random lead-in silence, then utterances separated by random pauses, then a tail of
+silence so that text delayed behind the audio still fits), adds a faint noise floor, encodes each sequence with
+the codec and keeps the word timings shifted into the sequence's time. A two-channel corpus (dialogue) holds
+one code matrix per channel.
+
+Stored as one ``.npz`` file: ``codes`` int16 [C, K, F_total] (the sequences end to end), ``offsets`` int64
+[S + 1] (frame where each sequence starts), and ``meta`` (JSON: frame rate, codec name, and the timed words of
+every sequence as ``[word, start, end, speaker]`` in seconds from the start of its sequence).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import typing as tp
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..text_stream import TimedWord
+
+if tp.TYPE_CHECKING:
+    from ..codec.model import CodecModel
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """How utterances are packed into encoded sequences."""
+
+    sequence_seconds: float = 30.0  # stop adding utterances once a sequence is this long
+    lead_seconds: tuple[float, float] = (0.0, 1.0)  # silence before the first utterance
+    gap_seconds: tuple[float, float] = (0.15, 1.2)  # pause between utterances
+    tail_seconds: float = 2.0  # silence after the last utterance (room for delayed text)
+    noise_floor_db: tuple[float, float] = (-70.0, -45.0)  # white noise under the whole sequence, dBFS RMS
+    seed: int = 0
+
+
+@dataclass
+class CodeSequence:
+    """One encoded sequence: codes of each channel and the words spoken in it."""
+
+    codes: np.ndarray  # [C, K, F] int
+    words: list[TimedWord]
+
+
+class CodeCorpus:
+    """Encoded sequences held in memory (a few MB per hour of speech)."""
+
+    def __init__(self, codes: np.ndarray, offsets: np.ndarray, words: list[list[TimedWord]], meta: dict):
+        self.codes = codes  # [C, K, F_total] int16
+        self.offsets = offsets  # [S + 1]
+        self.words = words
+        self.meta = meta
+
+    @property
+    def frame_rate(self) -> float:
+        return float(self.meta["frame_rate"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.codes.shape[0])
+
+    @property
+    def num_codebooks(self) -> int:
+        return int(self.codes.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def frames(self, index: int) -> int:
+        return int(self.offsets[index + 1] - self.offsets[index])
+
+    @property
+    def seconds(self) -> float:
+        return float(self.offsets[-1]) / self.frame_rate
+
+    def sequence(self, index: int) -> CodeSequence:
+        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        return CodeSequence(self.codes[:, :, start:end], self.words[index])
+
+    @classmethod
+    def from_sequences(cls, sequences: tp.Sequence[CodeSequence], meta: dict) -> CodeCorpus:
+        codes = np.concatenate([s.codes for s in sequences], axis=2).astype(np.int16)  # [C, K, F_total]
+        offsets = np.cumsum([0] + [s.codes.shape[2] for s in sequences]).astype(np.int64)
+        return cls(codes, offsets, [list(s.words) for s in sequences], meta)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = dict(self.meta)
+        meta["words"] = [[[w.text, w.start, w.end, w.speaker] for w in words] for words in self.words]
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, codes=self.codes, offsets=self.offsets, meta=np.array(json.dumps(meta)))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CodeCorpus:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            codes, offsets = data["codes"], data["offsets"]
+        words = [[TimedWord(str(t), float(s), float(e), sp) for t, s, e, sp in seq] for seq in meta.pop("words")]
+        return cls(codes, offsets, words, meta)
+
+    @classmethod
+    def load_many(cls, paths: tp.Sequence[str | os.PathLike]) -> CodeCorpus:
+        """Several corpus files as one (they must share frame rate, channels and codebooks)."""
+        corpora = [cls.load(p) for p in paths]
+        first = corpora[0]
+        for other in corpora[1:]:
+            if other.codes.shape[:2] != first.codes.shape[:2] or other.frame_rate != first.frame_rate:
+                raise ValueError("code corpora differ in channels, codebooks or frame rate")
+        sequences = [c.sequence(i) for c in corpora for i in range(len(c))]
+        return cls.from_sequences(sequences, first.meta)
+
+
+def row_words(row: dict, offset: float = 0.0) -> list[TimedWord]:
+    """Timed words of a manifest row (``alignments``), moved by ``offset`` seconds."""
+    return [TimedWord(str(word), float(start) + offset, float(end) + offset, speaker)
+            for word, (start, end), speaker in row["alignments"]]
+
+
+def pack(rows: tp.Sequence[dict], config: PackConfig) -> list[list[int]]:
+    """Indices of ``rows`` grouped into sequences of about ``config.sequence_seconds`` (each row used once)."""
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(rows))
+    groups: list[list[int]] = [[]]
+    length = 0.0
+    for index in order:
+        if length >= config.sequence_seconds:
+            groups.append([])
+            length = 0.0
+        groups[-1].append(int(index))
+        length += float(rows[index]["duration"]) + sum(config.gap_seconds) / 2
+    return [g for g in groups if g]
+
+
+def render_sequence(rows: tp.Sequence[dict], config: PackConfig, rng: np.random.Generator, sample_rate: int,
+                    load: tp.Callable[[str], np.ndarray]) -> tuple[np.ndarray, list[TimedWord]]:
+    """Audio [T] of ``rows`` spoken one after the other with pauses, and their words on its time line."""
+    pieces: list[np.ndarray] = []
+    words: list[TimedWord] = []
+    cursor = rng.uniform(*config.lead_seconds)
+    pieces.append(np.zeros(round(cursor * sample_rate), np.float32))
+    for i, row in enumerate(rows):
+        audio = load(row["path"])  # [T]
+        start = sum(p.shape[0] for p in pieces) / sample_rate
+        words.extend(row_words(row, start))
+        pieces.append(audio.astype(np.float32))
+        gap = rng.uniform(*config.gap_seconds) if i + 1 < len(rows) else config.tail_seconds
+        pieces.append(np.zeros(round(gap * sample_rate), np.float32))
+    signal = np.concatenate(pieces)  # [T]
+    floor = 10 ** (rng.uniform(*config.noise_floor_db) / 20)
+    signal = signal + floor * rng.standard_normal(signal.shape[0]).astype(np.float32)
+    return np.clip(signal, -1.0, 1.0), words
+
+
+@torch.no_grad()
+def encode_corpus(rows: tp.Sequence[dict], codec: CodecModel, config: PackConfig = PackConfig(),
+                  codec_name: str = "", log: tp.TextIO | None = sys.stderr) -> CodeCorpus:
+    """Pack ``rows`` (manifest rows with ``path``, ``duration`` and ``alignments``) into sequences and encode
+    each with ``codec`` (offline; equal to streaming encode)."""
+    from ..audio import load_audio
+
+    rng = np.random.default_rng([config.seed, 1])
+    sequences: list[CodeSequence] = []
+    started, audio_seconds = time.monotonic(), 0.0
+    groups = pack(rows, config)
+    for number, group in enumerate(groups):
+        signal, words = render_sequence([rows[i] for i in group], config, rng, codec.sample_rate,
+                                        lambda p: load_audio(p, codec.sample_rate))
+        codes = codec.encode(torch.from_numpy(signal)[None, None])  # [1, K, F]
+        sequences.append(CodeSequence(codes.numpy().astype(np.int16), words))
+        audio_seconds += signal.shape[0] / codec.sample_rate
+        if log is not None and (number + 1) % 20 == 0:
+            speed = audio_seconds / max(time.monotonic() - started, 1e-9)
+            print(f"encode: {number + 1}/{len(groups)} sequences, {audio_seconds / 3600:.2f} h, "
+                  f"{speed:.0f}x real time", file=log, flush=True)
+    meta = {"frame_rate": codec.frame_rate, "codec": codec_name, "pack": asdict(config)}
+    return CodeCorpus.from_sequences(sequences, meta)

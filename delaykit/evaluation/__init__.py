@@ -1,0 +1,1 @@
+"""Measuring models: word error rates and the figures `delaykit eval` reports for each mode."""

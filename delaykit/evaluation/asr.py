@@ -1,0 +1,44 @@
+"""ASR figures on a manifest: corpus WER of streaming recognition, and its speed on this machine.
+
+Recordings are decoded as concurrent streams of one batch (:func:`~delaykit.modes.asr_batch.transcribe_batch`,
+the same words each would get alone), ``batch_size`` at a time. Speed is audio seconds per wall-clock second
+over the whole run, with the batch counted as parallel streams.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as tp
+
+import numpy as np
+
+from ..audio import load_audio
+from ..modes.asr import Transcriber, Word
+from ..modes.asr_batch import transcribe_batch
+from .wer import word_error_rate
+
+
+def evaluate_asr(transcriber: Transcriber, rows: tp.Sequence[dict], batch_size: int = 8,
+                 examples: int = 5) -> dict:
+    """WER and speed of ``transcriber`` on manifest ``rows`` (``path`` and reference ``text`` each)."""
+    references, hypotheses = [], []
+    audio_seconds, started = 0.0, time.monotonic()
+    for first in range(0, len(rows), batch_size):
+        chunk = rows[first:first + batch_size]
+        signals = [load_audio(row["path"], transcriber.sample_rate) for row in chunk]
+        audio_seconds += sum(s.shape[0] for s in signals) / transcriber.sample_rate
+        words: list[list[str]] = [[] for _ in chunk]
+        for event in transcribe_batch(transcriber, [np.asarray(s, np.float32) for s in signals]):
+            if isinstance(event, Word):
+                words[event.item].append(event.text)
+        references.extend(row["text"] for row in chunk)
+        hypotheses.extend(" ".join(w) for w in words)
+    elapsed = time.monotonic() - started
+    counts = word_error_rate(references, hypotheses)
+    return {
+        "utterances": len(rows), "reference_words": counts.reference_words, "wer": round(counts.wer, 4),
+        "substitutions": counts.substitutions, "deletions": counts.deletions, "insertions": counts.insertions,
+        "audio_seconds": round(audio_seconds, 2), "seconds": round(elapsed, 2),
+        "x_real_time": round(audio_seconds / max(elapsed, 1e-9), 2), "batch_size": batch_size,
+        "examples": [{"reference": r, "hypothesis": h} for r, h in zip(references[:examples], hypotheses)],
+    }

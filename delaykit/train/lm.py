@@ -1,0 +1,271 @@
+"""LM training for every mode: one trainer, the mode's stream layout chosen by config.
+
+``delaykit train lm --mode asr|tts|dialogue`` trains the multi-stream LM on a code corpus
+(:mod:`delaykit.data.codes`). One step draws windows in the mode's layout (:mod:`delaykit.train.lm_data`) and
+minimises::
+
+    text_weight * CE(text)  +  CE(audio codebooks)  +  vad_weight * CE(end-of-speech heads)
+
+where text PAD tokens weigh ``text_padding_weight`` (0.5 in moshi-finetune) and the first, semantic codebook
+weighs ``first_codebook_weight`` times the others (moshi-finetune's multiplier), each loss a weighted mean
+over its valid positions (the LM marks positions its delays leave undefined). Fine-tuning starts from any
+checkpoint ``load_engine`` reads (``init_from``), a Kyutai one included. ``export_lm`` writes a checkpoint
+directory that ``delaykit.load`` runs in every command: config.json (with ``stt_config`` / ``tts_config``) +
+model.safetensors + the codec the corpus was encoded with + the tokenizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import typing as tp
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from ..data.codes import CodeCorpus
+from ..lm.model import LMConfig, LMModel, LMOutput
+from ..text import PAD_ID, TextTokenizer
+from .lm_data import Batch, StreamBatcher, StreamSpec
+from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_config
+
+TOKENIZER_NAME = "tokenizer.model"
+MODEL_TYPE_OF_MODE = {"asr": "stt", "tts": "tts", "dialogue": "moshi"}
+DEFAULT_TEXT_SHIFT = {"asr": 0.48, "tts": -0.48, "dialogue": 0.0}  # seconds; 6 frames each way
+
+
+def small_lm_config(mode: str, card: int = 1024, text_card: int = 1000, codebooks: int = 8,
+                    vad_heads: int = 4) -> LMConfig:
+    """The shape of delaykit's default model of ``mode``: a 6 x 256 temporal transformer (RMSNorm, SiLU
+    gating, RoPE, 20 s context), plus a 2 x 128 depth transformer where the mode generates audio."""
+    generated = {"asr": 0, "tts": codebooks, "dialogue": codebooks}[mode]
+    fed = {"asr": codebooks, "tts": 0, "dialogue": codebooks}[mode]
+    acoustic = [0] + [1] * (codebooks - 1)  # acoustic codebooks one frame behind the semantic one
+    delays = [0] + (acoustic if generated else []) + (acoustic if fed and mode == "dialogue" else [0] * fed)
+    return LMConfig(
+        delays=delays, n_q=generated + fed, dep_q=generated, card=card, text_card=text_card, dim=256,
+        num_heads=4, num_layers=6, hidden_scale=4.125, norm="rms_norm", gating="silu", context=250,
+        depformer_dim=128, depformer_num_heads=4, depformer_num_layers=2, depformer_dim_feedforward=384,
+        depformer_pos_emb="none", depformer_weights_per_step=generated > 0,
+        extra_heads_num_heads=vad_heads if mode == "asr" else 0, extra_heads_dim=2)
+
+
+@dataclass
+class LMTrainConfig:
+    """Everything that defines an LM training run (stored as the run's ``config.json``)."""
+
+    mode: str = "asr"
+    model: dict = field(default_factory=dict)  # LMConfig fields over small_lm_config(mode, ...)
+    init_from: str | None = None  # a checkpoint to fine-tune (its LM config wins over ``model``)
+    codec: str = "default"  # checkpoint whose codec encoded the corpus (exported with the model)
+    text_shift_seconds: float | None = None  # None: DEFAULT_TEXT_SHIFT[mode]
+    vad_horizons: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)  # asr only: P(no voice) horizons of the heads
+    window_frames: int = 250
+    batch_size: int = 16
+    text_weight: float = 1.0
+    text_padding_weight: float = 0.5
+    first_codebook_weight: float = 100.0
+    vad_weight: float = 0.2
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.1
+    warmup_steps: int = 200
+    decay_steps: int = 4000
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    max_steps: int | None = None
+    minutes: float | None = None
+    checkpoint_minutes: float = 5.0
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODEL_TYPE_OF_MODE:
+            raise ValueError(f"unknown mode {self.mode!r}; expected one of {sorted(MODEL_TYPE_OF_MODE)}")
+
+    @property
+    def text_shift(self) -> float:
+        return DEFAULT_TEXT_SHIFT[self.mode] if self.text_shift_seconds is None else self.text_shift_seconds
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LMTrainConfig:
+        data = dict(data)
+        for key in ("betas", "vad_horizons"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, overrides: tp.Iterable[str] = (),
+             mode: str | None = None) -> LMTrainConfig:
+        defaults = cls(mode=mode or "asr").to_dict()
+        return load_config(defaults, cls.from_dict, path, overrides)
+
+
+def build_lm(config: LMTrainConfig, tokenizer: TextTokenizer, codebooks: int) -> LMModel:
+    """A fresh model of the run's shape, or the ``init_from`` checkpoint's LM to fine-tune."""
+    if config.init_from is not None:
+        from ..engine import load_engine
+
+        engine = load_engine(config.init_from, device="cpu")
+        if engine.lm is None:
+            raise ValueError(f"{config.init_from}: has no LM to fine-tune")
+        return engine.lm.float().train()
+    shape = small_lm_config(config.mode, text_card=tokenizer.vocab_size, codebooks=codebooks,
+                            vad_heads=len(config.vad_horizons)).to_kyutai()
+    shape.update(config.model)
+    return LMModel(LMConfig.from_kyutai(shape)).train()
+
+
+def stream_spec(config: LMTrainConfig, lm: LMModel) -> StreamSpec:
+    fed = lm.config.n_q - lm.dep_q
+    horizons = config.vad_horizons if lm.config.extra_heads_num_heads else ()
+    if horizons and len(horizons) != lm.config.extra_heads_num_heads:
+        raise ValueError(f"{len(horizons)} vad_horizons for {lm.config.extra_heads_num_heads} extra heads")
+    return StreamSpec(config.mode, config.text_shift, lm.dep_q, fed, tuple(horizons))
+
+
+def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted mean cross-entropy over ``valid`` positions of ``logits`` [..., V] / ``targets`` [...];
+    also returns the accuracy there."""
+    if not bool(valid.any()):
+        zero = logits.new_zeros(())
+        return zero + 0.0 * logits.nan_to_num().sum(), zero
+    chosen_logits, chosen_targets, chosen_weights = logits[valid], targets[valid], weights[valid]  # [N, V], [N]
+    losses = F.cross_entropy(chosen_logits.float(), chosen_targets, reduction="none")  # [N]
+    loss = (losses * chosen_weights).sum() / chosen_weights.sum().clamp(min=1e-9)
+    accuracy = (chosen_logits.argmax(-1) == chosen_targets).float().mean()
+    return loss, accuracy
+
+
+class LMTrainer(TrainingRun):
+    """Owns the LM, optimizer, batcher and run directory of one LM training run."""
+
+    seen_unit = "frames"
+
+    def __init__(self, config: LMTrainConfig, corpus: CodeCorpus | tp.Sequence[str | os.PathLike],
+                 tokenizer: str | os.PathLike, run_dir: str | os.PathLike, resume: bool = False,
+                 log: tp.TextIO | None = None) -> None:
+        self.config = config
+        torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        if not isinstance(corpus, CodeCorpus):
+            corpus = CodeCorpus.load_many(list(corpus))
+        self.tokenizer = TextTokenizer(tokenizer)
+        self.lm = build_lm(config, self.tokenizer, corpus.num_codebooks)
+        if self.lm.config.text_card < self.tokenizer.vocab_size:
+            raise ValueError(f"tokenizer has {self.tokenizer.vocab_size} pieces, the LM only "
+                             f"{self.lm.config.text_card} text ids")
+        self.spec = stream_spec(config, self.lm)
+        self.batcher = StreamBatcher(corpus, self.tokenizer.encode, self.spec, config.window_frames,
+                                     config.batch_size, seed=config.seed)
+        self.optimizer = torch.optim.AdamW(decay_groups(self.lm, config.weight_decay), lr=config.lr,
+                                           betas=config.betas)
+        self.setup_run(run_dir, log, config.to_dict())
+        if Path(tokenizer).resolve() != (self.run_dir / TOKENIZER_NAME).resolve():
+            shutil.copyfile(tokenizer, self.run_dir / TOKENIZER_NAME)
+        if resume:
+            self.load_checkpoint()
+
+    def learning_rate(self, step: int) -> float:
+        cfg = self.config
+        return cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_ratio)
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Each loss (and accuracy) of one batch; ``total`` is what is minimised."""
+        cfg = self.config
+        codes = batch.codes  # [B, K, T]
+        out: LMOutput = self.lm(codes)
+        text = codes[:, 0]  # [B, T]
+        text_weights = torch.where(text == PAD_ID, cfg.text_padding_weight, 1.0)  # [B, T]
+        text_loss, text_accuracy = weighted_ce(out.text_logits[:, 0], text, out.text_mask[:, 0], text_weights)
+        # Accuracy on word tokens alone: what a transcript is made of.
+        word_valid = out.text_mask[:, 0] & (text != PAD_ID)
+        _, word_accuracy = weighted_ce(out.text_logits[:, 0], text, word_valid, torch.ones_like(text_weights))
+        total = cfg.text_weight * text_loss
+        result = {"text": text_loss, "text_acc": text_accuracy, "word_acc": word_accuracy}
+        if self.lm.dep_q:
+            audio = codes[:, 1:1 + self.lm.dep_q]  # [B, dep_q, T]
+            weights = torch.ones_like(audio, dtype=torch.float32)
+            weights[:, 0] = cfg.first_codebook_weight
+            audio_loss, audio_accuracy = weighted_ce(out.logits, audio, out.mask, weights)
+            total = total + audio_loss
+            result.update(audio=audio_loss, audio_acc=audio_accuracy)
+        if self.spec.vad_horizons:
+            assert out.hidden is not None
+            heads = torch.stack([head(out.hidden) for head in self.lm.extra_heads], dim=1)  # [B, H, T, 2]
+            known = batch.no_voice >= 0  # [B, H, T]
+            classes = 1 - batch.no_voice.clamp(min=0)  # class 0 = nobody speaks over the horizon
+            vad_loss, vad_accuracy = weighted_ce(heads, classes, known, torch.ones_like(classes, dtype=torch.float))
+            total = total + cfg.vad_weight * vad_loss
+            result.update(vad=vad_loss, vad_acc=vad_accuracy)
+        result["total"] = total
+        return result
+
+    def train_step(self) -> dict[str, float]:
+        lr = self.learning_rate(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.batcher.next_batch()
+        losses = self.losses(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.lm.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        self.seen += batch.codes.shape[0] * batch.codes.shape[2]
+        row = {key: float(value.item()) for key, value in losses.items()}
+        row.update(loss=row.pop("total"), grad_norm=float(grad_norm.item()), lr=lr)
+        return row
+
+    def progress(self, row: dict) -> str:
+        parts = [f"loss {row['loss']:.4f}", f"text {row['text']:.3f}", f"word acc {row['word_acc']:.3f}"]
+        if "audio" in row:
+            parts.append(f"audio {row['audio']:.3f}")
+        if "vad" in row:
+            parts.append(f"vad {row['vad']:.3f}")
+        hours = row["seen"] / self.batcher.corpus.frame_rate / 3600
+        return " ".join(parts) + f" lr {row['lr']:.2e}, {hours:.1f} h seen"
+
+    def model_state(self) -> dict:
+        return {"model": self.lm.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "batcher": self.batcher.state(), "lm_config": self.lm.config.to_kyutai(),
+                "config": self.config.to_dict()}
+
+    def load_model_state(self, state: dict) -> None:
+        self.lm.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.batcher.set_state(state["batcher"])
+
+
+def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool = False,
+              codec: str | None = None) -> Path:
+    """Write a run's latest LM, with its codec and tokenizer, as a checkpoint directory ``delaykit.load`` runs."""
+    from ..engine import load_engine, save_engine
+
+    run_dir = Path(run_dir)
+    state = torch.load(run_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    config = LMTrainConfig.from_dict(state["config"])
+    lm = LMModel(LMConfig.from_kyutai(state["lm_config"]))
+    lm.load_state_dict(state["model"], strict=True)
+    if fp16:
+        lm = lm.half()
+    codec_model = load_engine(codec or config.codec, device="cpu").codec
+    if codec_model is None:
+        raise ValueError(f"{codec or config.codec}: has no codec")
+    meta: dict = {"training": {"step": state["step"], "frames_seen": state["seen"],
+                               "train_hours": round(state["train_seconds"] / 3600, 3), "run": config.to_dict()}}
+    if config.mode == "asr":
+        meta["stt_config"] = {"audio_delay_seconds": config.text_shift, "audio_silence_prefix_seconds": 0.0}
+    elif config.mode == "tts":
+        meta["tts_config"] = {"audio_delay": -config.text_shift}
+    save_engine(target, codec_model, lm, run_dir / TOKENIZER_NAME, MODEL_TYPE_OF_MODE[config.mode], meta)
+    return Path(target)

@@ -1,0 +1,134 @@
+"""Training windows for the LM: codec codes and the aligned text stream, laid out as one mode's streams.
+
+A ``StreamBatcher`` turns a :class:`~delaykit.data.codes.CodeCorpus` into batches of token matrices
+``[B, K, T]`` in the layout of a mode (row 0 text, then generated audio codebooks, then fed ones), plus
+per-frame voice-activity targets for the end-of-speech heads. The text row of every sequence is built once
+with :func:`~delaykit.text_stream.aligned_text_stream` at the mode's text shift; windows are random slices of
+whole sequences, so a window can open mid-word exactly as a live stream does after a context wrap.
+"""
+
+from __future__ import annotations
+
+import math
+import typing as tp
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.codes import CodeCorpus
+from ..lm.embeddings import ZERO_TOKEN
+from ..text_stream import TextStreamConfig, TimedWord, aligned_text_stream
+
+AGENT_SPEAKER = "SPEAKER_MAIN"  # the speaker whose words are the text stream (moshi-finetune's name)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """Which streams a batch holds: the mode's layout as far as training needs it."""
+
+    mode: str  # asr | tts | dialogue
+    text_shift_seconds: float  # > 0 text trails the audio (ASR), < 0 leads it (TTS)
+    generated_codebooks: int  # rows 1 .. generated_codebooks: the agent's / synthesized audio
+    fed_codebooks: int  # the next rows: audio the model listens to
+    vad_horizons: tuple[float, ...] = ()  # seconds ahead for each P(no voice) target
+
+
+@dataclass
+class Batch:
+    codes: torch.Tensor  # [B, K, T] long: row 0 text, then audio; ZERO_TOKEN past a sequence's end
+    no_voice: torch.Tensor  # [B, H, T] long: 1 where nobody speaks over the horizon after frame t, -100 = ignore
+
+
+def voice_activity(words: tp.Sequence[TimedWord], frames: int, frame_rate: float) -> np.ndarray:
+    """[frames] bool: a word is being spoken during the frame."""
+    active = np.zeros(frames + 1, dtype=np.int32)
+    for word in words:
+        first = max(0, math.floor(word.start * frame_rate))
+        last = min(frames, math.ceil(word.end * frame_rate))
+        if last > first:
+            active[first] += 1
+            active[last] -= 1
+    return np.cumsum(active)[:frames] > 0
+
+
+def no_voice_targets(active: np.ndarray, horizons: tp.Sequence[float], frame_rate: float) -> np.ndarray:
+    """[H, frames] int: 1 where no frame in (t, t + horizon] is voiced, for each horizon.
+
+    The model's hidden state at step t has heard frames < t; the target asks whether speech follows within
+    the horizon. Frames whose horizon runs past the sequence end are marked -100 (unknown)."""
+    frames = active.shape[0]
+    voiced = np.concatenate([[0], np.cumsum(active)])  # voiced[i] = voiced frames before i
+    targets = np.full((len(horizons), frames), -100, dtype=np.int64)
+    for h, seconds in enumerate(horizons):
+        span = max(1, round(seconds * frame_rate))
+        t = np.arange(frames)
+        end = t + span
+        known = end <= frames
+        count = voiced[np.minimum(end, frames)] - voiced[t]
+        targets[h, known] = (count[known] == 0).astype(np.int64)
+    return targets
+
+
+class StreamBatcher:
+    """Random windows of a code corpus in a mode's stream layout, reproducible from a seed."""
+
+    def __init__(self, corpus: CodeCorpus, tokenize: tp.Callable[[str], list[int]], spec: StreamSpec,
+                 window_frames: int, batch_size: int, seed: int = 0):
+        if spec.mode == "dialogue" and corpus.channels < 2:
+            raise ValueError("dialogue training needs a two-channel code corpus (agent and user)")
+        needed = max(spec.generated_codebooks, spec.fed_codebooks)  # per channel
+        if needed > corpus.num_codebooks:
+            raise ValueError(f"the layout needs {needed} codebooks per channel, the corpus has "
+                             f"{corpus.num_codebooks}")
+        self.corpus = corpus
+        self.spec = spec
+        self.window_frames = window_frames
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+        text_config = TextStreamConfig(frame_rate=corpus.frame_rate, shift_seconds=spec.text_shift_seconds)
+        self.text: list[np.ndarray] = []
+        self.no_voice: list[np.ndarray] = []
+        self.dropped_tokens = 0
+        for index in range(len(corpus)):
+            frames = corpus.frames(index)
+            words = corpus.words[index]
+            spoken = [w for w in words if w.speaker in (None, AGENT_SPEAKER)] if spec.mode == "dialogue" else words
+            stream = aligned_text_stream(spoken, tokenize, frames, text_config)
+            self.dropped_tokens += stream.dropped_tokens
+            self.text.append(np.asarray(stream.tokens, dtype=np.int64))
+            active = voice_activity(words, frames, corpus.frame_rate)
+            self.no_voice.append(no_voice_targets(active, spec.vad_horizons, corpus.frame_rate))
+        lengths = np.array([corpus.frames(i) for i in range(len(corpus))], dtype=np.float64)
+        self.weights = lengths / lengths.sum()
+
+    def rows(self, index: int) -> np.ndarray:
+        """The whole sequence ``index`` as stream rows [K, F]."""
+        codes = self.corpus.sequence(index).codes.astype(np.int64)  # [C, Kc, F]
+        spec = self.spec
+        audio = [codes[0, :spec.generated_codebooks]]
+        if spec.mode == "dialogue":
+            audio.append(codes[1, :spec.fed_codebooks])
+        elif spec.fed_codebooks:
+            audio.append(codes[0, :spec.fed_codebooks])
+        return np.concatenate([self.text[index][None], *audio], axis=0)
+
+    def next_batch(self) -> Batch:
+        T = self.window_frames
+        K = 1 + self.spec.generated_codebooks + self.spec.fed_codebooks
+        codes = np.full((self.batch_size, K, T), ZERO_TOKEN, dtype=np.int64)
+        no_voice = np.full((self.batch_size, len(self.spec.vad_horizons), T), -100, dtype=np.int64)
+        for b in range(self.batch_size):
+            index = int(self.rng.choice(len(self.weights), p=self.weights))
+            frames = self.corpus.frames(index)
+            start = int(self.rng.integers(0, max(frames - T, 0) + 1))
+            length = min(T, frames - start)
+            codes[b, :, :length] = self.rows(index)[:, start:start + length]
+            no_voice[b, :, :length] = self.no_voice[index][:, start:start + length]
+        return Batch(torch.from_numpy(codes), torch.from_numpy(no_voice))
+
+    def state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]

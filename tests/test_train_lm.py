@@ -1,0 +1,124 @@
+"""LM training: each mode learns a toy code corpus, resume is exact, export loads and transcribes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from delaykit.data.codes import CodeCorpus, CodeSequence
+from delaykit.text import EPAD_ID, PAD_ID
+from delaykit.text_stream import TimedWord
+from delaykit.train.lm import LMTrainConfig, LMTrainer, small_lm_config
+from delaykit.train.lm_data import StreamBatcher, StreamSpec, no_voice_targets, voice_activity
+from delaykit.train.tokenizer import train_tokenizer
+
+WORDS = "one two three four five six seven eight nine ten red green blue yes no stop".split()
+FRAME_RATE = 12.5
+CODEBOOKS = 4
+CARD = 32
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory) -> str:
+    texts = [" ".join(np.random.default_rng(i).choice(WORDS, 6)) for i in range(200)]
+    return str(train_tokenizer(texts, tmp_path_factory.mktemp("spm") / "toy.model", vocab_size=40))
+
+
+def toy_corpus(sequences: int = 12, frames: int = 100, channels: int = 1, seed: int = 0) -> CodeCorpus:
+    """Sequences where each word is a fixed code pattern: word w spoken over frames [s, s+3) writes codes
+    (w * 7 + q + j) % CARD into codebook q at frame s + j; silence is code 0. Learnable, like speech."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(sequences):
+        codes = np.zeros((channels, CODEBOOKS, frames), dtype=np.int16)
+        words: list[TimedWord] = []
+        for channel in range(channels):
+            frame = int(rng.integers(2, 6))
+            while frame + 3 < frames - 20:
+                w = int(rng.integers(len(WORDS)))
+                for j in range(3):
+                    codes[channel, :, frame + j] = [(w * 7 + q + j) % (CARD - 1) + 1 for q in range(CODEBOOKS)]
+                speaker = "SPEAKER_MAIN" if channel == 0 else "SPEAKER_OTHER"
+                words.append(TimedWord(WORDS[w], frame / FRAME_RATE, (frame + 3) / FRAME_RATE, speaker))
+                frame += 3 + int(rng.integers(1, 5))
+        words.sort(key=lambda w: w.start)
+        out.append(CodeSequence(codes, words))
+    return CodeCorpus.from_sequences(out, {"frame_rate": FRAME_RATE, "codec": "toy"})
+
+
+def tiny_config(mode: str, **overrides) -> LMTrainConfig:
+    model = {"dim": 32, "num_heads": 2, "num_layers": 2, "card": CARD, "depformer_dim": 16,
+             "depformer_num_heads": 2, "depformer_num_layers": 1, "depformer_dim_feedforward": 32, "context": 64}
+    options = dict(mode=mode, model=model, window_frames=48, batch_size=4, lr=3e-3, warmup_steps=5,
+                   decay_steps=200, log_every=5, max_steps=40, first_codebook_weight=2.0)
+    options.update(overrides)
+    return LMTrainConfig(**options)
+
+
+@pytest.mark.parametrize("mode", ["asr", "tts", "dialogue"])
+def test_each_mode_learns(mode, tokenizer, tmp_path):
+    corpus = toy_corpus(channels=2 if mode == "dialogue" else 1)
+    trainer = LMTrainer(tiny_config(mode), corpus, tokenizer, tmp_path / mode)
+    with torch.no_grad():
+        first = trainer.losses(trainer.batcher.next_batch())
+    trainer.fit()
+    rows = [json.loads(line) for line in (tmp_path / mode / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert rows[-1]["text"] < 0.6 * float(first["text"])
+    if mode != "asr":
+        assert rows[-1]["audio"] < 0.8 * float(first["audio"])
+    else:
+        assert rows[-1]["vad"] < float(first["vad"])
+    assert trainer.lm.config.dep_q == (0 if mode == "asr" else CODEBOOKS)
+
+
+def test_resume_matches_uninterrupted_run(tokenizer, tmp_path):
+    corpus = toy_corpus()
+    straight = LMTrainer(tiny_config("asr", max_steps=10), corpus, tokenizer, tmp_path / "a")
+    straight.fit()
+    LMTrainer(tiny_config("asr", max_steps=4), corpus, tokenizer, tmp_path / "b").fit()
+    resumed = LMTrainer(tiny_config("asr", max_steps=10), corpus, tokenizer, tmp_path / "b", resume=True)
+    assert resumed.step == 4
+    resumed.fit()
+    for key, value in straight.lm.state_dict().items():
+        assert torch.equal(value, resumed.lm.state_dict()[key]), key
+
+
+def test_batches_hold_the_mode_layout(tokenizer):
+    corpus = toy_corpus(channels=2)
+    from delaykit.text import TextTokenizer
+
+    encode = TextTokenizer(tokenizer).encode
+    spec = StreamSpec("dialogue", 0.0, CODEBOOKS, CODEBOOKS)
+    rows = StreamBatcher(corpus, encode, spec, 48, 2).rows(0)  # [1 + 2 * CODEBOOKS, F]
+    sequence = corpus.sequence(0)
+    assert np.array_equal(rows[1:1 + CODEBOOKS], sequence.codes[0])
+    assert np.array_equal(rows[1 + CODEBOOKS:], sequence.codes[1])
+    # The text row holds the agent's words only, each opened by EPAD after padding.
+    agent = [w for w in sequence.words if w.speaker == "SPEAKER_MAIN"]
+    text = [t for t in rows[0] if t not in (PAD_ID, EPAD_ID)]
+    assert text == [t for w in agent for t in encode(w.text)]
+    asr = StreamBatcher(corpus, encode, StreamSpec("asr", 0.48, 0, CODEBOOKS), 48, 2).rows(0)
+    first_token = int(np.flatnonzero(asr[0] == encode(sequence.words[0].text)[0])[0])
+    assert first_token == int(sequence.words[0].start * FRAME_RATE + 0.48 * FRAME_RATE)  # 6 frames behind
+
+
+def test_no_voice_targets_look_ahead():
+    words = [TimedWord("a", 0.4, 0.8)]  # frames 5..9 voiced
+    active = voice_activity(words, 30, FRAME_RATE)
+    assert list(np.flatnonzero(active)) == [5, 6, 7, 8, 9]
+    targets = no_voice_targets(active, [0.4], FRAME_RATE)  # 5 frames ahead
+    # Step t has heard frames < t and asks about frames t .. t+4: silent ahead only before 1 and from 10 on.
+    assert list(targets[0, :25]) == [1 if t < 1 or t >= 10 else 0 for t in range(25)]
+    assert (targets[0, 26:] == -100).all()  # the horizon runs past the end
+
+
+def test_small_configs_have_the_published_stream_structure():
+    asr = small_lm_config("asr")
+    assert asr.dep_q == 0 and asr.n_q == 8 and asr.delays == [0] * 9 and asr.extra_heads_num_heads == 4
+    dialogue = small_lm_config("dialogue")
+    assert dialogue.n_q == 16 and dialogue.dep_q == 8
+    assert dialogue.delays == [0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1]  # moshiko's pattern

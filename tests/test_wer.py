@@ -1,0 +1,25 @@
+"""Word error rate: normalisation and edit counts on hand-checked cases."""
+
+from delaykit.evaluation.wer import align_counts, normalize, word_error_rate
+
+
+def test_normalize_drops_case_and_punctuation_but_keeps_apostrophes():
+    assert normalize("Hello, World! It's 'quoted' -- ok?") == ["hello", "world", "it's", "quoted", "ok"]
+    assert normalize("  ") == []
+
+
+def test_counts_of_each_edit():
+    ref = "the cat sat on the mat".split()
+    assert align_counts(ref, ref).errors == 0
+    counts = align_counts(ref, "the cat sit on mat".split())
+    assert (counts.substitutions, counts.deletions, counts.insertions) == (1, 1, 0)
+    counts = align_counts(ref, "oh the cat sat on the mat".split())
+    assert (counts.substitutions, counts.deletions, counts.insertions) == (0, 0, 1)
+    assert align_counts(ref, []).deletions == 6
+    assert align_counts([], ["a", "b"]).insertions == 2
+
+
+def test_corpus_wer_sums_counts():
+    counts = word_error_rate(["one two three", "four five"], ["one two", "Four, five six!"])
+    assert counts.reference_words == 5 and counts.errors == 2
+    assert abs(counts.wer - 0.4) < 1e-12
