@@ -49,9 +49,20 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 
-def default_checkpoint_dir() -> Path:
-    """Where the shipped default checkpoint lives: ``<repository>/checkpoints/default``."""
-    return Path(__file__).resolve().parent.parent / "checkpoints" / DEFAULT_NAME
+# The shipped checkpoints: the codec ("default") and one model per mode ("default-asr", ...).
+DEFAULT_NAMES = (DEFAULT_NAME, "default-asr", "default-tts", "default-dialogue")
+
+
+def default_checkpoint_dir(name: str = DEFAULT_NAME) -> Path:
+    """Where a shipped checkpoint lives: ``<repository>/checkpoints/<name>`` (``default``: the codec)."""
+    if name not in DEFAULT_NAMES:
+        raise ValueError(f"{name!r} is not a shipped checkpoint; expected one of {DEFAULT_NAMES}")
+    return Path(__file__).resolve().parent.parent / "checkpoints" / name
+
+
+def default_name(mode: str) -> str:
+    """The shipped checkpoint of ``mode`` (asr, tts, dialogue)."""
+    return f"{DEFAULT_NAME}-{mode}"
 
 
 @dataclass
@@ -119,11 +130,11 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, revision: str | None = N
     file, instead of deep inside model loading. Raises CheckpointError.
     """
     source = str(name_or_path)
-    if source == DEFAULT_NAME:
-        directory = default_checkpoint_dir()
+    if source in DEFAULT_NAMES:
+        directory = default_checkpoint_dir(source)
         if not (directory / CONFIG_NAME).is_file():
             raise CheckpointError(
-                f"the default checkpoint is not installed: {directory / CONFIG_NAME} does not exist; "
+                f"the {source} checkpoint is not installed: {directory / CONFIG_NAME} does not exist; "
                 "pass a checkpoint directory instead"
             )
         return _resolve_local(directory, source)

@@ -255,14 +255,19 @@ def train_export_codec(run_dir: str, target: str, fp16: bool) -> None:
     click.echo(str(export_codec(run_dir, target, fp16=fp16)))
 
 
-@train.command("eval-codec")
+@main.group("eval")
+def evaluate() -> None:
+    """Measure models on held-out data (JSON figures on stdout)."""
+
+
+@evaluate.command("codec")
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", "manifest", required=True, type=click.Path(exists=True),
               help="corpus directory or manifest of held-out utterances")
 @click.option("--count", default=20, show_default=True, help="utterances to use")
 @click.option("--codebooks", default="8,4,2,1", show_default=True, help="codebook counts to decode with")
 @click.option("--untrained", is_flag=True, help="evaluate a freshly initialised model of the same config")
-def train_eval_codec(checkpoint: str, manifest: str, count: int, codebooks: str, untrained: bool) -> None:
+def eval_codec(checkpoint: str, manifest: str, count: int, codebooks: str, untrained: bool) -> None:
     """Round-trip log-mel distance and SI-SNR of CHECKPOINT on held-out speech (JSON on stdout)."""
     import torch
 
@@ -277,26 +282,41 @@ def train_eval_codec(checkpoint: str, manifest: str, count: int, codebooks: str,
     click.echo(json.dumps(evaluate_codec(model, manifest, count, ks), indent=2))
 
 
+@evaluate.command("asr")
+@click.option("--model", default="default", show_default=True, help="ASR checkpoint directory, hub id or default")
+@click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
+              help="corpus directory or manifest with reference texts (repeatable)")
+@click.option("--count", type=int, default=None, help="use the first COUNT utterances (default: all)")
+@click.option("--batch-size", default=8, show_default=True, help="recordings decoded as concurrent streams")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+def eval_asr(model: str, data_dirs, count, batch_size: int, threads) -> None:
+    """Word error rate and speed of streaming recognition on a corpus."""
+    from .data.synth import read_manifest
+    from .evaluation.asr import evaluate_asr
+
+    _set_threads(threads)
+    rows = [row for source in data_dirs for row in read_manifest(source)][:count]
+    report = evaluate_asr(_load_model(model, "asr").transcriber(), rows, batch_size=batch_size)
+    report["model"] = model
+    click.echo(json.dumps(report, indent=2))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Modes: speech recognition, speech synthesis, dialogue
 
 
 def _load_model(name: str, mode: str):
-    """The checkpoint ``name`` as a :class:`delaykit.api.Model` for ``mode``; "default" gets a clear error, as no
-    default model is shipped for the modes yet (only a codec)."""
+    """The checkpoint ``name`` as a :class:`delaykit.api.Model` for ``mode``; "default" is the shipped model
+    of that mode (``checkpoints/default-<mode>``)."""
     from .api import load
+    from .checkpoints import default_name
     from .errors import CheckpointError
 
-    hint = (f"no default {mode} model ships with delaykit yet (the default checkpoint is a codec only); "
-            f"pass --model with a checkpoint directory or hub repo id for {mode}")
-    try:
-        model = load(name)
-    except CheckpointError as exc:
-        if name == "default":
-            raise CheckpointError(hint) from exc
-        raise
-    if name == "default" and model.mode != mode:
-        raise CheckpointError(hint)
+    if name == "default":
+        name = default_name(mode)
+    model = load(name)
+    if model.mode != mode:
+        raise CheckpointError(f"{name}: a {model.mode} checkpoint cannot do {mode}")
     return model
 
 

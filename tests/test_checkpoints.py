@@ -190,10 +190,10 @@ def test_local_directory_wins_over_repo_id(saved, monkeypatch) -> None:
 
 
 def test_default_checkpoint(monkeypatch, tmp_path, saved) -> None:
-    monkeypatch.setattr(checkpoints, "default_checkpoint_dir", lambda: tmp_path / "absent")
+    monkeypatch.setattr(checkpoints, "default_checkpoint_dir", lambda name="default": tmp_path / "absent")
     with pytest.raises(CheckpointError, match=r"default checkpoint is not installed: .*absent/config\.json"):
         resolve_checkpoint("default")
-    monkeypatch.setattr(checkpoints, "default_checkpoint_dir", lambda: saved.directory)
+    monkeypatch.setattr(checkpoints, "default_checkpoint_dir", lambda name="default": saved.directory)
     assert resolve_checkpoint("default").source == "default"
 
 

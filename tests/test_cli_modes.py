@@ -168,12 +168,15 @@ def test_default_model_gives_a_clear_error(args, clips, tmp_path, monkeypatch):
 
     make_checkpoint(tmp_path / "codec-only")
     for default_dir in (tmp_path / "not-installed", tmp_path / "codec-only"):
-        monkeypatch.setattr(delaykit.checkpoints, "default_checkpoint_dir", lambda d=default_dir: d)
-        result = run(*args)  # --model defaults to "default"
+        monkeypatch.setattr(delaykit.checkpoints, "default_checkpoint_dir", lambda name, d=default_dir: d)
+        result = run(*args)  # --model defaults to "default", i.e. default-<mode>
         assert result.exit_code == 1, result.output
-        assert result.output.strip() == (f"Error: no default {mode} model ships with delaykit yet (the default "
-                                         "checkpoint is a codec only); pass --model with a checkpoint "
-                                         f"directory or hub repo id for {mode}")
+        if default_dir.name == "not-installed":
+            assert result.output.strip() == (f"Error: the default-{mode} checkpoint is not installed: "
+                                             f"{default_dir}/config.json does not exist; pass a checkpoint "
+                                             "directory instead")
+        else:
+            assert result.output.strip() == f"Error: default-{mode}: a codec checkpoint cannot do {mode}"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def test_cli_train_resume_export_eval(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == 3e-3  # the run's own config
     exported = runner.invoke(main, ["train", "export-codec", run, str(tmp_path / "ckpt")])
     assert exported.exit_code == 0, exported.output
-    scores = runner.invoke(main, ["train", "eval-codec", str(tmp_path / "ckpt"), "--data", str(data),
+    scores = runner.invoke(main, ["eval", "codec", str(tmp_path / "ckpt"), "--data", str(data),
                                   "--codebooks", "4,1"])
     assert scores.exit_code == 0, scores.output
     figures = json.loads(scores.output)
