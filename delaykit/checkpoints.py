@@ -44,6 +44,7 @@ PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", 
 META_KEYS = (
     "moshi_name", "mimi_name", "mimi_config_name", "tokenizer_name", "lora_name", "model_type",
     "lm_gen_config", "tts_config", "stt_config", "model_id", "codec_config",
+    "training",  # delaykit: how the model was trained (steps, data seen, the run config)
 )
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header

@@ -122,3 +122,29 @@ def test_small_configs_have_the_published_stream_structure():
     dialogue = small_lm_config("dialogue")
     assert dialogue.n_q == 16 and dialogue.dep_q == 8
     assert dialogue.delays == [0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1]  # moshiko's pattern
+
+
+@pytest.mark.parametrize("mode", ["asr", "tts"])
+def test_export_runs_in_its_mode(mode, tokenizer, tmp_path):
+    from test_codec_cli import make_checkpoint
+
+    import delaykit
+    from delaykit.train.lm import export_lm
+
+    make_checkpoint(tmp_path / "codec")  # 8 codebooks of 32 entries, as the toy corpus's card
+    trainer = LMTrainer(tiny_config(mode, max_steps=2, codec=str(tmp_path / "codec")), toy_corpus(), tokenizer,
+                        tmp_path / "run")
+    trainer.fit()
+    model = delaykit.load(export_lm(tmp_path / "run", tmp_path / "export"), device="cpu")
+    assert model.mode == mode
+    for key, value in trainer.lm.state_dict().items():
+        assert torch.equal(value, model.engine.lm.state_dict()[key]), key
+    config = model.engine.files.config
+    if mode == "asr":
+        assert config["stt_config"]["audio_delay_seconds"] == 0.48
+        transcript = model.transcribe(np.zeros(24000, np.float32))
+        assert isinstance(transcript.text, str)
+    else:
+        assert config["tts_config"]["audio_delay"] == 0.48
+        audio, _ = model.synthesize("one two")
+        assert audio.shape[-1] > 0 and torch.isfinite(audio).all()
