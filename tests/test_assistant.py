@@ -1,0 +1,41 @@
+"""The scripted-assistant domain: answers are right, plans are seeded and hold the full-duplex phenomena."""
+
+import random
+import re
+
+from delaykit.data.assistant import ConversationConfig, exchange, plan_conversation
+from delaykit.data.sentences import number_words
+
+WORD_NUMBERS = {number_words(n): n for n in range(0, 401)}
+
+
+def test_arithmetic_answers_are_correct():
+    rng = random.Random(0)
+    checked = 0
+    for _ in range(400):
+        item = exchange(rng)
+        if item.kind != "arithmetic":
+            continue
+        match = re.fullmatch(r"(.+) (plus|minus|times) (.+) is (.+)\.", item.answer)
+        assert match, item.answer
+        a, op, b, result = match.groups()
+        a, b, result = WORD_NUMBERS[a.lower()], WORD_NUMBERS[b], WORD_NUMBERS[result]
+        assert result == {"plus": a + b, "minus": a - b, "times": a * b}[op]
+        assert f"{number_words(a)} {op} {number_words(b)}" in item.question
+        checked += 1
+    assert checked > 100
+
+
+def test_plans_are_seeded_and_hold_interruptions_and_backchannels():
+    assert plan_conversation(random.Random(5)) == plan_conversation(random.Random(5))
+    config = ConversationConfig(interrupt_prob=0.5, backchannel_prob=0.5)
+    plans = [plan_conversation(random.Random(seed), config) for seed in range(30)]
+    turns = [turn for plan in plans for turn in plan.turns]
+    interruptions = [t for t in turns if t.interrupts]
+    backchannels = [t for t in turns if t.cut_in is not None and not t.interrupts]
+    assert interruptions and backchannels
+    for plan in plans:
+        assert plan.turns[0].speaker == "user"
+        for previous, turn in zip(plan.turns, plan.turns[1:]):
+            if turn.cut_in is not None:  # cuts in on the agent, never on the user
+                assert previous.speaker == "agent" and turn.speaker == "user"
