@@ -6,7 +6,7 @@ import re
 from delaykit.data.assistant import ConversationConfig, exchange, plan_conversation
 from delaykit.data.sentences import number_words
 
-WORD_NUMBERS = {number_words(n): n for n in range(0, 401)}
+WORD_NUMBERS = {number_words(n): n for n in range(401)}
 
 
 def test_arithmetic_answers_are_correct():

@@ -1,0 +1,105 @@
+"""Two-channel dialogue corpora: scripted-assistant conversations rendered as stereo speech with word times.
+
+Each conversation plan (:mod:`delaykit.data.assistant`) is voiced turn by turn by a ``speak`` function (text ->
+mono audio and its timed words), the agent always with one voice and the user with a voice drawn per
+conversation. Turns are placed on a shared timeline: after the previous turn plus the planned pause, or cutting
+into the agent's turn (back-channels, interruptions). An interruption cuts the agent's audio
+``agent_stop_seconds`` after the user starts, with a short fade, and drops the words it did not reach.
+
+Written as stereo WAVs, agent on channel 0 (left) and user on channel 1, the layout moshi-finetune reads,
+with ``alignments`` whose speaker is ``SPEAKER_MAIN`` for the agent and ``SPEAKER_USER`` for the user.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import typing as tp
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import write_audio
+from ..text_stream import TimedWord
+from .assistant import ConversationConfig, ConversationPlan, plan_conversation
+
+AGENT = "SPEAKER_MAIN"
+USER = "SPEAKER_USER"
+Speak = tp.Callable[[str, str, int], tuple[np.ndarray, list[TimedWord]]]  # (text, voice, seed) -> audio, words
+
+
+@dataclass(frozen=True)
+class DialogueRenderConfig:
+    sample_rate: int = 24_000
+    agent_voice: str = "en-us+f2"
+    agent_stop_seconds: float = 0.3  # agent keeps talking this long over an interruption
+    fade_seconds: float = 0.02
+    tail_seconds: float = 1.0
+
+
+@dataclass
+class RenderedDialogue:
+    audio: np.ndarray  # [2, T]: agent, user
+    words: list[TimedWord]  # both speakers, in start order
+
+
+def render_dialogue(plan: ConversationPlan, user_voice: str, speak: Speak, seed: int,
+                    config: DialogueRenderConfig = DialogueRenderConfig()) -> RenderedDialogue:
+    """Voice ``plan`` and lay it on two channels."""
+    rate = config.sample_rate
+    placed: list[tuple[str, int, np.ndarray, list[TimedWord]]] = []  # (speaker, start sample, audio, words)
+    timeline_end = 0
+    for index, turn in enumerate(plan.turns):
+        speaker = AGENT if turn.speaker == "agent" else USER
+        audio, words = speak(turn.text, config.agent_voice if speaker == AGENT else user_voice, seed * 1000 + index)
+        if turn.cut_in is not None and placed:
+            prev_speaker, prev_start, prev_audio, prev_words = placed[-1]
+            start = prev_start + int(turn.cut_in * prev_audio.shape[0])
+            if turn.interrupts:
+                cut = min(prev_audio.shape[0], start - prev_start + int(config.agent_stop_seconds * rate))
+                fade = min(int(config.fade_seconds * rate), cut)
+                prev_audio = prev_audio[:cut].copy()
+                prev_audio[cut - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+                cut_time = cut / rate
+                kept = [TimedWord(w.text, w.start, min(w.end, cut_time), w.speaker)
+                        for w in prev_words if w.start < cut_time - 0.05]
+                placed[-1] = (prev_speaker, prev_start, prev_audio, kept)
+                timeline_end = prev_start + cut
+        else:
+            start = timeline_end + int(turn.gap * rate)
+        placed.append((speaker, start, audio, words))
+        timeline_end = max(timeline_end, start + audio.shape[0])
+    total = timeline_end + int(config.tail_seconds * rate)
+    channels = np.zeros((2, total), dtype=np.float32)
+    all_words: list[TimedWord] = []
+    for speaker, start, audio, words in placed:
+        channel = 0 if speaker == AGENT else 1
+        channels[channel, start:start + audio.shape[0]] += audio
+        offset = start / rate
+        all_words.extend(TimedWord(w.text, w.start + offset, w.end + offset, speaker) for w in words)
+    all_words.sort(key=lambda w: w.start)
+    return RenderedDialogue(np.clip(channels, -1.0, 1.0), all_words)
+
+
+def synthesize_dialogues(out_dir: str | Path, count: int, speak: Speak, user_voices: tp.Sequence[str],
+                         seed: int = 0, conversation: ConversationConfig | None = None,
+                         config: DialogueRenderConfig = DialogueRenderConfig()) -> Path:
+    """Write ``count`` conversations (stereo WAV + JSON alignments each) and ``manifest.jsonl``."""
+    out_dir = Path(out_dir)
+    (out_dir / "wavs").mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / "manifest.jsonl"
+    with open(manifest, "w", encoding="utf-8") as f:
+        for index in range(count):
+            rng = random.Random(seed * 1_000_003 + index)
+            plan = plan_conversation(rng, conversation or ConversationConfig())
+            rendered = render_dialogue(plan, rng.choice(list(user_voices)), speak, seed * 100_000 + index, config)
+            rel = Path("wavs") / f"{index:06d}.wav"
+            write_audio(out_dir / rel, rendered.audio, config.sample_rate)
+            alignments = [[w.text, [round(w.start, 3), round(w.end, 3)], w.speaker] for w in rendered.words]
+            (out_dir / rel).with_suffix(".json").write_text(json.dumps({"alignments": alignments}) + "\n")
+            row = {"path": str(rel), "duration": round(rendered.audio.shape[1] / config.sample_rate, 4),
+                   "channels": 2, "text": " ".join(w.text for w in rendered.words if w.speaker == AGENT),
+                   "alignments": alignments}
+            f.write(json.dumps(row) + "\n")
+    return manifest

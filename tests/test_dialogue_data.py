@@ -1,0 +1,70 @@
+"""Dialogue corpora: turns land on the right channel and time, interruptions cut the agent short."""
+
+import json
+
+import numpy as np
+
+from delaykit.data.assistant import ConversationPlan, PlannedTurn
+from delaykit.data.dialogues import AGENT, USER, DialogueRenderConfig, render_dialogue, synthesize_dialogues
+from delaykit.text_stream import TimedWord
+
+RATE = 24_000
+
+
+def fake_speak(text: str, voice: str, seed: int):
+    """0.4 s of tone per word (a different pitch per voice), words back to back."""
+    words = text.split()
+    freq = 200.0 if voice.startswith("agent") else 330.0
+    t = np.arange(int(0.4 * RATE * len(words))) / RATE
+    audio = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return audio, [TimedWord(w, 0.4 * i, 0.4 * (i + 1)) for i, w in enumerate(words)]
+
+
+CONFIG = DialogueRenderConfig(agent_voice="agent", agent_stop_seconds=0.3, tail_seconds=0.5)
+
+
+def test_turns_follow_gaps_and_channels():
+    plan = ConversationPlan([PlannedTurn("user", "what is two plus two", gap=0.5),
+                             PlannedTurn("agent", "two plus two is four", gap=0.25)])
+    out = render_dialogue(plan, "user", fake_speak, seed=0, config=CONFIG)
+    user_words = [w for w in out.words if w.speaker == USER]
+    agent_words = [w for w in out.words if w.speaker == AGENT]
+    assert [w.text for w in user_words] == "what is two plus two".split()
+    assert abs(user_words[0].start - 0.5) < 1e-6
+    assert abs(agent_words[0].start - (0.5 + 2.0 + 0.25)) < 1e-6  # after the question and the gap
+    assert out.audio.shape == (2, int((0.5 + 2.0 + 0.25 + 2.0 + 0.5) * RATE))
+    # Each channel carries only its speaker: the agent channel is silent during the question.
+    assert np.abs(out.audio[0, int(0.6 * RATE):int(2.4 * RATE)]).max() == 0
+    assert np.abs(out.audio[1, int(0.6 * RATE):int(2.4 * RATE)]).max() > 0.1
+
+
+def test_interruption_cuts_the_agent_and_its_words():
+    plan = ConversationPlan([PlannedTurn("user", "spell cat", gap=0.0),
+                             PlannedTurn("agent", "cat is spelled c a t", gap=0.2),
+                             PlannedTurn("user", "stop", cut_in=0.25, interrupts=True),
+                             PlannedTurn("agent", "okay", gap=0.3)])
+    out = render_dialogue(plan, "user", fake_speak, seed=0, config=CONFIG)
+    agent_start = 0.8 + 0.2
+    stop = next(w for w in out.words if w.text == "stop")
+    assert abs(stop.start - (agent_start + 0.25 * 2.4)) < 1e-3  # a quarter into the 2.4 s answer
+    cut = stop.start + 0.3
+    answer = [w for w in out.words if w.speaker == AGENT and w.start < cut]
+    assert [w.text for w in answer] == ["cat", "is", "spelled"]
+    assert all(w.end <= cut + 1e-6 for w in answer)
+    assert np.abs(out.audio[0, int((cut + 0.01) * RATE):int((cut + 0.3) * RATE)]).max() == 0  # fell silent
+    okay = next(w for w in out.words if w.text == "okay")
+    assert abs(okay.start - (max(cut, stop.end) + 0.3)) < 1e-3
+
+
+def test_corpus_files(tmp_path):
+    manifest = synthesize_dialogues(tmp_path, 3, fake_speak, ["user-a", "user-b"], seed=1, config=CONFIG)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert len(rows) == 3
+    import soundfile
+
+    for row in rows:
+        audio, rate = soundfile.read(tmp_path / row["path"])
+        assert rate == RATE and audio.shape[1] == 2
+        beside = json.loads((tmp_path / row["path"]).with_suffix(".json").read_text())
+        assert beside["alignments"] == row["alignments"]
+        assert {speaker for _, _, speaker in row["alignments"]} == {AGENT, USER}
