@@ -144,41 +144,56 @@ def pack(rows: tp.Sequence[dict], config: PackConfig) -> list[list[int]]:
 
 def render_sequence(rows: tp.Sequence[dict], config: PackConfig, rng: np.random.Generator, sample_rate: int,
                     load: tp.Callable[[str], np.ndarray]) -> tuple[np.ndarray, list[TimedWord]]:
-    """Audio [T] of ``rows`` spoken one after the other with pauses, and their words on its time line."""
+    """Audio [C, T] of ``rows`` (each loaded as [C, T]) one after the other with pauses, and their words on its
+    time line."""
     pieces: list[np.ndarray] = []
     words: list[TimedWord] = []
-    cursor = rng.uniform(*config.lead_seconds)
-    pieces.append(np.zeros(round(cursor * sample_rate), np.float32))
+    channels = None
+    cursor = 0
     for i, row in enumerate(rows):
-        audio = load(row["path"])  # [T]
-        start = sum(p.shape[0] for p in pieces) / sample_rate
-        words.extend(row_words(row, start))
-        pieces.append(audio.astype(np.float32))
+        audio = load(row["path"]).astype(np.float32)  # [C, T]
+        if channels is None:
+            channels = audio.shape[0]
+            lead = np.zeros((channels, round(rng.uniform(*config.lead_seconds) * sample_rate)), np.float32)
+            pieces.append(lead)
+            cursor = lead.shape[1]
+        elif audio.shape[0] != channels:
+            raise ValueError(f"{row['path']}: {audio.shape[0]} channels where the corpus has {channels}")
+        words.extend(row_words(row, cursor / sample_rate))
         gap = rng.uniform(*config.gap_seconds) if i + 1 < len(rows) else config.tail_seconds
-        pieces.append(np.zeros(round(gap * sample_rate), np.float32))
-    signal = np.concatenate(pieces)  # [T]
+        pieces.extend([audio, np.zeros((channels, round(gap * sample_rate)), np.float32)])
+        cursor += audio.shape[1] + pieces[-1].shape[1]
+    signal = np.concatenate(pieces, axis=1)  # [C, T]
     floor = 10 ** (rng.uniform(*config.noise_floor_db) / 20)
-    signal = signal + floor * rng.standard_normal(signal.shape[0]).astype(np.float32)
+    signal = signal + floor * rng.standard_normal(signal.shape).astype(np.float32)
     return np.clip(signal, -1.0, 1.0), words
+
+
+def load_channels(path: str, sample_rate: int) -> np.ndarray:
+    """A file as float32 [C, T] at ``sample_rate``."""
+    from ..audio import read_audio, resample
+
+    audio, rate = read_audio(path)  # [C, T]
+    if rate != sample_rate:
+        audio = np.stack([resample(channel, rate, sample_rate) for channel in audio])
+    return audio
 
 
 @torch.no_grad()
 def encode_corpus(rows: tp.Sequence[dict], codec: CodecModel, config: PackConfig = PackConfig(),
                   codec_name: str = "", log: tp.TextIO | None = sys.stderr) -> CodeCorpus:
     """Pack ``rows`` (manifest rows with ``path``, ``duration`` and ``alignments``) into sequences and encode
-    each with ``codec`` (offline; equal to streaming encode)."""
-    from ..audio import load_audio
-
+    each channel with ``codec`` (offline; equal to streaming encode)."""
     rng = np.random.default_rng([config.seed, 1])
     sequences: list[CodeSequence] = []
     started, audio_seconds = time.monotonic(), 0.0
     groups = pack(rows, config)
     for number, group in enumerate(groups):
         signal, words = render_sequence([rows[i] for i in group], config, rng, codec.sample_rate,
-                                        lambda p: load_audio(p, codec.sample_rate))
-        codes = codec.encode(torch.from_numpy(signal)[None, None])  # [1, K, F]
+                                        lambda p: load_channels(p, codec.sample_rate))  # [C, T]
+        codes = codec.encode(torch.from_numpy(signal)[:, None])  # [C, K, F]: channels as a batch
         sequences.append(CodeSequence(codes.numpy().astype(np.int16), words))
-        audio_seconds += signal.shape[0] / codec.sample_rate
+        audio_seconds += signal.shape[1] / codec.sample_rate
         if log is not None and (number + 1) % 20 == 0:
             speed = audio_seconds / max(time.monotonic() - started, 1e-9)
             print(f"encode: {number + 1}/{len(groups)} sequences, {audio_seconds / 3600:.2f} h, "
