@@ -1,0 +1,165 @@
+"""Word times of synthetic speech: espeak's WORD events mapped onto the sentence's words, checked against the
+speech energy; deterministic synthesis; manifests and the JSON beside each WAV."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from delaykit.data import synth
+from delaykit.data.manifest import check_corpus, read_corpus
+
+needs_espeak = pytest.mark.skipif(not synth.espeak_available(),
+                                  reason="the espeak-ng C library is not installed (apt-get install espeak-ng)")
+
+
+def frame_levels(samples: np.ndarray, rate: int, frame_seconds: float = 0.01) -> tuple[np.ndarray, int]:
+    """dB of each frame relative to the loudest one, and the frame length in samples."""
+    frame = int(frame_seconds * rate)
+    count = samples.shape[0] // frame
+    rms = np.sqrt(np.mean(samples[: count * frame].astype(np.float64).reshape(count, frame) ** 2, axis=1))
+    return 20 * np.log10(rms / rms.max() + 1e-12), frame
+
+
+def speech_onset(samples: np.ndarray, rate: int, floor_db: float = -30.0) -> float:
+    """Seconds to the first 10 ms frame within ``floor_db`` of the loudest (another threshold and frame than
+    the module's own, so the test does not just repeat it)."""
+    levels, frame = frame_levels(samples, rate)
+    return int(np.nonzero(levels > floor_db)[0][0]) * frame / rate
+
+
+def longest_pause(samples: np.ndarray, rate: int, floor_db: float = -50.0) -> tuple[float, float]:
+    """Start and end (seconds) of the longest run of quiet frames between the first and last loud ones."""
+    levels, frame = frame_levels(samples, rate)
+    loud = np.nonzero(levels > floor_db)[0]
+    quiet = levels[loud[0]: loud[-1]] <= floor_db
+    best, run_start = (0, 0), None
+    for i, is_quiet in enumerate(np.append(quiet, False)):
+        if is_quiet and run_start is None:
+            run_start = i
+        elif not is_quiet and run_start is not None:
+            best = max(best, (run_start, i), key=lambda span: span[1] - span[0])
+            run_start = None
+    return (loud[0] + best[0]) * frame / rate, (loud[0] + best[1]) * frame / rate
+
+
+def spoken(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50) -> synth.Speech:
+    return synth.speak_clean(text, voice, rate, pitch)
+
+
+# -- mapping events to words (no espeak needed) ------------------------------------------------------------
+
+
+def fake_speech(word_events, phoneme_events=(), seconds: float = 2.0) -> synth.RawSpeech:
+    rate = 1000  # one sample per millisecond keeps the numbers readable
+    samples = np.zeros(int(seconds * rate), dtype=np.int16)
+    samples[:1800] = 1000  # speech until 1.8 s
+    return synth.RawSpeech(samples, rate, list(word_events), list(phoneme_events))
+
+
+def test_events_map_to_words_despite_espeak_quirks():
+    text = "Look, what that was!"  # words start at characters 1, 7, 12, 17 (1-based)
+    events = [(1, 5, 0), (7, 4, 500), (12, 4, 900), (13, 4, 1300),  # "was!" placed inside "that" (as espeak does)
+              (6, 0, 1750)]  # a length-0 event of no word
+    words = synth.align_words(text, fake_speech(events), lambda word: 1)
+    assert [w.text for w in words] == ["Look,", "what", "that", "was!"]
+    assert [(w.start, w.end) for w in words] == [(0.0, 0.5), (0.5, 0.9), (0.9, 1.3), (1.3, 1.8)]
+    assert {w.speaker for w in words} == {"SPEAKER_MAIN"}
+
+
+def test_words_spoken_as_one_are_split_by_their_phonemes():
+    text = "sat in the garden"  # espeak speaks "in the" as one word: one event for both
+    events = [(1, 3, 0), (5, 2, 400), (12, 6, 800)]
+    phonemes = [(0, "s"), (100, "a"), (200, "t"), (410, "I"), (500, "n"), (600, "D"), (700, "@"), (810, "g"),
+                (1790, "_:")]
+    words = synth.align_words(text, fake_speech(events, phonemes), {"the": 2}.get)
+    assert [(w.text, w.start, w.end) for w in words][1:3] == [("in", 0.4, 0.6), ("the", 0.6, 0.8)]
+
+
+# -- espeak ------------------------------------------------------------------------------------------------
+
+
+@needs_espeak
+def test_word_times_increase_inside_the_audio_from_the_speech_onset():
+    text = "Please carry the yellow umbrella to the station before dinner."
+    speech = spoken(text)
+    duration = speech.samples.shape[0] / speech.sample_rate
+    assert [w.text for w in speech.words] == text.split()
+    starts = [w.start for w in speech.words]
+    assert all(a < b for a, b in itertools.pairwise(starts))
+    assert all(w.start < w.end <= duration for w in speech.words)
+    assert all(a.end == b.start for a, b in itertools.pairwise(speech.words))
+    assert abs(speech.words[0].start - speech_onset(speech.samples, speech.sample_rate)) < 0.04
+    assert duration - speech.words[-1].end > 0.1  # the last word ends with the speech, not the end pause
+
+
+@needs_espeak
+def test_a_pause_belongs_to_the_word_before_it():
+    speech = spoken("Well, what a strange idea that was!")
+    pause_start, pause_end = longest_pause(speech.samples, speech.sample_rate)
+    assert pause_end - pause_start > 0.1  # the comma's pause
+    well, what = speech.words[:2]
+    assert well.start < pause_start and well.end == what.start
+    assert pause_end - 0.015 <= what.start <= pause_end + 0.04
+
+
+@needs_espeak
+def test_every_word_gets_a_time_when_espeak_merges_or_misplaces_events():
+    # "in the" and "for the" are single words in espeak's dictionary; "that was" gets a misplaced event.
+    text = "They waited in the garden for the bus, but what a long day that was!"
+    speech = spoken(text)
+    assert [w.text for w in speech.words] == text.split()
+    durations = {w.text: w.end - w.start for w in speech.words}
+    assert all(0.02 < d < 1.0 for d in durations.values()), durations
+
+
+@needs_espeak
+def test_synthesis_is_deterministic_whatever_was_spoken_before():
+    first = spoken("Remember to pack the blue suitcase.", "en-gb+klatt2", 150, 40)
+    spoken("Something else entirely, said in between.", "en-us+whisper", 230, 70)
+    again = spoken("Remember to pack the blue suitcase.", "en-gb+klatt2", 150, 40)
+    assert np.array_equal(first.samples, again.samples) and first.words == again.words
+    utt = synth.plan(synth.SynthConfig(seed=4), 1)[0]
+    audio, words = synth.render(utt, synth.SynthConfig(seed=4))
+    audio2, words2 = synth.render(utt, synth.SynthConfig(seed=4))
+    assert np.array_equal(audio, audio2) and words == words2
+
+
+@needs_espeak
+def test_unknown_voice_is_a_clear_error():
+    with pytest.raises(synth.EspeakError, match="no voice"):
+        spoken("hello", voice="xx-nonexistent")
+
+
+@needs_espeak
+def test_corpus_rows_carry_alignments_and_json_beside_each_wav(tmp_path):
+    out = tmp_path / "corpus"
+    manifest = synth.synthesize(out, synth.SynthConfig(hours=0.002, seed=1, workers=1), log=io.StringIO())
+    rows = read_corpus(manifest)
+    assert rows and len(rows) == len(list(out.glob("wavs/*/*.wav"))) == len(list(out.glob("wavs/*/*.json")))
+    for row in rows:
+        words = [word for word, _, _ in row["alignments"]]
+        assert words == row["text"].split()
+        sidecar = json.loads(Path(row["path"]).with_suffix(".json").read_text())
+        assert sidecar == {"alignments": row["alignments"]}
+        assert row["alignments"][-1][1][1] <= row["duration"]
+    good, report = check_corpus(rows, speakers={"SPEAKER_MAIN"}, tolerance=0.0)
+    assert len(good) == len(rows) and not report.problems
+    manifest.unlink()  # the WAV + JSON pairs alone are the same corpus
+    pairs = read_corpus(out)
+    assert [(r["text"], r["alignments"]) for r in pairs] == [(r["text"], r["alignments"]) for r in rows]
+    assert all(abs(p["duration"] - r["duration"]) < 1e-3 for p, r in zip(pairs, rows))
+
+
+def test_missing_library_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(synth, "_library", None)
+    monkeypatch.setattr(synth, "LIBRARY_NAMES", ("libespeak-ng-missing.so.9",))
+    monkeypatch.setattr(synth.ctypes.util, "find_library", lambda name: None)
+    assert not synth.espeak_available()
+    with pytest.raises(synth.EspeakError, match="not installed"):
+        synth.synthesize("unused", synth.SynthConfig(hours=0.001))
