@@ -125,6 +125,25 @@ def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int) 
     click.echo(str(manifest))
 
 
+@data.command("dialogues")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="corpus directory")
+@click.option("--count", default=100, show_default=True, help="conversations to render")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--split", type=click.Choice(["train", "heldout"]), default="train", show_default=True,
+              help="heldout gives the user voices and variants that train never does")
+def data_dialogues(out_dir: str, count: int, seed: int, split: str) -> None:
+    """Render scripted-assistant conversations as stereo WAVs (agent left, user right) with word alignments."""
+    import itertools
+
+    from .data.dialogues import EspeakSpeaker, synthesize_dialogues
+    from .data.synth import SynthConfig
+
+    voices = SynthConfig(split=split)
+    user_voices = [f"{voice}+{variant}" if variant else voice
+                   for voice, variant in itertools.product(voices.voices, voices.variants)]
+    click.echo(str(synthesize_dialogues(out_dir, count, EspeakSpeaker(), user_voices, seed=seed)))
+
+
 @data.command("encode")
 @click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
               help="corpus directory or manifest with word alignments (repeatable)")

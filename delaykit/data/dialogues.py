@@ -103,3 +103,34 @@ def synthesize_dialogues(out_dir: str | Path, count: int, speak: Speak, user_voi
                    "alignments": alignments}
             f.write(json.dumps(row) + "\n")
     return manifest
+
+
+@dataclass(frozen=True)
+class EspeakSpeaker:
+    """A ``Speak`` function over espeak-ng: the agent's voice at a fixed rate, pitch and level; every other
+    voice at a rate, pitch and level drawn from the turn's seed."""
+
+    agent_voice: str = DialogueRenderConfig.agent_voice
+    agent_rate: int = 170
+    agent_pitch: int = 50
+    agent_level_db: float = -24.0
+    user_rate: tuple[int, int] = (130, 230)
+    user_pitch: tuple[int, int] = (25, 75)
+    user_level_db: tuple[float, float] = (-32.0, -18.0)
+    sample_rate: int = 24_000
+
+    def __call__(self, text: str, voice: str, seed: int) -> tuple[np.ndarray, list[TimedWord]]:
+        from ..audio import resample
+        from .synth import speak_clean
+
+        rng = np.random.default_rng(seed)
+        if voice == self.agent_voice:
+            rate, pitch, level = self.agent_rate, self.agent_pitch, self.agent_level_db
+        else:
+            rate, pitch = int(rng.integers(*self.user_rate)), int(rng.integers(*self.user_pitch))
+            level = float(rng.uniform(*self.user_level_db))
+        speech = speak_clean(text, voice, rate, pitch)
+        audio = speech.samples.astype(np.float64)
+        audio *= 10 ** (level / 20) / (np.sqrt(np.mean(audio**2)) + 1e-9)
+        audio = resample(audio.astype(np.float32), speech.sample_rate, self.sample_rate)  # [T] at 24 kHz
+        return audio.astype(np.float32), speech.words
