@@ -206,7 +206,7 @@ def train_codec(data_dirs, run_dir, config_path, minutes, resume, overrides) -> 
 @click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
               help="corpus directory or manifest whose texts to learn from (repeatable)")
 @click.option("--out", "output", required=True, type=click.Path(dir_okay=False), help="tokenizer .model file")
-@click.option("--vocab-size", default=1000, show_default=True)
+@click.option("--vocab-size", default=1500, show_default=True)
 def train_tokenizer_command(data_dirs, output: str, vocab_size: int) -> None:
     """Train a SentencePiece tokenizer (Kyutai's special ids) on the transcripts of a corpus."""
     from .data.manifest import read_corpus

@@ -1,9 +1,13 @@
 """A SentencePiece text tokenizer trained on a corpus's transcripts, with Kyutai's special ids.
 
 Ids 0-3 are reserved the way the published models use them: 0 doubles as EPAD (SentencePiece's unknown
-piece), 1 and 2 are BOS/EOS (never emitted by delaykit), 3 is PAD. Every other id is a piece. A small unigram
-vocabulary keeps most words of a synthetic corpus to one or two tokens, which matters at 12.5 text tokens per
-second.
+piece), 1 and 2 are BOS/EOS (never emitted by delaykit), 3 is PAD. Every other id is a piece. A small vocabulary
+that keeps most words of the corpus whole matters at 12.5 text tokens per second.
+
+BPE is the default: on delaykit's synthetic corpus (8.5 k sentences) SentencePiece's unigram trainer stopped
+at 863 pieces whatever the vocabulary asked for, splitting common words ("meeting" -> 4 pieces, 1.99 tokens
+a word on held-out text), while BPE at 1500 pieces gives whole words (1.55 tokens a word, unseen names
+included).
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import typing as tp
 from pathlib import Path
 
 
-def train_tokenizer(texts: tp.Iterable[str], output: str | os.PathLike, vocab_size: int = 1000,
-                    model_type: str = "unigram", character_coverage: float = 1.0) -> Path:
+def train_tokenizer(texts: tp.Iterable[str], output: str | os.PathLike, vocab_size: int = 1500,
+                    model_type: str = "bpe", character_coverage: float = 1.0) -> Path:
     """Train on ``texts`` (one sentence each) and write ``output`` (a ``.model`` file)."""
     import sentencepiece
 
