@@ -144,6 +144,21 @@ def data_dialogues(out_dir: str, count: int, seed: int, split: str) -> None:
     click.echo(str(synthesize_dialogues(out_dir, count, EspeakSpeaker(), user_voices, seed=seed)))
 
 
+@data.command("check")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--speaker", "speakers", multiple=True, help="allowed speaker names (default: any)")
+@click.option("--tolerance", default=0.1, show_default=True, help="seconds a word may end past the audio")
+def data_check(sources, speakers, tolerance: float) -> None:
+    """Report the broken rows of corpora (manifests or folders of wav + json); exit 1 if any."""
+    from .data.manifest import check_corpus, read_corpus
+
+    rows = [row for source in sources for row in read_corpus(source)]
+    _, report = check_corpus(rows, speakers=speakers or None, tolerance=tolerance)
+    click.echo(report.summary())
+    if report.skipped:
+        sys.exit(1)
+
+
 @data.command("encode")
 @click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
               help="corpus directory or manifest with word alignments (repeatable)")
@@ -155,11 +170,14 @@ def data_dialogues(out_dir: str, count: int, seed: int, split: str) -> None:
 def data_encode(data_dirs, output: str, codec: str, sequence_seconds: float, seed: int, threads) -> None:
     """Pack word-aligned utterances into long sequences and encode them with a codec, for LM training."""
     from .data.codes import PackConfig, encode_corpus
-    from .data.manifest import read_corpus
+    from .data.manifest import check_corpus, read_corpus
     from .engine import load_engine
 
     _set_threads(threads)
-    rows = [row for source in data_dirs for row in read_corpus(source)]
+    rows, report = check_corpus([row for source in data_dirs for row in read_corpus(source)])
+    click.echo(report.summary(), err=True)
+    if not rows:
+        raise DelaykitError("no usable rows to encode")
     codec_model = load_engine(codec, device="cpu").codec
     if codec_model is None:
         raise DelaykitError(f"{codec}: this checkpoint has no codec")
@@ -310,11 +328,11 @@ def eval_codec(checkpoint: str, manifest: str, count: int, codebooks: str, untra
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 def eval_asr(model: str, data_dirs, count, batch_size: int, threads) -> None:
     """Word error rate and speed of streaming recognition on a corpus."""
-    from .data.synth import read_manifest
+    from .data.manifest import read_corpus
     from .evaluation.asr import evaluate_asr
 
     _set_threads(threads)
-    rows = [row for source in data_dirs for row in read_manifest(source)][:count]
+    rows = [row for source in data_dirs for row in read_corpus(source)][:count]
     report = evaluate_asr(_load_model(model, "asr").transcriber(), rows, batch_size=batch_size)
     report["model"] = model
     click.echo(json.dumps(report, indent=2))
