@@ -9,7 +9,8 @@ minimises::
 where text PAD tokens weigh ``text_padding_weight`` (0.5 in moshi-finetune) and the first, semantic codebook
 weighs ``first_codebook_weight`` times the others (moshi-finetune's multiplier), each loss a weighted mean
 over its valid positions (the LM marks positions its delays leave undefined). Fine-tuning starts from any
-checkpoint ``load_engine`` reads (``init_from``), a Kyutai one included. ``export_lm`` writes a checkpoint
+checkpoint ``load_engine`` reads (``init_from``), a Kyutai one included, in full or with LoRA adapters
+(``lora_rank``). ``export_lm`` writes a checkpoint
 directory that ``delaykit.load`` runs in every command: config.json (with ``stt_config`` / ``tts_config``) +
 model.safetensors + the codec the corpus was encoded with + the tokenizer.
 """
@@ -31,6 +32,7 @@ from ..lm.model import LMConfig, LMModel, LMOutput
 from ..text import PAD_ID, TextTokenizer
 from .lm_data import Batch, StreamBatcher, StreamSpec
 from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_config
+from .lora import add_lora, merge_lora
 
 TOKENIZER_NAME = "tokenizer.model"
 MODEL_TYPE_OF_MODE = {"asr": "stt", "tts": "tts", "dialogue": "moshi"}
@@ -60,6 +62,8 @@ class LMTrainConfig:
     mode: str = "asr"
     model: dict = field(default_factory=dict)  # LMConfig fields over small_lm_config(mode, ...)
     init_from: str | None = None  # a checkpoint to fine-tune (its LM config wins over ``model``)
+    lora_rank: int = 0  # > 0: train low-rank adapters only (delaykit.train.lora), merged on export
+    lora_scaling: float = 2.0
     codec: str = "default"  # checkpoint whose codec encoded the corpus (exported with the model)
     text_shift_seconds: float | None = None  # None: DEFAULT_TEXT_SHIFT[mode]
     vad_horizons: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)  # asr only: P(no voice) horizons of the heads
@@ -161,6 +165,8 @@ class LMTrainer(TrainingRun):
             corpus = CodeCorpus.load_many(list(corpus))
         self.tokenizer = TextTokenizer(tokenizer)
         self.lm = build_lm(config, self.tokenizer, corpus.num_codebooks)
+        if config.lora_rank:
+            add_lora(self.lm, config.lora_rank, config.lora_scaling)
         if self.lm.config.text_card < self.tokenizer.vocab_size:
             raise ValueError(f"tokenizer has {self.tokenizer.vocab_size} pieces, the LM only "
                              f"{self.lm.config.text_card} text ids")
@@ -218,7 +224,8 @@ class LMTrainer(TrainingRun):
         losses = self.losses(batch)
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.lm.parameters(), self.config.grad_clip)
+        trained = [p for p in self.lm.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(trained, self.config.grad_clip)
         self.optimizer.step()
         self.step += 1
         self.seen += batch.codes.shape[0] * batch.codes.shape[2]
@@ -255,7 +262,10 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
     state = torch.load(run_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
     config = LMTrainConfig.from_dict(state["config"])
     lm = LMModel(LMConfig.from_kyutai(state["lm_config"]))
+    if config.lora_rank:
+        add_lora(lm, config.lora_rank, config.lora_scaling)
     lm.load_state_dict(state["model"], strict=True)
+    merge_lora(lm)
     if fp16:
         lm = lm.half()
     codec_model = load_engine(codec or config.codec, device="cpu").codec
