@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from ..data.codes import CodeCorpus
 from ..lm.model import LMConfig, LMModel, LMOutput
 from ..text import PAD_ID, TextTokenizer
+from .distributed import init_distributed
 from .lm_data import Batch, StreamBatcher, StreamSpec
 from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_config
 from .lora import add_lora, merge_lora
@@ -86,6 +87,7 @@ class LMTrainConfig:
     log_every: int = 10
     seed: int = 0
     threads: int = 1
+    device: str = "auto"  # auto | cpu | cuda (each torchrun process takes cuda:LOCAL_RANK)
 
     def __post_init__(self) -> None:
         if self.mode not in MODEL_TYPE_OF_MODE:
@@ -150,6 +152,21 @@ def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor
     return loss, accuracy
 
 
+class TrainingForward(torch.nn.Module):
+    """The LM's teacher-forced forward plus its extra heads, as one module (what DDP wraps)."""
+
+    def __init__(self, lm: LMModel):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, codes: torch.Tensor) -> tuple[LMOutput, torch.Tensor | None]:
+        out = self.lm(codes)
+        if not self.lm.extra_heads:
+            return out, None
+        assert out.hidden is not None
+        return out, torch.stack([head(out.hidden) for head in self.lm.extra_heads], dim=1)  # [B, H, T, C]
+
+
 class LMTrainer(TrainingRun):
     """Owns the LM, optimizer, batcher and run directory of one LM training run."""
 
@@ -158,9 +175,15 @@ class LMTrainer(TrainingRun):
     def __init__(self, config: LMTrainConfig, corpus: CodeCorpus | tp.Sequence[str | os.PathLike],
                  tokenizer: str | os.PathLike, run_dir: str | os.PathLike, resume: bool = False,
                  log: tp.TextIO | None = None) -> None:
+        from ..engine import resolve_device
+
         self.config = config
         torch.set_num_threads(config.threads)
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
+        self.device = resolve_device(config.device)
+        self.dist = init_distributed(self.device)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
         if not isinstance(corpus, CodeCorpus):
             corpus = CodeCorpus.load_many(list(corpus))
         self.tokenizer = TextTokenizer(tokenizer)
@@ -170,13 +193,24 @@ class LMTrainer(TrainingRun):
         if self.lm.config.text_card < self.tokenizer.vocab_size:
             raise ValueError(f"tokenizer has {self.tokenizer.vocab_size} pieces, the LM only "
                              f"{self.lm.config.text_card} text ids")
+        self.lm.to(self.device)
+        if self.lm.dep_q == 0:  # the depth input projection exists (Kyutai's keys) but nothing uses it
+            for parameter in self.lm.depformer_in.parameters():
+                parameter.requires_grad_(False)
+        self.model: torch.nn.Module = TrainingForward(self.lm)  # what the step calls, or DDP around it
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.spec = stream_spec(config, self.lm)
+        # Each rank draws its own windows; batch_size is per rank.
         self.batcher = StreamBatcher(corpus, self.tokenizer.encode, self.spec, config.window_frames,
-                                     config.batch_size, seed=config.seed)
+                                     config.batch_size, seed=config.seed + 1009 * self.dist.rank)
         self.optimizer = torch.optim.AdamW(decay_groups(self.lm, config.weight_decay), lr=config.lr,
                                            betas=config.betas)
         self.setup_run(run_dir, log, config.to_dict())
-        if Path(tokenizer).resolve() != (self.run_dir / TOKENIZER_NAME).resolve():
+        if self.dist.is_main and Path(tokenizer).resolve() != (self.run_dir / TOKENIZER_NAME).resolve():
             shutil.copyfile(tokenizer, self.run_dir / TOKENIZER_NAME)
         if resume:
             self.load_checkpoint()
@@ -188,8 +222,8 @@ class LMTrainer(TrainingRun):
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Each loss (and accuracy) of one batch; ``total`` is what is minimised."""
         cfg = self.config
-        codes = batch.codes  # [B, K, T]
-        out: LMOutput = self.lm(codes)
+        codes = batch.codes.to(self.device)  # [B, K, T]
+        out, heads = self.model(codes)  # LMOutput, [B, H, T, 2] end-of-speech logits
         text = codes[:, 0]  # [B, T]
         text_weights = torch.where(text == PAD_ID, cfg.text_padding_weight, 1.0)  # [B, T]
         text_loss, text_accuracy = weighted_ce(out.text_logits[:, 0], text, out.text_mask[:, 0], text_weights)
@@ -206,10 +240,9 @@ class LMTrainer(TrainingRun):
             total = total + audio_loss
             result.update(audio=audio_loss, audio_acc=audio_accuracy)
         if self.spec.vad_horizons:
-            assert out.hidden is not None
-            heads = torch.stack([head(out.hidden) for head in self.lm.extra_heads], dim=1)  # [B, H, T, 2]
-            known = batch.no_voice >= 0  # [B, H, T]
-            classes = 1 - batch.no_voice.clamp(min=0)  # class 0 = nobody speaks over the horizon
+            no_voice = batch.no_voice.to(self.device)  # [B, H, T]
+            known = no_voice >= 0
+            classes = 1 - no_voice.clamp(min=0)  # class 0 = nobody speaks over the horizon
             vad_loss, vad_accuracy = weighted_ce(heads, classes, known, torch.ones_like(classes, dtype=torch.float))
             total = total + cfg.vad_weight * vad_loss
             result.update(vad=vad_loss, vad_acc=vad_accuracy)
@@ -228,7 +261,7 @@ class LMTrainer(TrainingRun):
         grad_norm = torch.nn.utils.clip_grad_norm_(trained, self.config.grad_clip)
         self.optimizer.step()
         self.step += 1
-        self.seen += batch.codes.shape[0] * batch.codes.shape[2]
+        self.seen += batch.codes.shape[0] * batch.codes.shape[2] * self.dist.world_size
         row = {key: float(value.item()) for key, value in losses.items()}
         row.update(loss=row.pop("total"), grad_norm=float(grad_norm.item()), lr=lr)
         return row
@@ -243,13 +276,18 @@ class LMTrainer(TrainingRun):
         return " ".join(parts) + f" lr {row['lr']:.2e}, {hours:.1f} h seen"
 
     def model_state(self) -> dict:
-        return {"model": self.lm.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "batcher": self.batcher.state(), "lm_config": self.lm.config.to_kyutai(),
+        return {"model": {k: v.cpu() for k, v in self.lm.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(), "lm_config": self.lm.config.to_kyutai(),
                 "config": self.config.to_dict()}
 
     def load_model_state(self, state: dict) -> None:
         self.lm.load_state_dict(state["model"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
+
+    def rank_state(self) -> dict:
+        return {"batcher": self.batcher.state()}
+
+    def load_rank_state(self, state: dict) -> None:
         self.batcher.set_state(state["batcher"])
 
 
@@ -261,7 +299,7 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
     run_dir = Path(run_dir)
     state = torch.load(run_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
     config = LMTrainConfig.from_dict(state["config"])
-    lm = LMModel(LMConfig.from_kyutai(state["lm_config"]))
+    lm = LMModel(LMConfig.from_kyutai(state["lm_config"]))  # on the CPU, whatever the run used
     if config.lora_rank:
         add_lora(lm, config.lora_rank, config.lora_scaling)
     lm.load_state_dict(state["model"], strict=True)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from .distributed import DistributedContext
+
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
@@ -92,12 +94,15 @@ class TrainingRun:
     seen: float = 0.0  # data seen over the whole run, in the unit of ``seen_unit``
     seen_unit: str = "s"
     train_seconds: float = 0.0  # wall-clock training time over the whole run
+    dist: DistributedContext = DistributedContext()  # this process's rank (see delaykit.train.distributed)
 
     def setup_run(self, run_dir: str | os.PathLike, log: tp.TextIO | None, config_dict: dict) -> None:
         self.run_dir = Path(run_dir)
         self.log = log if log is not None else sys.stderr
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / CONFIG_NAME).write_text(json.dumps(config_dict, indent=2) + "\n")
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / CONFIG_NAME).write_text(json.dumps(config_dict, indent=2) + "\n")
+        self.dist.barrier()
 
     # ---- to implement ----
 
@@ -109,6 +114,13 @@ class TrainingRun:
 
     def load_model_state(self, state: dict) -> None:
         raise NotImplementedError
+
+    def rank_state(self) -> dict:
+        """What differs between the processes of a distributed run (data position); saved for each rank."""
+        return {}
+
+    def load_rank_state(self, state: dict) -> None:
+        pass
 
     def progress(self, row: dict) -> str:
         return f"loss {row['loss']:.4f}"
@@ -125,8 +137,11 @@ class TrainingRun:
         last_save = start
         window: list[dict[str, float]] = []
         window_start, window_seen = start, self.seen
-        with open(self.run_dir / METRICS_NAME, "a", encoding="utf-8") as metrics:
-            while (cfg.max_steps is None or self.step < cfg.max_steps) and time.monotonic() < deadline:
+        metrics_path = self.run_dir / METRICS_NAME if self.dist.is_main else os.devnull
+        with open(metrics_path, "a", encoding="utf-8") as metrics:
+            # Clock decisions are taken by all ranks together (dist.any), so none is left in a collective.
+            while (cfg.max_steps is None or self.step < cfg.max_steps) and not self.dist.any(
+                    time.monotonic() >= deadline):
                 step_start = time.monotonic()
                 window.append(self.train_step())
                 self.train_seconds += time.monotonic() - step_start
@@ -139,14 +154,16 @@ class TrainingRun:
                     metrics.write(json.dumps(row) + "\n")
                     metrics.flush()
                     eta = self._eta(now, deadline, (now - window_start) / len(window))
-                    print(f"step {self.step} {self.progress(row)} | {speed:.1f} {self.seen_unit}/s, ETA {eta}",
-                          file=self.log, flush=True)
+                    if self.dist.is_main:
+                        print(f"step {self.step} {self.progress(row)} | {speed:.1f} {self.seen_unit}/s, ETA {eta}",
+                              file=self.log, flush=True)
                     window, window_start, window_seen = [], now, self.seen
-                if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
+                if self.dist.any(time.monotonic() - last_save > cfg.checkpoint_minutes * 60):
                     self.save_checkpoint()
                     last_save = time.monotonic()
         self.save_checkpoint()
-        print(f"done: step {self.step}, {self.seen:.0f} {self.seen_unit} seen", file=self.log, flush=True)
+        if self.dist.is_main:
+            print(f"done: step {self.step}, {self.seen:.0f} {self.seen_unit} seen", file=self.log, flush=True)
 
     def _eta(self, now: float, deadline: float, step_seconds: float) -> str:
         remaining = deadline - now
@@ -157,15 +174,20 @@ class TrainingRun:
     # ---- checkpoints ----
 
     def state(self) -> dict:
+        """The whole checkpoint; a collective call in a distributed run (each rank's own state is gathered)."""
+        own = {"torch_rng": torch.get_rng_state(), "python_rng": random.getstate(), **self.rank_state()}
         return {"step": self.step, "seen": self.seen, "train_seconds": self.train_seconds,
-                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(), **self.model_state()}
+                "ranks": self.dist.gather(own), **self.model_state()}
 
     def save_checkpoint(self) -> Path:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / CHECKPOINT_NAME
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)
+        state = self.state()
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        self.dist.barrier()
         return path
 
     def load_checkpoint(self) -> None:
@@ -174,9 +196,14 @@ class TrainingRun:
             raise FileNotFoundError(f"{path}: no checkpoint to resume from")
         state = torch.load(path, map_location="cpu", weights_only=True)
         self.load_model_state(state)
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
+        if len(state["ranks"]) != self.dist.world_size:
+            raise ValueError(f"{path} was written by {len(state['ranks'])} processes; resume it with as many")
+        own = state["ranks"][self.dist.rank]
+        torch.set_rng_state(own["torch_rng"])
+        random.setstate(own["python_rng"])
+        self.load_rank_state(own)
         self.step = state["step"]
         self.seen = state["seen"]
         self.train_seconds = state["train_seconds"]
-        print(f"resumed {path} at step {self.step}", file=self.log, flush=True)
+        if self.dist.is_main:
+            print(f"resumed {path} at step {self.step}", file=self.log, flush=True)
