@@ -269,6 +269,21 @@ def train_lm(mode, code_files, tokenizer_path, run_dir, config_path, minutes, re
     LMTrainer(config, list(code_files), tokenizer_path, run_dir, resume=resume).fit()
 
 
+@train.command("plot")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="PNG file (default: RUN_DIR/metrics.png)")
+def train_plot(run_dir: str, output) -> None:
+    """Draw a run's losses and accuracies against the step (needs matplotlib: delaykit[plot])."""
+    try:
+        import matplotlib  # noqa: F401
+
+        from .train.plots import plot_run
+    except ImportError as exc:
+        raise DelaykitError("plotting needs matplotlib: pip install 'delaykit[plot]'") from exc
+    click.echo(str(plot_run(run_dir, output)))
+
+
 @train.command("export-lm")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("target", type=click.Path(file_okay=False))

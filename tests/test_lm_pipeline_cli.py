@@ -55,6 +55,8 @@ def test_pipeline(tmp_path):
     invoke("train", "lm", "--codes", tmp_path / "codes.npz", "--out", tmp_path / "run", "--resume",
            "--set", "max_steps=4")  # the run's own config and tokenizer
     assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 4
+    png = invoke("train", "plot", tmp_path / "run").strip()
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     invoke("train", "export-lm", tmp_path / "run", tmp_path / "asr")
     report = json.loads(invoke("eval", "asr", "--model", tmp_path / "asr", "--data", tmp_path / "data",
                                "--count", 3))
