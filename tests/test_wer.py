@@ -23,3 +23,14 @@ def test_corpus_wer_sums_counts():
     counts = word_error_rate(["one two three", "four five"], ["one two", "Four, five six!"])
     assert counts.reference_words == 5 and counts.errors == 2
     assert abs(counts.wer - 0.4) < 1e-12
+
+
+def test_start_errors_only_for_utterances_recognised_word_for_word():
+    from delaykit.evaluation.asr import _start_errors
+    from delaykit.modes.words import Word
+
+    row = {"alignments": [["Hello,", [0.5, 0.9], "S"], ["world.", [1.0, 1.4], "S"]]}
+    words = [Word("hello", 0.48, 0.96), Word("World", 1.04, 1.6)]
+    assert [round(e, 3) for e in _start_errors(row, words)] == [-0.02, 0.04]
+    assert _start_errors(row, [Word("hello", 0.48, 0.96)]) == []
+    assert _start_errors(row, [Word("hello", 0.48, 0.96), Word("word", 1.0, 1.2)]) == []
