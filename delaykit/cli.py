@@ -353,6 +353,35 @@ def eval_asr(model: str, data_dirs, count, batch_size: int, threads) -> None:
     click.echo(json.dumps(report, indent=2))
 
 
+@main.group()
+def bench() -> None:
+    """Measure speed on this machine (JSON figures on stdout)."""
+
+
+@bench.command("asr")
+@click.option("--model", default="default", show_default=True, help="ASR checkpoint directory, hub id or default")
+@click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
+              help="corpus with word alignments, for the recordings and the word-latency reference")
+@click.option("--count", default=16, show_default=True, help="recordings to use")
+@click.option("--streams", default="1,4,16,64", show_default=True, help="concurrent stream counts to time")
+@click.option("--frames", default=50, show_default=True, help="80 ms steps timed per stream count")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+def bench_asr(model: str, data_dirs, count: int, streams: str, frames: int, threads) -> None:
+    """Streams served in real time, step time and word latency of streaming recognition."""
+    from .audio import load_audio
+    from .data.manifest import read_corpus
+    from .evaluation.speed import benchmark_asr
+
+    _set_threads(threads)
+    transcriber = _load_model(model, "asr").transcriber()
+    rows = [row for source in data_dirs for row in read_corpus(source)][:count]
+    signals = [load_audio(row["path"], transcriber.sample_rate) for row in rows]
+    report = benchmark_asr(transcriber, rows, signals, [int(s) for s in streams.split(",")], frames,
+                           log=lambda entry: click.echo(json.dumps(entry), err=True))
+    report["model"] = model
+    click.echo(json.dumps(report, indent=2))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Modes: speech recognition, speech synthesis, dialogue
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
@@ -56,8 +57,12 @@ def test_pipeline(tmp_path):
            "--set", "max_steps=4")  # the run's own config and tokenizer
     assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 4
     png = invoke("train", "plot", tmp_path / "run").strip()
-    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     invoke("train", "export-lm", tmp_path / "run", tmp_path / "asr")
     report = json.loads(invoke("eval", "asr", "--model", tmp_path / "asr", "--data", tmp_path / "data",
                                "--count", 3))
     assert report["utterances"] == 3 and report["reference_words"] == 12 and 0 <= report["wer"]
+    speed = json.loads(invoke("bench", "asr", "--model", tmp_path / "asr", "--data", tmp_path / "data",
+                              "--count", 2, "--streams", "1,3", "--frames", 3).split("\n", 2)[-1])
+    assert [entry["streams"] for entry in speed["streams"]] == [1, 3]
+    assert all(entry["step_ms_median"] > 0 for entry in speed["streams"])

@@ -9,8 +9,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from test_train_lm import tiny_config, toy_corpus
-from test_train_lm import tokenizer  # noqa: F401  (a fixture)
+from test_train_lm import (
+    tiny_config,
+    tokenizer,  # noqa: F401  (a fixture)
+    toy_corpus,
+)
 
 from delaykit.train.lm import LMTrainer
 
