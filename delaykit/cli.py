@@ -125,6 +125,17 @@ def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int) 
     click.echo(str(manifest))
 
 
+@data.command("flite")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="corpus directory")
+@click.option("--count", default=60, show_default=True, help="sentences (voices slt, awb, rms in turn)")
+@click.option("--seed", default=1, show_default=True)
+def data_flite(out_dir: str, count: int, seed: int) -> None:
+    """Evaluation speech from flite voices reserved for evaluation (never trained on)."""
+    from .data.flite import synthesize_flite
+
+    click.echo(str(synthesize_flite(out_dir, count, seed=seed)))
+
+
 @data.command("dialogues")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="corpus directory")
 @click.option("--count", default=100, show_default=True, help="conversations to render")
@@ -332,6 +343,33 @@ def eval_codec(checkpoint: str, manifest: str, count: int, codebooks: str, untra
         model = CodecModel(model.config)
     ks = [int(k) for k in codebooks.split(",")]
     click.echo(json.dumps(evaluate_codec(model, manifest, count, ks), indent=2))
+
+
+@evaluate.command("judge")
+@click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
+              help="corpus directory or manifest with reference texts (repeatable)")
+@click.option("--count", type=int, default=None, help="use the first COUNT utterances (default: all)")
+@click.option("--threads", default=2, show_default=True)
+def eval_judge(data_dirs, count, threads: int) -> None:
+    """WER of the independent judge (Whisper tiny.en, offline) on a corpus: the bar for delaykit's ASR, and
+    the reference point for judged TTS and codec figures. Needs delaykit[judge]."""
+    import time
+
+    from .data.manifest import read_corpus
+    from .evaluation.judge import WhisperJudge
+    from .evaluation.wer import word_error_rate
+
+    rows = [row for source in data_dirs for row in read_corpus(source)][:count]
+    judge = WhisperJudge(threads=threads)
+    started = time.monotonic()
+    hypotheses = judge.transcribe_files([row["path"] for row in rows])
+    references = [row["text"] for row in rows]
+    plain, numbers = word_error_rate(references, hypotheses), word_error_rate(references, hypotheses, numbers=True)
+    click.echo(json.dumps({
+        "judge": "whisper tiny.en (faster-whisper, int8, greedy)", "utterances": len(rows),
+        "reference_words": numbers.reference_words, "wer": round(plain.wer, 4), "wer_numbers": round(numbers.wer, 4),
+        "seconds": round(time.monotonic() - started, 2),
+        "examples": [{"reference": r, "hypothesis": h} for r, h in zip(references[:5], hypotheses)]}, indent=2))
 
 
 @evaluate.command("asr")

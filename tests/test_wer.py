@@ -34,3 +34,14 @@ def test_start_errors_only_for_utterances_recognised_word_for_word():
     assert [round(e, 3) for e in _start_errors(row, words)] == [-0.02, 0.04]
     assert _start_errors(row, [Word("hello", 0.48, 0.96)]) == []
     assert _start_errors(row, [Word("hello", 0.48, 0.96), Word("word", 1.0, 1.2)]) == []
+
+
+def test_numbers_become_digits_as_whisper_writes_them():
+    assert normalize("born in one thousand nine hundred and ten", numbers=True) == ["born", "in", "1910"]
+    assert normalize("the twenty-first of May", numbers=True) == ["the", "21st", "of", "may"]
+    assert normalize("two hundred and thirty-four people", numbers=True) == ["234", "people"]
+    assert normalize("nineteen ten", numbers=True) == ["19", "10"]  # two numbers, not one
+    assert normalize("one and two", numbers=True) == ["1", "and", "2"]
+    counts = word_error_rate(["Sunday the fifteenth of August, one thousand nine hundred and ten"],
+                             ["Sunday 15th of August, 1910"], numbers=True)
+    assert counts.errors == 1 and counts.reference_words == 6  # only "the" is missing

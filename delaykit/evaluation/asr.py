@@ -44,6 +44,7 @@ def evaluate_asr(transcriber: Transcriber, rows: tp.Sequence[dict], batch_size: 
     counts = word_error_rate(references, hypotheses)
     return {
         "utterances": len(rows), "reference_words": counts.reference_words, "wer": round(counts.wer, 4),
+        "wer_numbers": round(word_error_rate(references, hypotheses, numbers=True).wer, 4),
         "substitutions": counts.substitutions, "deletions": counts.deletions, "insertions": counts.insertions,
         "audio_seconds": round(audio_seconds, 2), "seconds": round(elapsed, 2),
         "x_real_time": round(audio_seconds / max(elapsed, 1e-9), 2), "batch_size": batch_size,

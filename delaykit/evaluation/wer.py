@@ -1,7 +1,9 @@
 """Word error rate with a plain text normalisation, the way ASR results are usually compared.
 
 Normalisation: Unicode NFKC, lower case, every character that is not a letter, digit or apostrophe becomes a
-space, apostrophes at word edges are dropped, whitespace collapses. WER = (substitutions + deletions +
+space, apostrophes at word edges are dropped, whitespace collapses. With ``numbers=True`` spelled-out numbers
+also become digits ("one thousand nine hundred and ten" -> "1910", "fifteenth" -> "15th"), the way Whisper
+writes them, so that a judge's digits and a reference's words compare equal. WER = (substitutions + deletions +
 insertions) / reference words, from one Levenshtein alignment per utterance; corpus WER sums the counts.
 """
 
@@ -15,10 +17,71 @@ from dataclasses import dataclass
 _NOT_WORD = re.compile(r"[^\w']+|_")
 
 
-def normalize(text: str) -> list[str]:
+_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+          "sixteen seventeen eighteen nineteen").split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+NUMBER_WORDS = {word: value for value, word in enumerate(_UNITS)}
+NUMBER_WORDS.update({word: 10 * (index + 2) for index, word in enumerate(_TENS)})
+_ORDINAL_WORDS = {"first": 1, "second": 2, "third": 3, "fifth": 5, "eighth": 8, "ninth": 9, "twelfth": 12}
+ORDINALS = {**{word + "th": value for word, value in NUMBER_WORDS.items() if value > 3 and word + "th"
+               not in ("fiveth", "eightth", "nineth", "twelveth")},
+            **{word[:-1] + "ieth": value for word, value in NUMBER_WORDS.items() if word.endswith("ty")},
+            **_ORDINAL_WORDS}
+
+
+def _ordinal_suffix(value: int) -> str:
+    if value % 100 in (11, 12, 13):
+        return "th"
+    return {1: "st", 2: "nd", 3: "rd"}.get(value % 10, "th")
+
+
+def numbers_to_digits(words: list[str]) -> list[str]:
+    """Runs of spelled-out number words as one number in digits (ordinals keep their suffix)."""
+    out: list[str] = []
+    total = current = 0
+    in_number = False
+    last_small = None  # value of the previous unit/tens word, to split "nineteen ten" into two numbers
+
+    def flush() -> None:
+        nonlocal total, current, in_number, last_small
+        if in_number:
+            out.append(str(total + current))
+        total = current = 0
+        in_number, last_small = False, None
+
+    for index, word in enumerate(words):
+        value = NUMBER_WORDS.get(word, ORDINALS.get(word))
+        following = words[index + 1] if index + 1 < len(words) else ""
+        if value is not None:
+            joins_tens = last_small is not None and last_small >= 20 and last_small % 10 == 0 and value < 10
+            if in_number and last_small is not None and not joins_tens:
+                flush()
+            current += value
+            in_number, last_small = True, value
+            if word in ORDINALS:
+                number = total + current
+                flush()
+                out[-1] = f"{number}{_ordinal_suffix(number)}"
+        elif word in ("hundred", "thousand") and in_number:
+            if word == "hundred":
+                current *= 100
+            else:
+                total, current = (total + current) * 1000, 0
+            last_small = None
+        elif word == "and" and in_number and last_small is None and following in NUMBER_WORDS:
+            continue
+        else:
+            flush()
+            out.append(word)
+    flush()
+    return out
+
+
+def normalize(text: str, numbers: bool = False) -> list[str]:
     """The words of ``text`` after normalisation."""
     text = unicodedata.normalize("NFKC", text).lower()
-    return [word.strip("'") for word in _NOT_WORD.sub(" ", text).split() if word.strip("'")]
+    words = [word.strip("'") for word in _NOT_WORD.sub(" ", text).split() if word.strip("'")]
+    return numbers_to_digits(words) if numbers else words
 
 
 @dataclass
@@ -67,11 +130,12 @@ def align_counts(reference: tp.Sequence[str], hypothesis: tp.Sequence[str]) -> E
     return ErrorCounts(subs, dels, ins, len(reference))
 
 
-def word_error_rate(references: tp.Sequence[str], hypotheses: tp.Sequence[str]) -> ErrorCounts:
+def word_error_rate(references: tp.Sequence[str], hypotheses: tp.Sequence[str], numbers: bool = False
+                    ) -> ErrorCounts:
     """Corpus-level counts of normalised ``hypotheses`` against ``references`` (same order)."""
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     total = ErrorCounts()
     for reference, hypothesis in zip(references, hypotheses, strict=True):
-        total = total + align_counts(normalize(reference), normalize(hypothesis))
+        total = total + align_counts(normalize(reference, numbers), normalize(hypothesis, numbers))
     return total
