@@ -330,7 +330,8 @@ def evaluate() -> None:
 @click.option("--count", default=20, show_default=True, help="utterances to use")
 @click.option("--codebooks", default="8,4,2,1", show_default=True, help="codebook counts to decode with")
 @click.option("--untrained", is_flag=True, help="evaluate a freshly initialised model of the same config")
-def eval_codec(checkpoint: str, manifest: str, count: int, codebooks: str, untrained: bool) -> None:
+@click.option("--judge", is_flag=True, help="also the judge's WER on originals and round trips (delaykit[judge])")
+def eval_codec(checkpoint: str, manifest: str, count: int, codebooks: str, untrained: bool, judge: bool) -> None:
     """Round-trip log-mel distance and SI-SNR of CHECKPOINT on held-out speech (JSON on stdout)."""
     import torch
 
@@ -342,7 +343,13 @@ def eval_codec(checkpoint: str, manifest: str, count: int, codebooks: str, untra
         torch.manual_seed(0)
         model = CodecModel(model.config)
     ks = [int(k) for k in codebooks.split(",")]
-    click.echo(json.dumps(evaluate_codec(model, manifest, count, ks), indent=2))
+    report: dict = {"round_trip": evaluate_codec(model, manifest, count, ks)}
+    if judge:
+        from .evaluation.judge import WhisperJudge
+        from .train.evaluate import judge_codec
+
+        report["judged"] = judge_codec(model, manifest, WhisperJudge(), count, max(ks))
+    click.echo(json.dumps(report, indent=2))
 
 
 @evaluate.command("judge")

@@ -166,5 +166,6 @@ def test_cli_train_resume_export_eval(tmp_path):
     scores = runner.invoke(main, ["eval", "codec", str(tmp_path / "ckpt"), "--data", str(data),
                                   "--codebooks", "4,1"])
     assert scores.exit_code == 0, scores.output
-    figures = json.loads(scores.output)
+    figures = json.loads(scores.output)["round_trip"]
     assert set(figures) == {"4", "1"} and figures["4"]["utterances"] == 2
+

@@ -51,3 +51,28 @@ def evaluate_codec(model: CodecModel, manifest: str | Path, count: int = 20,
             totals[k].append((float(distance(recon, audio)), float(si_snr(recon, audio).mean())))
     return {k: {"log_mel_l1": float(np.mean([m for m, _ in v])), "si_snr_db": float(np.mean([s for _, s in v])),
                 "utterances": len(v)} for k, v in totals.items()}
+
+
+@torch.no_grad()
+def judge_codec(model: CodecModel, manifest: str | Path, judge: tp.Any, count: int = 20,
+                codebooks: int | None = None) -> dict:
+    """The judge's WER on the originals and on their round trips through ``model`` (``judge``: a
+    :class:`~delaykit.evaluation.judge.WhisperJudge`); the issue's target is a ratio of at most 1.2."""
+    from ..evaluation.wer import word_error_rate
+
+    model = model.eval()
+    rows = read_manifest(manifest)[:count]
+    references, originals, round_trips = [], [], []
+    for row in rows:
+        audio = torch.from_numpy(load_audio(row["path"], model.sample_rate))[None, None]  # [1, 1, T]
+        recon = model.decode(model.encode(audio, codebooks))[0, 0, :audio.shape[-1]]  # [T]
+        references.append(row["text"])
+        originals.append(judge.transcribe(audio[0, 0].numpy(), model.sample_rate))
+        round_trips.append(judge.transcribe(recon.numpy(), model.sample_rate))
+    original = word_error_rate(references, originals, numbers=True).wer
+    round_trip = word_error_rate(references, round_trips, numbers=True).wer
+    return {"utterances": len(rows), "codebooks": codebooks or model.num_codebooks,
+            "judge_wer_original": round(original, 4), "judge_wer_round_trip": round(round_trip, 4),
+            "ratio": round(round_trip / original, 3) if original > 0 else None,
+            "examples": [{"reference": r, "original": o, "round_trip": t}
+                         for r, o, t in list(zip(references, originals, round_trips))[:3]]}

