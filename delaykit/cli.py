@@ -427,6 +427,36 @@ def bench_asr(model: str, data_dirs, count: int, streams: str, frames: int, thre
     click.echo(json.dumps(report, indent=2))
 
 
+@main.command()
+@click.option("--model", default="default", show_default=True, help="ASR checkpoint directory, hub id or default")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (0.0.0.0: every interface)")
+@click.option("--port", default=8998, show_default=True)
+@click.option("--max-sessions", default=16, show_default=True, help="concurrent sessions (one batch)")
+@click.option("--token", default=None, envvar="DELAYKIT_TOKEN", help="API token clients must present")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+def serve(model: str, host: str, port: int, max_sessions: int, token, threads) -> None:
+    """Serve streaming recognition over WebSocket (/api/asr), with /health and /metrics."""
+    import asyncio
+    import logging
+
+    try:
+        from .serve.server import AsrServer, ServeConfig
+    except ImportError as exc:
+        raise DelaykitError("the server needs websockets: pip install 'delaykit[serve]'") from exc
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _set_threads(threads)
+    config = ServeConfig(host=host, port=port, max_sessions=max_sessions, token=token)
+    server = AsrServer(_load_model(model, "asr").transcriber(), config, model_name=model)
+    try:
+        asyncio.run(server.serve(ready=lambda bound: click.echo(f"listening on ws://{host}:{bound}/api/asr",
+                                                                   err=True)))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        server.close()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Modes: speech recognition, speech synthesis, dialogue
 

@@ -1,0 +1,91 @@
+"""The wire format of ``delaykit serve``: Kyutai's kind-byte framing over WebSocket binary messages.
+
+Every message is one kind byte and a payload:
+
+====  ==========  ==========================================================================================
+kind  name        payload
+====  ==========  ==========================================================================================
+0x00  handshake   server -> client once the session has a slot: JSON ``{"sample_rate", "frame_size",
+                  "model", "version"}``
+0x01  audio       client -> server: raw little-endian 16-bit mono PCM at ``sample_rate`` (any whole number of
+                  samples per message)
+0x02  text        server -> client: UTF-8 text of one recognised word
+0x03  control     client -> server: JSON ``{"type": "end"}`` (flush: the last words come out, then
+                  ``{"type": "flushed"}`` and the session starts afresh) or ``{"type": "reset"}``
+0x04  metadata    server -> client: JSON events: ``{"type": "word", "text", "start", "end"}`` (seconds of the
+                  session's audio), ``{"type": "end_of_speech", "time", "probability"}``, ``{"type":
+                  "flushed"}``, ``{"type": "behind", "buffered_seconds"}`` (backpressure: reading paused)
+0x05  error       server -> client: JSON ``{"error": message, "fatal": bool}``; fatal errors close the socket
+0x06  ping        either way: answered with a ping carrying the same payload
+====  ==========  ==========================================================================================
+
+Ogg/Opus audio (what Kyutai's web client sends) is not accepted yet: no Opus library is a dependency.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Kind(enum.IntEnum):
+    HANDSHAKE = 0
+    AUDIO = 1
+    TEXT = 2
+    CONTROL = 3
+    METADATA = 4
+    ERROR = 5
+    PING = 6
+
+
+class ProtocolError(ValueError):
+    """A message the server cannot take (the session goes on unless it says fatal)."""
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: Kind
+    payload: bytes
+
+
+def encode(kind: Kind, payload: bytes | str | dict = b"") -> bytes:
+    """One message: the kind byte, then the payload (dicts as JSON, str as UTF-8)."""
+    if isinstance(payload, dict):
+        payload = json.dumps(payload, separators=(",", ":"))
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    return bytes([kind]) + payload
+
+
+def decode(data: bytes | str) -> Message:
+    """Parse one received message; raises ProtocolError on anything malformed."""
+    if isinstance(data, str):
+        raise ProtocolError("expected binary messages (kind byte + payload), got a text message")
+    if not data:
+        raise ProtocolError("empty message: expected a kind byte")
+    try:
+        kind = Kind(data[0])
+    except ValueError:
+        raise ProtocolError(f"unknown message kind 0x{data[0]:02x}") from None
+    return Message(kind, bytes(data[1:]))
+
+
+def pcm16_to_float(payload: bytes) -> np.ndarray:
+    """Samples [T] float32 in [-1, 1) of a 16-bit little-endian PCM payload."""
+    if len(payload) % 2:
+        raise ProtocolError(f"audio payload of {len(payload)} bytes is not whole 16-bit samples")
+    return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def control(payload: bytes) -> dict:
+    """A control message's JSON object."""
+    try:
+        message = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"control payload is not UTF-8 JSON ({exc})") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError('control payload must be a JSON object with a "type"')
+    return message

@@ -1,0 +1,193 @@
+"""``delaykit serve``: WebSocket streaming recognition for many clients at once, plus health and metrics.
+
+Endpoints (HTTP on the same port):
+
+* ``GET /api/asr`` (WebSocket upgrade): a streaming recognition session, in the framing of
+  :mod:`delaykit.serve.protocol`. With an API token configured, the client passes ``?token=...`` or an
+  ``Authorization: Bearer ...`` header.
+* ``GET /health``: ``200 ok`` with a JSON body (model, sessions, capacity).
+* ``GET /metrics``: Prometheus text format (sessions, steps, step time, frames, rejections, errors, drops).
+
+Every session is an item of one batched stream (:class:`~delaykit.serve.scheduler.AsrScheduler`). A client
+that sends faster than the server steps is slowed down, never dropped: past ``max_buffered_seconds`` of
+unprocessed audio the server stops reading its socket (TCP backpressure) and says so with a ``behind``
+event. Idle sessions (no message for ``idle_timeout`` seconds) and sessions older than ``max_session_seconds``
+are closed cleanly. Binds to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import typing as tp
+from dataclasses import dataclass
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.exceptions import ConnectionClosed
+
+from .. import __version__
+from ..modes.asr import EndOfSpeech, Transcriber, Word
+from . import protocol
+from .protocol import Kind, ProtocolError
+from .scheduler import AsrScheduler, Busy, Session
+
+log = logging.getLogger("delaykit.serve")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8998
+    max_sessions: int = 16
+    token: str | None = None  # required from clients when set
+    max_message_bytes: int = 1 << 20  # one message; ~21 s of 24 kHz PCM16
+    max_buffered_seconds: float = 2.0  # unprocessed audio per session before reading pauses
+    idle_timeout: float = 60.0  # seconds without a client message
+    max_session_seconds: float = 3600.0 * 4
+
+
+class AsrServer:
+    """The recognition server: a scheduler plus the WebSocket handler around it."""
+
+    def __init__(self, transcriber: Transcriber, config: ServeConfig = ServeConfig(), model_name: str = ""):
+        self.config = config
+        self.model_name = model_name
+        self.scheduler = AsrScheduler(transcriber, config.max_sessions)
+
+    # -- HTTP ---------------------------------------------------------------------------------------------
+
+    def process_request(self, connection: tp.Any, request: tp.Any) -> tp.Any:
+        path = urlsplit(request.path).path
+        if path == "/health":
+            body = {"status": "ok", "model": self.model_name, "sessions": self.scheduler.metrics.sessions,
+                    "capacity": self.config.max_sessions}
+            return connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
+        if path == "/metrics":
+            return connection.respond(HTTPStatus.OK, self.scheduler.metrics.prometheus())
+        if path != "/api/asr":
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found: try /api/asr, /health or /metrics\n")
+        if self.config.token is not None and not self._authorized(request):
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong API token\n")
+        return None  # go on with the WebSocket handshake
+
+    def _authorized(self, request: tp.Any) -> bool:
+        assert self.config.token is not None
+        given = parse_qs(urlsplit(request.path).query).get("token", [""])[0]
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            given = header[len("Bearer "):]
+        return hmac.compare_digest(given.encode(), self.config.token.encode())
+
+    # -- WebSocket sessions -------------------------------------------------------------------------------
+
+    async def handle(self, connection: tp.Any) -> None:
+        loop = asyncio.get_running_loop()
+        outbox: asyncio.Queue = asyncio.Queue()
+        try:
+            session = self.scheduler.admit(outbox, loop)
+        except Busy as exc:
+            await connection.send(protocol.encode(Kind.ERROR, {"error": str(exc), "fatal": True}))
+            await connection.close(1013, "busy")
+            return
+        handshake = {"sample_rate": self.scheduler.sample_rate, "frame_size": self.scheduler.frame_size,
+                     "model": self.model_name, "version": __version__}
+        await connection.send(protocol.encode(Kind.HANDSHAKE, handshake))
+        sender = asyncio.create_task(self._send_events(connection, outbox))
+        try:
+            await self._receive(connection, session)
+        finally:
+            self.scheduler.leave(session)
+            sender.cancel()
+
+    async def _receive(self, connection: tp.Any, session: Session) -> None:
+        started = time.monotonic()
+        while True:
+            if time.monotonic() - started > self.config.max_session_seconds:
+                await self._fatal(connection, "session time limit reached")
+                return
+            try:
+                data = await asyncio.wait_for(connection.recv(), self.config.idle_timeout)
+            except TimeoutError:
+                await self._fatal(connection, f"no message for {self.config.idle_timeout:g} s")
+                return
+            except (ConnectionClosed, OSError):  # the client went away (closed, reset, half-open)
+                return
+            try:
+                message = protocol.decode(data)
+                await self._on_message(connection, session, message)
+            except ProtocolError as exc:
+                self.scheduler.metrics.errors += 1
+                await connection.send(protocol.encode(Kind.ERROR, {"error": str(exc), "fatal": False}))
+
+    async def _on_message(self, connection: tp.Any, session: Session, message: protocol.Message) -> None:
+        if message.kind == Kind.AUDIO:
+            self.scheduler.feed(session, protocol.pcm16_to_float(message.payload))
+            await self._backpressure(connection, session)
+        elif message.kind == Kind.CONTROL:
+            request = protocol.control(message.payload)
+            if request["type"] == "end":
+                self.scheduler.request(session, "flush")
+            elif request["type"] == "reset":
+                self.scheduler.request(session, "reset")
+            else:
+                raise ProtocolError(f"unknown control type {request['type']!r} (expected end or reset)")
+        elif message.kind == Kind.PING:
+            await connection.send(protocol.encode(Kind.PING, message.payload))
+        else:
+            raise ProtocolError(f"clients do not send {message.kind.name.lower()} messages")
+
+    async def _backpressure(self, connection: tp.Any, session: Session) -> None:
+        """Stop reading while the session has more unprocessed audio than allowed; tell the client once."""
+        limit = self.config.max_buffered_seconds
+        if self.scheduler.buffered_seconds(session) <= limit:
+            return
+        await connection.send(protocol.encode(Kind.METADATA, {
+            "type": "behind", "buffered_seconds": round(self.scheduler.buffered_seconds(session), 3)}))
+        while self.scheduler.buffered_seconds(session) > limit / 2:
+            await asyncio.sleep(0.02)
+
+    async def _send_events(self, connection: tp.Any, outbox: asyncio.Queue) -> None:
+        while True:
+            kind, event = await outbox.get()
+            try:
+                if kind == "event" and isinstance(event, Word):
+                    await connection.send(protocol.encode(Kind.TEXT, event.text))
+                    await connection.send(protocol.encode(Kind.METADATA, {
+                        "type": "word", "text": event.text, "start": round(event.start, 3),
+                        "end": round(event.end, 3)}))
+                elif kind == "event" and isinstance(event, EndOfSpeech):
+                    await connection.send(protocol.encode(Kind.METADATA, {
+                        "type": "end_of_speech", "time": round(event.time, 3),
+                        "probability": round(event.probability, 4)}))
+                elif kind == "flushed":
+                    await connection.send(protocol.encode(Kind.METADATA, {"type": "flushed"}))
+                elif kind == "error":
+                    await connection.send(protocol.encode(Kind.ERROR, {"error": event, "fatal": False}))
+            except (ConnectionClosed, OSError):  # the client is gone; the receiver notices and cleans up
+                return
+
+    async def _fatal(self, connection: tp.Any, reason: str) -> None:
+        await connection.send(protocol.encode(Kind.ERROR, {"error": reason, "fatal": True}))
+        await connection.close(1000, reason[:120])
+
+    # -- running ------------------------------------------------------------------------------------------
+
+    async def serve(self, ready: tp.Callable[[int], None] | None = None,
+                    stop: asyncio.Event | None = None) -> None:
+        """Serve until ``stop`` is set (forever when None); ``ready(port)`` is called once listening."""
+        from websockets.asyncio.server import serve
+
+        async with serve(self.handle, self.config.host, self.config.port, process_request=self.process_request,
+                         max_size=self.config.max_message_bytes, compression=None) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            log.info("listening on %s:%d", self.config.host, port)
+            if ready is not None:
+                ready(port)
+            await (stop.wait() if stop is not None else asyncio.get_running_loop().create_future())
+
+    def close(self) -> None:
+        self.scheduler.close()
