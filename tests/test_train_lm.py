@@ -148,3 +148,19 @@ def test_export_runs_in_its_mode(mode, tokenizer, tmp_path):
         assert config["tts_config"]["audio_delay"] == 0.48
         audio, _ = model.synthesize("one two")
         assert audio.shape[-1] > 0 and torch.isfinite(audio).all()
+
+
+def test_text_input_noise_swaps_only_words_of_the_input(tokenizer, tmp_path):
+    trainer = LMTrainer(tiny_config("asr", text_input_noise=0.5), toy_corpus(), tokenizer, tmp_path / "run")
+    codes = trainer.batcher.next_batch().codes
+    noisy = trainer.noisy_text(codes)
+    assert torch.equal(noisy[:, 1:], codes[:, 1:])  # audio untouched
+    text, swapped = codes[:, 0], noisy[:, 0] != codes[:, 0]
+    assert torch.equal(noisy[:, 0][text < 4], text[text < 4])  # PAD, EPAD and the other specials kept
+    share = swapped.sum() / (text >= 4).sum()
+    assert 0.3 < share.item() < 0.6
+    # The model reads the noisy text but is scored on the clean one.
+    with torch.no_grad():
+        clean, read_noisy = trainer.lm(codes), trainer.lm(codes, input_codes=noisy)
+    assert not torch.equal(clean.text_logits.nan_to_num(), read_noisy.text_logits.nan_to_num())
+    assert torch.equal(clean.text_mask, read_noisy.text_mask)

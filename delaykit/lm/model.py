@@ -283,15 +283,21 @@ class LMModel(StreamingContainer):
 
     # -- training ----------------------------------------------------------------------------------------
 
-    def forward(self, codes: torch.Tensor, conditions: dict[str, Condition] | None = None) -> LMOutput:
-        """Teacher-forced logits for ``codes`` [B, K, T] (undelayed); logits[t] predicts codes[t]."""
+    def forward(self, codes: torch.Tensor, conditions: dict[str, Condition] | None = None,
+                input_codes: torch.Tensor | None = None) -> LMOutput:
+        """Teacher-forced logits for ``codes`` [B, K, T] (undelayed); logits[t] predicts codes[t].
+        ``input_codes`` (same shape), when given, is what the temporal transformer reads instead of ``codes``
+        (e.g. a text history with noise); the targets stay ``codes``."""
         B, K, T = codes.shape
         if K != self.num_streams:
             raise ValueError(f"expected {self.num_streams} streams, got {K}")
         initial = self.initial_tokens(B)  # [B, K, 1]
         delayed = torch.cat([initial, delay_streams(codes, self.delays, initial)], dim=2)  # [B, K, T+1]
+        read = delayed
+        if input_codes is not None:
+            read = torch.cat([initial, delay_streams(input_codes, self.delays, initial)], dim=2)  # [B, K, T+1]
         condition_sum, cross_source = self.condition_inputs(conditions)
-        hidden, text_logits = self.forward_temporal(delayed[:, :, :-1], condition_sum, cross_source)
+        hidden, text_logits = self.forward_temporal(read[:, :, :-1], condition_sum, cross_source)
         targets = delayed[:, :, 1:]  # [B, K, T]
         if self.depformer is not None:
             logits = self._depth_teacher_forced(targets, hidden)  # [B, dep_q, T, card]

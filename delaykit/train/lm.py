@@ -30,6 +30,8 @@ from torch.nn import functional as F
 from ..data.codes import CodeCorpus
 from ..lm.model import LMConfig, LMModel, LMOutput
 from ..text import PAD_ID, TextTokenizer
+
+SPECIAL_TOKENS = range(4)  # EPAD/unk 0, BOS 1, EOS 2, PAD 3 (delaykit.train.tokenizer)
 from .distributed import init_distributed
 from .lm_data import Batch, StreamBatcher, StreamSpec
 from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_config
@@ -74,6 +76,11 @@ class LMTrainConfig:
     text_padding_weight: float = 0.5
     first_codebook_weight: float = 100.0
     vad_weight: float = 0.2
+    # Probability that a word token of the text the model reads back (its own past output, teacher-forced)
+    # is swapped for a random one; targets stay clean. Makes the model listen instead of leaning on the
+    # text history, which on a small corpus of generated sentences it otherwise does (fluent nonsense when
+    # decoding freely).
+    text_input_noise: float = 0.0
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.1
@@ -159,8 +166,9 @@ class TrainingForward(torch.nn.Module):
         super().__init__()
         self.lm = lm
 
-    def forward(self, codes: torch.Tensor) -> tuple[LMOutput, torch.Tensor | None]:
-        out = self.lm(codes)
+    def forward(self, codes: torch.Tensor, input_codes: torch.Tensor | None = None
+                ) -> tuple[LMOutput, torch.Tensor | None]:
+        out = self.lm(codes, input_codes=input_codes)
         if not self.lm.extra_heads:
             return out, None
         assert out.hidden is not None
@@ -194,7 +202,9 @@ class LMTrainer(TrainingRun):
             raise ValueError(f"tokenizer has {self.tokenizer.vocab_size} pieces, the LM only "
                              f"{self.lm.config.text_card} text ids")
         self.lm.to(self.device)
-        if self.lm.dep_q == 0:  # the depth input projection exists (Kyutai's keys) but nothing uses it
+        if self.lm.dep_q == 0 and self.dist.enabled:
+            # The depth input projection exists (Kyutai's keys) but nothing uses it: DDP refuses parameters
+            # that never get a gradient.
             for parameter in self.lm.depformer_in.parameters():
                 parameter.requires_grad_(False)
         self.model: torch.nn.Module = TrainingForward(self.lm)  # what the step calls, or DDP around it
@@ -223,7 +233,8 @@ class LMTrainer(TrainingRun):
         """Each loss (and accuracy) of one batch; ``total`` is what is minimised."""
         cfg = self.config
         codes = batch.codes.to(self.device)  # [B, K, T]
-        out, heads = self.model(codes)  # LMOutput, [B, H, T, 2] end-of-speech logits
+        input_codes = self.noisy_text(codes) if cfg.text_input_noise > 0 and self.lm.training else None
+        out, heads = self.model(codes, input_codes)  # LMOutput, [B, H, T, 2] end-of-speech logits
         text = codes[:, 0]  # [B, T]
         text_weights = torch.where(text == PAD_ID, cfg.text_padding_weight, 1.0)  # [B, T]
         text_loss, text_accuracy = weighted_ce(out.text_logits[:, 0], text, out.text_mask[:, 0], text_weights)
@@ -248,6 +259,16 @@ class LMTrainer(TrainingRun):
             result.update(vad=vad_loss, vad_acc=vad_accuracy)
         result["total"] = total
         return result
+
+    def noisy_text(self, codes: torch.Tensor) -> torch.Tensor:
+        """``codes`` with a ``text_input_noise`` share of its word tokens replaced by random word tokens."""
+        text = codes[:, 0]  # [B, T]
+        words = text >= len(SPECIAL_TOKENS)  # PAD, EPAD and the other reserved ids keep the timing intact
+        swap = words & (torch.rand(text.shape, device=text.device) < self.config.text_input_noise)
+        random_words = torch.randint(len(SPECIAL_TOKENS), self.tokenizer.vocab_size, text.shape, device=text.device)
+        noisy = codes.clone()
+        noisy[:, 0] = torch.where(swap, random_words, text)
+        return noisy
 
     def train_step(self) -> dict[str, float]:
         lr = self.learning_rate(self.step)

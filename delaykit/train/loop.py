@@ -195,6 +195,9 @@ class TrainingRun:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no checkpoint to resume from")
         state = torch.load(path, map_location="cpu", weights_only=True)
+        if "ranks" not in state:  # written before distributed training: one process, its state at the top
+            state["ranks"] = [{key: state.pop(key) for key in ("torch_rng", "python_rng", "batcher")
+                               if key in state}]
         self.load_model_state(state)
         if len(state["ranks"]) != self.dist.world_size:
             raise ValueError(f"{path} was written by {len(state['ranks'])} processes; resume it with as many")
