@@ -12,6 +12,7 @@ stream is only ever touched by one thread.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
 import typing as tp
@@ -52,18 +53,19 @@ class Metrics:
 
 @dataclass
 class Session:
-    """One connected client: its slot, its unprocessed audio and the events waiting to be sent."""
+    """One connected client: its slot, its unprocessed audio, and where its events go."""
 
     slot: int
-    outbox: asyncio.Queue
-    loop: asyncio.AbstractEventLoop
+    deliver: tp.Callable[[tuple[str, tp.Any]], None]  # called from the worker thread, in event order
     buffer: deque = field(default_factory=deque)  # float32 arrays not yet stepped
     buffered: int = 0  # samples in buffer
     audio_seconds: float = 0.0  # audio stepped since the last (re)start
     started: bool = False  # its item has been started by the worker (only then are its frames stepped)
 
-    def deliver(self, event: tp.Any) -> None:
-        self.loop.call_soon_threadsafe(self.outbox.put_nowait, event)
+
+def asyncio_delivery(outbox: asyncio.Queue, loop: asyncio.AbstractEventLoop) -> tp.Callable[[tuple], None]:
+    """Deliver a session's events into an asyncio queue of ``loop`` (from the worker thread)."""
+    return lambda event: loop.call_soon_threadsafe(outbox.put_nowait, event)
 
 
 class AsrScheduler:
@@ -86,13 +88,15 @@ class AsrScheduler:
 
     # -- called from the event loop -----------------------------------------------------------------------
 
-    def admit(self, outbox: asyncio.Queue, loop: asyncio.AbstractEventLoop) -> Session:
+    def admit(self, deliver: tp.Callable[[tuple[str, tp.Any]], None]) -> Session:
+        """A new session with a free slot; its events (``("event", Word | EndOfSpeech)``, ``("flushed",
+        None)``, ``("error", message)``) are passed to ``deliver``."""
         with self._lock:
             free = [slot for slot in range(self.max_sessions) if slot not in self.sessions]
             if not free:
                 self.metrics.rejected_busy += 1
                 raise Busy(f"all {self.max_sessions} sessions are in use; try again later")
-            session = Session(free[0], outbox, loop)
+            session = Session(free[0], deliver)
             self.sessions[session.slot] = session
             self._actions.append(("start", session))
             self.metrics.sessions = len(self.sessions)
@@ -224,3 +228,48 @@ def _take(session: Session, count: int) -> np.ndarray:
             needed = 0
     session.buffered -= count - needed
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+class LocalSession:
+    """A session used in-process (the apps): feed audio as it comes, read the words so far, finish."""
+
+    def __init__(self, scheduler: AsrScheduler):
+        self.scheduler = scheduler
+        self._events: queue.Queue = queue.Queue()
+        self.session = scheduler.admit(self._events.put)
+        self.words: list[Word] = []
+        self.errors: list[str] = []
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Mono float32 samples at the scheduler's sample rate."""
+        self.scheduler.feed(self.session, np.ascontiguousarray(samples, dtype=np.float32))
+
+    def poll(self) -> list[Word]:
+        """Every word recognised so far (without waiting)."""
+        while True:
+            try:
+                self._take(self._events.get_nowait())
+            except queue.Empty:
+                return self.words
+
+    def finish(self, timeout: float = 120.0) -> list[Word]:
+        """Flush: wait for the last words; the session then starts afresh (``words`` keeps the old ones)."""
+        self.scheduler.request(self.session, "flush")
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no end of recognition after {timeout:g} s")
+            if self._take(self._events.get(timeout=remaining)) == "flushed":
+                return self.words
+
+    def close(self) -> None:
+        self.scheduler.leave(self.session)
+
+    def _take(self, item: tuple[str, tp.Any]) -> str:
+        kind, event = item
+        if kind == "event" and isinstance(event, Word):
+            self.words.append(event)
+        elif kind == "error":
+            self.errors.append(event)
+        return kind

@@ -33,7 +33,7 @@ from .. import __version__
 from ..modes.asr import EndOfSpeech, Transcriber, Word
 from . import protocol
 from .protocol import Kind, ProtocolError
-from .scheduler import AsrScheduler, Busy, Session
+from .scheduler import AsrScheduler, Busy, Session, asyncio_delivery
 
 log = logging.getLogger("delaykit.serve")
 
@@ -88,7 +88,7 @@ class AsrServer:
         loop = asyncio.get_running_loop()
         outbox: asyncio.Queue = asyncio.Queue()
         try:
-            session = self.scheduler.admit(outbox, loop)
+            session = self.scheduler.admit(asyncio_delivery(outbox, loop))
         except Busy as exc:
             await connection.send(protocol.encode(Kind.ERROR, {"error": str(exc), "fatal": True}))
             await connection.close(1013, "busy")
