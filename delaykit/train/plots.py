@@ -17,10 +17,13 @@ SKIPPED = {"step", "seen", "train_hours", "seen_per_second", "time", "lr", "grad
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The run's rows by step; where a killed run logged steps past its last checkpoint and the resumed run
+    logged them again, the later row wins."""
     path = Path(run_dir) / METRICS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no metrics to plot")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return sorted({row["step"]: row for row in rows}.values(), key=lambda row: row["step"])
 
 
 def plot_run(run_dir: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
