@@ -523,8 +523,10 @@ def _input_label(path: str) -> str:
 
 
 @main.command()
-@click.argument("audio", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.argument("audio", nargs=-1, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--model", default="default", show_default=True, help="ASR checkpoint directory, hub id or default")
+@click.option("--mic", is_flag=True, help="recognise the microphone live until Ctrl-C (needs delaykit[mic])")
+@click.option("--duration", type=float, default=None, help="with --mic: stop after this many seconds")
 @click.option("-f", "--output-format", "output_format", type=click.Choice([*FORMATS, "all"]), default=None,
               help="transcript format (default: words as they come on stdout; with -o: all formats)")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
@@ -533,8 +535,8 @@ def _input_label(path: str) -> str:
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--force", is_flag=True, help="overwrite existing output files")
 @click.option("-q", "--quiet", is_flag=True, help="no progress messages on stderr")
-def asr(audio: tuple[str, ...], model: str, output_format: str | None, output_dir: str | None, vad: bool,
-        threads: int | None, force: bool, quiet: bool) -> None:
+def asr(audio: tuple[str, ...], model: str, mic: bool, duration: float | None, output_format: str | None,
+        output_dir: str | None, vad: bool, threads: int | None, force: bool, quiet: bool) -> None:
     """Transcribe AUDIO files ("-" reads a WAV/FLAC byte stream from stdin).
 
     Up to 8 files are decoded together, as concurrent streams of one batch. Without -o, words are printed
@@ -542,6 +544,13 @@ def asr(audio: tuple[str, ...], model: str, output_format: str | None, output_di
     file) the whole transcript once it ends. With -o, each file's transcripts are written as it ends."""
     from pathlib import Path
 
+    if mic == bool(audio):
+        raise click.UsageError("give AUDIO files or --mic (not both)")
+    if duration is not None and not mic:
+        raise click.UsageError("--duration goes with --mic")
+    if mic:
+        _asr_microphone(model, duration, vad, threads, output_format)
+        return
     if audio.count("-") > 1:
         raise click.UsageError("stdin ('-') can be read only once")
     if output_dir is None and output_format == "all":
@@ -598,6 +607,45 @@ def asr(audio: tuple[str, ...], model: str, output_format: str | None, output_di
                     click.echo(render(output_format, item_words), nl=False)
                 elif not several and item_words:
                     click.echo("")
+
+
+def _asr_microphone(model: str, duration: float | None, vad: bool, threads: int | None,
+                    output_format: str | None) -> None:
+    """Words from the microphone as they are recognised; Ctrl-C (or --duration) flushes the last ones."""
+    import numpy as np
+
+    from .formats import render
+    from .microphone import microphone_frames
+    from .modes.asr import EndOfSpeech, TranscribeOptions, Word
+
+    _set_threads(threads)
+    transcriber = _load_model(model, "asr").transcriber(TranscribeOptions(vad=vad))
+    words: list = []
+
+    def show(events: list) -> None:
+        for event in events:
+            if isinstance(event, Word):
+                words.append(event)
+                if output_format is None:
+                    click.echo((" " if len(words) > 1 else "") + event.text, nl=False)
+            elif isinstance(event, EndOfSpeech):
+                click.echo(f"[end of turn at {event.time:.2f} s]", err=True)
+
+    frames = microphone_frames(transcriber.sample_rate, transcriber.frame_size, duration)
+    click.echo("listening (Ctrl-C to stop)", err=True)
+    interrupted = False
+    with transcriber.stream(1) as stream:
+        try:
+            for frame in frames:
+                show(stream.push(np.asarray(frame, np.float32)))
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            frames.close()
+        show(stream.flush())
+    click.echo(render(output_format, words) if output_format else "", nl=not output_format)
+    if interrupted:
+        sys.exit(130)
 
 
 @main.command()

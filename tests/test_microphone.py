@@ -1,0 +1,73 @@
+"""`delaykit asr --mic` with a stand-in sounddevice: live words equal offline recognition of the same audio."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_serve import asr_checkpoint, asr_model, offline_words, test_audio  # noqa: F401
+
+from delaykit.cli import main
+from delaykit.errors import AudioError
+from delaykit.microphone import microphone_frames
+
+
+def fake_sounddevice(signal: np.ndarray, opened: list) -> types.ModuleType:
+    """A sounddevice whose InputStream plays ``signal`` into the callback, in odd-sized blocks, then silence."""
+
+    class InputStream:
+        def __init__(self, samplerate, channels, dtype, blocksize, device, callback):
+            opened.append({"samplerate": samplerate, "channels": channels, "dtype": dtype})
+            self.callback, self.running = callback, False
+
+        def __enter__(self):
+            self.running = True
+            self.thread = threading.Thread(target=self._play, daemon=True)
+            self.thread.start()
+            return self
+
+        def __exit__(self, *exc):
+            self.running = False
+            self.thread.join(5)
+
+        def _play(self):
+            padded = np.concatenate([signal, np.zeros(48_000, np.float32)])
+            for start in range(0, padded.shape[0], 1000):
+                if not self.running:
+                    return
+                self.callback(padded[start:start + 1000, None], 1000, None, None)
+
+    module = types.ModuleType("sounddevice")
+    module.InputStream = InputStream
+    return module
+
+
+def test_mic_words_equal_offline(asr_checkpoint, asr_model, monkeypatch):  # noqa: F811
+    samples = test_audio(8, 2.0)
+    opened: list = []
+    monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice(samples, opened))
+    result = CliRunner().invoke(main, ["asr", "--mic", "--duration", "2.0", "--model", str(asr_checkpoint),
+                                       "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert opened == [{"samplerate": 24_000, "channels": 1, "dtype": "float32"}]
+    import json
+
+    words = [w for segment in json.loads(result.stdout)["segments"] for w in segment["words"]]
+    expected = offline_words(asr_model, samples)
+    assert [w["word"].strip() for w in words] == [w["text"] for w in expected]
+
+
+def test_frames_are_whole_and_stop_at_the_duration(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice(np.ones(10_000, np.float32), []))
+    frames = list(microphone_frames(24_000, 1920, seconds=0.25))
+    assert len(frames) == 4 and all(f.shape == (1920,) for f in frames)  # ceil(6000 / 1920) frames
+
+
+def test_missing_sounddevice_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails
+    with pytest.raises(AudioError, match="pip install 'delaykit\\[mic\\]'"):
+        next(microphone_frames(24_000, 1920))
