@@ -164,3 +164,14 @@ def test_text_input_noise_swaps_only_words_of_the_input(tokenizer, tmp_path):
         clean, read_noisy = trainer.lm(codes), trainer.lm(codes, input_codes=noisy)
     assert not torch.equal(clean.text_logits.nan_to_num(), read_noisy.text_logits.nan_to_num())
     assert torch.equal(clean.text_mask, read_noisy.text_mask)
+
+
+def test_windows_open_at_sequence_starts_with_start_prob(tokenizer):
+    from delaykit.text import TextTokenizer
+
+    corpus = toy_corpus(frames=100)
+    batcher = StreamBatcher(corpus, TextTokenizer(tokenizer).encode, StreamSpec("asr", 0.48, 0, CODEBOOKS), 48, 64,
+                            seed=1, start_prob=1.0)
+    codes = batcher.next_batch().codes  # [64, K, 48]
+    starts = {tuple(batcher.rows(i)[1, :48]) for i in range(len(corpus))}
+    assert all(tuple(row.tolist()) in starts for row in codes[:, 1])

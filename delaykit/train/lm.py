@@ -71,6 +71,7 @@ class LMTrainConfig:
     text_shift_seconds: float | None = None  # None: DEFAULT_TEXT_SHIFT[mode]
     vad_horizons: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)  # asr only: P(no voice) horizons of the heads
     window_frames: int = 250
+    window_start_prob: float = 0.0  # share of windows opening at their sequence's start (see lm_data)
     batch_size: int = 16
     text_weight: float = 1.0
     text_padding_weight: float = 0.5
@@ -216,7 +217,8 @@ class LMTrainer(TrainingRun):
         self.spec = stream_spec(config, self.lm)
         # Each rank draws its own windows; batch_size is per rank.
         self.batcher = StreamBatcher(corpus, self.tokenizer.encode, self.spec, config.window_frames,
-                                     config.batch_size, seed=config.seed + 1009 * self.dist.rank)
+                                     config.batch_size, seed=config.seed + 1009 * self.dist.rank,
+                                     start_prob=config.window_start_prob)
         self.optimizer = torch.optim.AdamW(decay_groups(self.lm, config.weight_decay), lr=config.lr,
                                            betas=config.betas)
         self.setup_run(run_dir, log, config.to_dict())

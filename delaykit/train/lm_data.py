@@ -3,8 +3,11 @@
 A ``StreamBatcher`` turns a :class:`~delaykit.data.codes.CodeCorpus` into batches of token matrices
 ``[B, K, T]`` in the layout of a mode (row 0 text, then generated audio codebooks, then fed ones), plus
 per-frame voice-activity targets for the end-of-speech heads. The text row of every sequence is built once
-with :func:`~delaykit.text_stream.aligned_text_stream` at the mode's text shift; windows are random slices of
-whole sequences, so a window can open mid-word exactly as a live stream does after a context wrap.
+with :func:`~delaykit.text_stream.aligned_text_stream` at the mode's text shift; windows are slices of whole
+sequences. A window opening mid-sequence teaches the model that a stream may begin mid-sentence, whereas a
+live stream always begins from an empty context before anyone speaks: ``start_prob`` makes that share of
+windows open at their sequence's first frame (measured: without it, a model emitted words before the first
+one was spoken).
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ class StreamBatcher:
     """Random windows of a code corpus in a mode's stream layout, reproducible from a seed."""
 
     def __init__(self, corpus: CodeCorpus, tokenize: tp.Callable[[str], list[int]], spec: StreamSpec,
-                 window_frames: int, batch_size: int, seed: int = 0):
+                 window_frames: int, batch_size: int, seed: int = 0, start_prob: float = 0.0):
         if spec.mode == "dialogue" and corpus.channels < 2:
             raise ValueError("dialogue training needs a two-channel code corpus (agent and user)")
         needed = max(spec.generated_codebooks, spec.fed_codebooks)  # per channel
@@ -85,6 +88,7 @@ class StreamBatcher:
         self.spec = spec
         self.window_frames = window_frames
         self.batch_size = batch_size
+        self.start_prob = start_prob  # share of windows that open at their sequence's first frame
         self.rng = np.random.default_rng(seed)
         text_config = TextStreamConfig(frame_rate=corpus.frame_rate, shift_seconds=spec.text_shift_seconds)
         self.text: list[np.ndarray] = []
@@ -122,6 +126,8 @@ class StreamBatcher:
             index = int(self.rng.choice(len(self.weights), p=self.weights))
             frames = self.corpus.frames(index)
             start = int(self.rng.integers(0, max(frames - T, 0) + 1))
+            if self.start_prob and self.rng.random() < self.start_prob:
+                start = 0  # what a live stream looks like: silence, then the first words, from an empty context
             length = min(T, frames - start)
             codes[b, :, :length] = self.rows(index)[:, start:start + length]
             no_voice[b, :, :length] = self.no_voice[index][:, start:start + length]
