@@ -117,11 +117,14 @@ def data() -> None:
 @click.option("--split", type=click.Choice(["train", "heldout"]), default="train", show_default=True,
               help="heldout uses voices, variants, names and places that train never does")
 @click.option("--workers", default=2, show_default=True, help="parallel synthesis processes")
-def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int) -> None:
+@click.option("--reverb", "reverb_prob", default=0.0, show_default=True,
+              help="share of utterances given room reverberation")
+def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, reverb_prob: float) -> None:
     """Synthesize HOURS of varied espeak-ng speech (24 kHz WAVs + manifest.jsonl) into OUT."""
     from .data.synth import SynthConfig, synthesize
 
-    manifest = synthesize(out_dir, SynthConfig(hours=hours, seed=seed, split=split, workers=workers))
+    config = SynthConfig(hours=hours, seed=seed, split=split, workers=workers, reverb_prob=reverb_prob)
+    manifest = synthesize(out_dir, config)
     click.echo(str(manifest))
 
 

@@ -163,3 +163,23 @@ def test_missing_library_is_a_clear_error(monkeypatch):
     assert not synth.espeak_available()
     with pytest.raises(synth.EspeakError, match="not installed"):
         synth.synthesize("unused", synth.SynthConfig(hours=0.001))
+
+
+@needs_espeak
+def test_reverberation_smears_energy_into_pauses_and_keeps_times():
+    from delaykit.data.synth import SynthConfig, Utterance, _reverberate, render
+
+    rng = np.random.default_rng(0)
+    clicks = np.zeros(22_050)
+    clicks[::5512] = 1.0  # four clicks in silence
+    wet = _reverberate(clicks, 22_050, rng)
+    assert wet.shape == clicks.shape and abs(np.sqrt(np.mean(wet**2)) - np.sqrt(np.mean(clicks**2))) < 1e-9
+    gap = slice(100, 5000)  # between the first two clicks
+    assert np.abs(clicks[gap]).max() == 0 and np.abs(wet[gap]).max() > 1e-3  # the room's tail
+    utterance = Utterance(0, "Please sell six soups before dinner.", "en-us", 170, 50, seed=3)
+    dry_audio, dry_words = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0))
+    wet_audio, wet_words = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0, reverb_prob=1.0))
+    assert wet_words == dry_words and wet_audio.shape == dry_audio.shape
+    assert not np.allclose(wet_audio, dry_audio)
+    again, _ = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0, reverb_prob=1.0))
+    assert np.array_equal(again, wet_audio)

@@ -77,6 +77,9 @@ class SynthConfig:
     noise_prob: float = 0.5
     snr_db: tuple[float, float] = (15.0, 45.0)
     bandlimit_prob: float = 0.25
+    # Room reverberation (a synthetic exponentially decaying impulse response, RT60 0.15-0.7 s). 0 leaves
+    # corpora made before it existed byte-identical: no random number is drawn for it then.
+    reverb_prob: float = 0.0
     workers: int = 2
 
     @property
@@ -488,6 +491,21 @@ def _band_limit(x: np.ndarray, rate: int, low: float, high: float) -> np.ndarray
     return np.fft.irfft(spectrum * gain, x.shape[0]).astype(np.float32)
 
 
+def _reverberate(x: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """``x`` [T] in a random small room: dry sound plus its convolution with decaying noise (direct path first),
+    same length and RMS (the reverberant tail past the end is cut, so word times stay valid)."""
+    rt60 = rng.uniform(0.15, 0.7)  # seconds to decay by 60 dB
+    t = np.arange(int(rt60 * rate)) / rate
+    response = rng.standard_normal(t.shape[0]) * np.exp(-6.908 * t / rt60)  # ln(1000) = 6.908: -60 dB at rt60
+    response[0] = 0.0
+    response /= np.sqrt(np.sum(response**2)) + 1e-12
+    size = 1 << int(np.ceil(np.log2(x.shape[0] + response.shape[0])))
+    wet = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(response, size), size)[: x.shape[0]]  # [T]
+    mix = rng.uniform(0.2, 0.6)
+    y = (1.0 - mix) * x + mix * wet
+    return y * (np.sqrt(np.mean(x**2)) / (np.sqrt(np.mean(y**2)) + 1e-12))
+
+
 def render(utt: Utterance, config: SynthConfig) -> tuple[np.ndarray, list[TimedWord]]:
     """Speech for one utterance at ``config.sample_rate``, levelled and augmented, and its word times.
 
@@ -499,6 +517,8 @@ def render(utt: Utterance, config: SynthConfig) -> tuple[np.ndarray, list[TimedW
     audio = speech.samples.astype(np.float64)  # [T] at espeak's rate
     rms = math.sqrt(float(np.mean(audio**2))) + 1e-9
     audio *= 10 ** (rng.uniform(*config.level_db) / 20) / rms
+    if config.reverb_prob and rng.random() < config.reverb_prob:
+        audio = _reverberate(audio, speech.sample_rate, rng)
     if rng.random() < config.bandlimit_prob:
         audio = _band_limit(audio, speech.sample_rate, rng.uniform(150, 400), rng.uniform(3400, 7000))
     if rng.random() < config.noise_prob:
