@@ -119,11 +119,15 @@ def data() -> None:
 @click.option("--workers", default=2, show_default=True, help="parallel synthesis processes")
 @click.option("--reverb", "reverb_prob", default=0.0, show_default=True,
               help="share of utterances given room reverberation")
-def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, reverb_prob: float) -> None:
+@click.option("--flite", "flite_prob", default=0.0, show_default=True,
+              help="share of (train) utterances spoken by flite's kal/kal16 voices instead of espeak-ng")
+def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, reverb_prob: float,
+               flite_prob: float) -> None:
     """Synthesize HOURS of varied espeak-ng speech (24 kHz WAVs + manifest.jsonl) into OUT."""
     from .data.synth import SynthConfig, synthesize
 
-    config = SynthConfig(hours=hours, seed=seed, split=split, workers=workers, reverb_prob=reverb_prob)
+    config = SynthConfig(hours=hours, seed=seed, split=split, workers=workers, reverb_prob=reverb_prob,
+                         flite_prob=flite_prob)
     manifest = synthesize(out_dir, config)
     click.echo(str(manifest))
 

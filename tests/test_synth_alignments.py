@@ -183,3 +183,20 @@ def test_reverberation_smears_energy_into_pauses_and_keeps_times():
     assert not np.allclose(wet_audio, dry_audio)
     again, _ = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0, reverb_prob=1.0))
     assert np.array_equal(again, wet_audio)
+
+
+@pytest.mark.skipif(__import__("shutil").which("flite") is None, reason="flite is not installed")
+def test_flite_training_voices_with_word_times():
+    from delaykit.data.synth import SynthConfig, Utterance, plan, render, speak_flite
+
+    utterances = plan(SynthConfig(seed=20, flite_prob=1.0), 4)
+    assert {u.voice for u in utterances} <= {"flite:kal", "flite:kal16"}
+    assert plan(SynthConfig(seed=20), 4)[0].voice == plan(SynthConfig(seed=20, flite_prob=0.0), 4)[0].voice
+    heldout = plan(SynthConfig(seed=1, split="heldout", flite_prob=1.0), 4)
+    assert not any(u.voice.startswith("flite:") for u in heldout)  # held-out voices stay espeak's
+    audio, words = render(utterances[0], SynthConfig(noise_prob=0.0, bandlimit_prob=0.0))
+    assert [w.text for w in words] == utterances[0].text.split()
+    starts = [w.start for w in words]
+    assert starts == sorted(starts) and 0.1 < starts[0] < 0.4 and words[-1].end <= audio.shape[0] / 24_000
+    with pytest.raises(ValueError, match="not a flite training voice"):
+        speak_flite(Utterance(0, "hello", "flite:slt", 170, 50, 0))  # evaluation voices are refused

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import typing as tp
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,43 @@ def synthesize_flite(out_dir: str | Path, count: int, seed: int = 1, voices: tup
                    "duration": round(audio.shape[0] / sample_rate, 4)}
             f.write(json.dumps(row) + "\n")
     return manifest
+
+
+def _flite_phones(args: list[str]) -> list[tuple[str, float | None]]:
+    """flite's printed segments: (phone, end time or None)."""
+    out = subprocess.run(["flite", *args, "-o", "none"], check=True, capture_output=True, text=True).stdout
+    segments = []
+    for item in out.split():
+        phone, _, end = item.partition(":")
+        segments.append((phone, float(end) if end else None))
+    return segments
+
+
+def flite_words(text: str, voice: str, options: tp.Sequence[str] = ()
+                ) -> tuple[np.ndarray, int, list[tuple[str, float, float]]]:
+    """``text`` spoken by flite's ``voice`` with each whitespace-separated word's (start, end) in seconds.
+
+    flite prints every phone's end time (``-psdur``) but not which word it belongs to; each word's phone count
+    comes from speaking it alone (its lexicon entry), and the sentence's phones are shared out in order. Pauses
+    are not phones of any word, so a word ends where its last phone does. Raises ValueError when the counts do
+    not add up (a pronunciation that changes in context), so the caller can skip that sentence."""
+    words = text.split()
+    counts = [sum(1 for phone, _ in _flite_phones([*options, "-voice", voice, "-ps", "-t", word]) if phone != "pau")
+              for word in words]
+    with tempfile.TemporaryDirectory(prefix="delaykit-flite-") as tmp:
+        path = Path(tmp) / "out.wav"
+        out = subprocess.run(["flite", *options, "-voice", voice, "-psdur", "-t", text, "-o", str(path)],
+                             check=True, capture_output=True, text=True).stdout
+        audio, rate = read_audio(path)
+    segments = [(phone, float(end)) for phone, _, end in (item.partition(":") for item in out.split())]
+    starts = [0.0] + [end for _, end in segments[:-1]]
+    spoken = [(start, end) for (phone, end), start in zip(segments, starts, strict=True) if phone != "pau"]
+    if sum(counts) != len(spoken):
+        raise ValueError(f"flite spoke {len(spoken)} phones for {sum(counts)} in the words of {text!r}")
+    timed, index = [], 0
+    for word, count in zip(words, counts, strict=True):
+        if count == 0:
+            raise ValueError(f"flite gives no phones for {word!r}")
+        timed.append((word, spoken[index][0], spoken[index + count - 1][1]))
+        index += count
+    return audio[0], rate, timed

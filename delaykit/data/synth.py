@@ -80,6 +80,10 @@ class SynthConfig:
     # Room reverberation (a synthetic exponentially decaying impulse response, RT60 0.15-0.7 s). 0 leaves
     # corpora made before it existed byte-identical: no random number is drawn for it then.
     reverb_prob: float = 0.0
+    # Share of utterances spoken by flite's kal / kal16 voices instead of espeak-ng, so models do not learn one
+    # synthesizer (flite's slt, awb and rms are never used: they are kept for evaluation). 0 leaves earlier
+    # corpora byte-identical.
+    flite_prob: float = 0.0
     workers: int = 2
 
     @property
@@ -506,6 +510,29 @@ def _reverberate(x: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarr
     return y * (np.sqrt(np.mean(x**2)) / (np.sqrt(np.mean(y**2)) + 1e-12))
 
 
+FLITE_TRAIN_VOICES = ("kal", "kal16")  # never slt, awb or rms: those are evaluation voices
+FLITE_FALLBACK_VOICE = "en-us"  # espeak-ng voice for the rare sentence flite's phones cannot be timed in
+
+
+def speak_flite(utt: Utterance) -> Speech | None:
+    """``utt`` spoken by a flite training voice at its rate (duration stretch 175 / wpm) and pitch (mean F0
+    80-180 Hz over espeak's 20-80 pitch range), with word times; None when flite's phones and the words'
+    lexicon entries do not line up."""
+    from .flite import flite_words
+
+    voice = utt.voice.removeprefix("flite:")
+    if voice not in FLITE_TRAIN_VOICES:
+        raise ValueError(f"{voice!r} is not a flite training voice {FLITE_TRAIN_VOICES}")
+    options = ["--setf", f"duration_stretch={175 / utt.rate:.3f}",
+               "--setf", f"int_f0_target_mean={80 + (utt.pitch - 20) * 100 / 60:.1f}"]
+    try:
+        samples, rate, timed = flite_words(utt.text, voice, options)
+    except ValueError:
+        return None
+    words = [TimedWord(word, start, end, SPEAKER) for word, start, end in timed]
+    return Speech(samples.astype(np.float32), rate, words)
+
+
 def render(utt: Utterance, config: SynthConfig) -> tuple[np.ndarray, list[TimedWord]]:
     """Speech for one utterance at ``config.sample_rate``, levelled and augmented, and its word times.
 
@@ -513,8 +540,12 @@ def render(utt: Utterance, config: SynthConfig) -> tuple[np.ndarray, list[TimedW
     seconds); ends are kept inside the resampled audio.
     """
     rng = np.random.default_rng(utt.seed)
-    speech = speak_clean(utt.text, utt.voice, utt.rate, utt.pitch)
-    audio = speech.samples.astype(np.float64)  # [T] at espeak's rate
+    speech = speak_flite(utt) if utt.voice.startswith("flite:") else None
+    if speech is None:
+        # espeak-ng; for a flite utterance whose word times could not be worked out, its default voice
+        voice = FLITE_FALLBACK_VOICE if utt.voice.startswith("flite:") else utt.voice
+        speech = speak_clean(utt.text, voice, utt.rate, utt.pitch)
+    audio = speech.samples.astype(np.float64)  # [T] at the synthesizer's rate
     rms = math.sqrt(float(np.mean(audio**2))) + 1e-9
     audio *= 10 ** (rng.uniform(*config.level_db) / 20) / rms
     if config.reverb_prob and rng.random() < config.reverb_prob:
@@ -556,8 +587,11 @@ def plan(config: SynthConfig, count: int, start: int = 0) -> list[Utterance]:
         rate = int(rng.integers(config.rate[0], config.rate[1] + 1))
         pitch = int(rng.integers(config.pitch[0], config.pitch[1] + 1))
         seed = int(rng.integers(2**31))
+        name = f"{voice}+{variant}" if variant else voice
+        if config.flite_prob and config.split == "train" and rng.random() < config.flite_prob:
+            name = f"flite:{FLITE_TRAIN_VOICES[int(rng.integers(len(FLITE_TRAIN_VOICES)))]}"
         if index >= start:
-            out.append(Utterance(index, text, f"{voice}+{variant}" if variant else voice, rate, pitch, seed))
+            out.append(Utterance(index, text, name, rate, pitch, seed))
     return out
 
 
