@@ -1,7 +1,7 @@
 """LM training throughput of each mode's default shape on this machine: frames (80 ms) per second.
 
 One optimizer step after another on random token windows (no data loading, which the trainers do from memory
-anyway), the loss of the real trainer (``LMTrainer.losses``) included; the median of ``--steps`` timed steps
+anyway), with the trainer's text and audio cross-entropies (not its VAD loss or text noise); the median of ``--steps`` timed steps
 after two warm-up steps. Audio seconds per second = frames per second x 0.08.
 
     python benchmarks/bench_train.py [--threads 2] [--steps 5] [--batch 16] [--window 250] [--json out.json]

@@ -209,6 +209,17 @@ def train() -> None:
     """Train models."""
 
 
+def _run_config_path(run_dir: str, config_path: str | None, resume: bool) -> str | None:
+    """The config a run starts from: --config, else (when resuming) the run's own config.json."""
+    from pathlib import Path
+
+    from .train.loop import CONFIG_NAME
+
+    if resume and config_path is None and (Path(run_dir) / CONFIG_NAME).is_file():
+        return str(Path(run_dir) / CONFIG_NAME)
+    return config_path
+
+
 @train.command("codec")
 @click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
               help="corpus directory with manifest.jsonl (repeatable)")
@@ -224,14 +235,9 @@ def train_codec(data_dirs, run_dir, config_path, minutes, resume, overrides) -> 
 
     With --resume the run's own config.json is the base (unless --config is given); --minutes then counts
     from the restart."""
-    from pathlib import Path
-
     from .train.codec import CodecTrainConfig, CodecTrainer
-    from .train.loop import CONFIG_NAME
 
-    if resume and config_path is None and (Path(run_dir) / CONFIG_NAME).is_file():
-        config_path = str(Path(run_dir) / CONFIG_NAME)
-    config = CodecTrainConfig.load(config_path, overrides)
+    config = CodecTrainConfig.load(_run_config_path(run_dir, config_path, resume), overrides)
     if minutes is not None:
         config.minutes = minutes
     trainer = CodecTrainer(config, list(data_dirs), run_dir, resume=resume)
@@ -271,10 +277,8 @@ def train_lm(mode, code_files, tokenizer_path, run_dir, config_path, minutes, re
     from pathlib import Path
 
     from .train.lm import TOKENIZER_NAME, LMTrainConfig, LMTrainer
-    from .train.loop import CONFIG_NAME
 
-    if resume and config_path is None and (Path(run_dir) / CONFIG_NAME).is_file():
-        config_path = str(Path(run_dir) / CONFIG_NAME)
+    config_path = _run_config_path(run_dir, config_path, resume)
     if tokenizer_path is None:
         tokenizer_path = str(Path(run_dir) / TOKENIZER_NAME)
         if not Path(tokenizer_path).is_file():

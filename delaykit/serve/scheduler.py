@@ -59,7 +59,6 @@ class Session:
     deliver: tp.Callable[[tuple[str, tp.Any]], None]  # called from the worker thread, in event order
     buffer: deque = field(default_factory=deque)  # float32 arrays not yet stepped
     buffered: int = 0  # samples in buffer
-    audio_seconds: float = 0.0  # audio stepped since the last (re)start
     started: bool = False  # its item has been started by the worker (only then are its frames stepped)
 
 
@@ -172,8 +171,6 @@ class AsrScheduler:
         self.metrics.steps += 1
         self.metrics.frames += len(stepping)
         self.metrics.max_batch = max(self.metrics.max_batch, len(stepping))
-        for session in stepping:
-            session.audio_seconds += frame / self.sample_rate
         self._dispatch(events)
         return True
 
@@ -202,7 +199,6 @@ class AsrScheduler:
         if action in ("start", "reset"):
             # Audio that arrived before this ran (a new session's first chunks, the next utterance after a
             # flush) stays buffered: it belongs to the stream that starts now.
-            session.audio_seconds = 0.0
             self._dispatch(self.stream.start(mask))
             session.started = True
 

@@ -28,6 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from ..data.codes import CodeCorpus
+from ..layout import MODE_OF_MODEL_TYPE
 from ..lm.model import LMConfig, LMModel, LMOutput
 from ..text import PAD_ID, TextTokenizer
 
@@ -38,7 +39,7 @@ from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_co
 from .lora import add_lora, merge_lora
 
 TOKENIZER_NAME = "tokenizer.model"
-MODEL_TYPE_OF_MODE = {"asr": "stt", "tts": "tts", "dialogue": "moshi"}
+MODEL_TYPE_OF_MODE = {mode: model_type for model_type, mode in MODE_OF_MODEL_TYPE.items()}  # asr -> stt ...
 DEFAULT_TEXT_SHIFT = {"asr": 0.48, "tts": -0.48, "dialogue": 0.0}  # seconds; 6 frames each way
 
 
