@@ -343,18 +343,20 @@ def evaluate() -> None:
 @click.option("--untrained", is_flag=True, help="evaluate a freshly initialised model of the same config")
 @click.option("--judge", is_flag=True, help="also the judge's WER on originals and round trips (delaykit[judge])")
 def eval_codec(checkpoint: str, manifest: str, count: int, codebooks: str, untrained: bool, judge: bool) -> None:
-    """Round-trip log-mel distance and SI-SNR of CHECKPOINT on held-out speech (JSON on stdout)."""
+    """Round-trip log-mel distance and SI-SNR of CHECKPOINT on held-out speech, and how stable its codes are
+    under a small delay or level change (share of equal codes per codebook); JSON on stdout."""
     import torch
 
     from .codec.model import CodecModel
-    from .train.evaluate import evaluate_codec, load_codec_checkpoint
+    from .train.evaluate import code_stability, evaluate_codec, load_codec_checkpoint
 
     model = load_codec_checkpoint(checkpoint)
     if untrained:
         torch.manual_seed(0)
         model = CodecModel(model.config)
     ks = [int(k) for k in codebooks.split(",")]
-    report: dict = {"round_trip": evaluate_codec(model, manifest, count, ks)}
+    report: dict = {"round_trip": evaluate_codec(model, manifest, count, ks),
+                     "stability": code_stability(model, manifest, count)}
     if judge:
         from .evaluation.judge import WhisperJudge
         from .train.evaluate import judge_codec

@@ -131,9 +131,14 @@ def test_espeak_utterances_train(tmp_path):
     corpus = AudioCorpus.from_manifests([tmp_path / "data"])
     level = np.sqrt(np.mean((corpus.samples / 32767.0) ** 2))
     assert 0.005 < level < 0.3  # espeak's near-full-scale output was brought down
-    trainer = CodecTrainer(tiny_train_config(max_steps=2), corpus, tmp_path / "run", log=io.StringIO())
+    for row in rows:  # espeak's phonemes, in order, inside the utterance, ending in a pause
+        starts = [start for _, start in row["phonemes"]]
+        assert starts == sorted(starts) and 0 <= starts[0] and starts[-1] <= row["duration"]
+        assert row["phonemes"][-1][0].startswith("_") and len(row["phonemes"]) > len(row["alignments"])
+    trainer = CodecTrainer(tiny_train_config(max_steps=2, phoneme_weight=1.0), corpus, tmp_path / "run",
+                           log=io.StringIO())
     trainer.fit()
-    assert trainer.step == 2
+    assert trainer.step == 2 and len(trainer.inventory) > 10
 
 
 def test_cli_train_resume_export_eval(tmp_path):
@@ -168,4 +173,71 @@ def test_cli_train_resume_export_eval(tmp_path):
     assert scores.exit_code == 0, scores.output
     figures = json.loads(scores.output)["round_trip"]
     assert set(figures) == {"4", "1"} and figures["4"]["utterances"] == 2
+    stability = json.loads(scores.output)["stability"]
+    assert set(stability) == {"shift_1ms", "shift_10ms", "gain_-6dB"}
+    assert all(len(shares) == 4 and all(0.0 <= s <= 1.0 for s in shares) for shares in stability.values())
 
+
+
+def test_phoneme_targets_follow_the_timeline():
+    from delaykit.train import phonemes
+    from delaykit.train.phonemes import PhonemeInventory, PhonemeTimeline, normalize_phoneme, slot_targets
+
+    assert normalize_phoneme("@2") == "@" and normalize_phoneme("_:") == "_" and normalize_phoneme("aI") == "aI"
+    inventory = PhonemeInventory(["b", "aI", "@2", "_!"])
+    assert inventory.names == ["_", "@", "aI", "b"] and inventory.id("zz") == 0
+    timeline = PhonemeTimeline([["b", 0.10], ["aI", 0.14], ["_:", 0.30]], inventory)
+    # Frames of 80 ms, 4 slots of 20 ms: slot centres 0.01, 0.03, ... 0.31 seconds into the crop.
+    targets = slot_targets(timeline, 0.0, frames=4, frame_seconds=0.08, slots=4, valid_seconds=0.32)
+    assert targets.tolist() == [[0, 0, 0, 0], [0, 3, 3, 2], [2, 2, 2, 2], [2, 2, 2, 0]]
+    # A crop starting later, whose audio ends (zero padding) after 0.05 s: silence past the end.
+    late = slot_targets(timeline, 0.095, frames=1, frame_seconds=0.08, slots=4, valid_seconds=0.05)
+    assert late.tolist() == [[3, 3, 0, 0]]
+    unknown = slot_targets(PhonemeTimeline([], inventory), 0.0, 2, 0.08, 4, 0.16)
+    assert (unknown == phonemes.IGNORE).all()
+
+
+def labelled_tones() -> AudioCorpus:
+    """Each utterance: a tone whose pitch names its 'phoneme', then silence; one row without phonemes."""
+    t = np.arange(SR) / SR  # [T]
+    signals, rows = [], []
+    for freq, name in ((220.0, "a"), (880.0, "i"), (440.0, "u")):
+        signal = np.where(t < 0.5, 0.3 * np.sin(2 * np.pi * freq * t), 0.0)
+        signals.append(signal.astype(np.float32))
+        rows.append({"phonemes": [[name, 0.0], ["_", 0.5]]})
+    signals.append((0.2 * np.sin(2 * np.pi * 300 * t)).astype(np.float32))
+    rows.append({})
+    return AudioCorpus.from_arrays(signals, rows)
+
+
+def test_phoneme_loss_trains_the_semantic_codes_and_resumes(tmp_path):
+    config = tiny_train_config(phoneme_weight=1.0, phoneme_slots=2, max_steps=60, lr=3e-2)
+    trainer = CodecTrainer(config, labelled_tones(), tmp_path / "run", log=io.StringIO())
+    assert trainer.inventory.names == ["_", "a", "i", "u"]
+    rows = [trainer.train_step() for _ in range(60)]
+    assert all("phoneme" in row for row in rows)
+    assert np.mean([r["phoneme"] for r in rows[-5:]]) < 0.8 * np.mean([r["phoneme"] for r in rows[:5]])
+    assert np.mean([r["phoneme_acc"] for r in rows[-5:]]) > 0.6
+    trainer.save_checkpoint()
+    resumed = CodecTrainer(config, labelled_tones(), tmp_path / "run", resume=True, log=io.StringIO())
+    assert resumed.step == 60
+    for key, value in trainer.phoneme_head.state_dict().items():
+        assert torch.equal(resumed.phoneme_head.state_dict()[key], value)
+    # The head is training-only: the exported codec has exactly the codec's keys.
+    target = export_codec(tmp_path / "run", tmp_path / "ckpt")
+    exported = load_safetensors(resolve_checkpoint(target).codec_weights)
+    assert exported.keys() == CodecModel(tiny_codec()).state_dict().keys()
+
+
+def test_phoneme_loss_needs_phonemes(tmp_path):
+    with pytest.raises(ValueError, match="phonemes"):
+        CodecTrainer(tiny_train_config(phoneme_weight=1.0), tones(), tmp_path, log=io.StringIO())
+
+
+def test_init_from_continues_from_a_checkpoint(tmp_path):
+    first = CodecTrainer(tiny_train_config(max_steps=3), tones(), tmp_path / "a", log=io.StringIO())
+    first.fit()
+    target = export_codec(tmp_path / "a", tmp_path / "ckpt")
+    second = CodecTrainer(tiny_train_config(init_from=str(target)), tones(), tmp_path / "b", log=io.StringIO())
+    for key in CodecModel(tiny_codec()).state_dict():
+        assert torch.equal(second.model.state_dict()[key], first.model.state_dict()[key]), key

@@ -66,6 +66,7 @@ class QuantizerOutput:
     codes: torch.Tensor  # [B, K, T] int64
     commitment_loss: torch.Tensor  # scalar, mean over the codebooks used (0 in eval mode)
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    semantic: torch.Tensor | None = None  # [B, output_dimension, T]: the semantic codebooks' part of ``quantized``
 
 
 def _version_key(*tensors: torch.Tensor) -> tuple[int, ...] | None:
@@ -351,7 +352,8 @@ class SplitResidualVQ(nn.Module):
         semantic = self.rvq_first(x, first)
         if rest == 0:
             return QuantizerOutput(
-                semantic.quantized, semantic.codes, semantic.loss, {"restarted": semantic.restarted}
+                semantic.quantized, semantic.codes, semantic.loss, {"restarted": semantic.restarted},
+                semantic=semantic.quantized,
             )
         acoustic = self.rvq_rest(x, rest)
         total = first + rest
@@ -363,4 +365,5 @@ class SplitResidualVQ(nn.Module):
             torch.cat([semantic.codes, acoustic.codes], dim=1),  # [B, n_q, T]
             loss,
             {"restarted": restarted},
+            semantic=semantic.quantized,
         )

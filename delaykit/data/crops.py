@@ -66,8 +66,19 @@ class CropConfig:
     gain_db: tuple[float, float] = (-6.0, 3.0)  # random level change per item
 
 
+@dataclass(frozen=True)
+class Crop:
+    """Where one item of a batch came from: utterance ``index``, ``start`` sample in it, ``length`` real
+    samples (the rest of the item is zero padding)."""
+
+    index: int
+    start: int
+    length: int
+
+
 class CropSampler:
-    """Seeded random crops; ``next_batch()`` -> float32 tensor ``[B, 1, frames * frame_size]``."""
+    """Seeded random crops; ``next_batch()`` -> float32 tensor ``[B, 1, frames * frame_size]``; the crops of the
+    latest batch stay in ``last_crops`` (for targets aligned with the audio, e.g. phonemes)."""
 
     def __init__(self, corpus: AudioCorpus, frame_size: int, config: CropConfig, seed: int = 0) -> None:
         self.corpus = corpus
@@ -75,12 +86,14 @@ class CropSampler:
         self.config = config
         self.rng = np.random.default_rng(seed)
         self._weights = corpus.lengths / corpus.lengths.sum()  # [N]
+        self.last_crops: list[Crop] = []
 
     def next_batch(self) -> torch.Tensor:
         cfg = self.config
         length = int(self.rng.integers(cfg.min_frames, cfg.max_frames + 1)) * self.frame_size
         batch = np.zeros((cfg.batch_size, 1, length), dtype=np.float32)
         picks = self.rng.choice(len(self.corpus), size=cfg.batch_size, p=self._weights)  # [B]
+        self.last_crops = []
         for i, index in enumerate(picks):
             n = int(self.corpus.lengths[index])
             start = int(self.rng.integers(0, max(n - length, 0) + 1))
@@ -88,6 +101,7 @@ class CropSampler:
             offset = int(self.corpus.offsets[index]) + start
             gain = 10 ** (self.rng.uniform(*cfg.gain_db) / 20) / 32767.0
             batch[i, 0, :take] = self.corpus.samples[offset: offset + take] * gain
+            self.last_crops.append(Crop(int(index), start, take))
         return torch.from_numpy(np.clip(batch, -1.0, 1.0))
 
     def state(self) -> dict:

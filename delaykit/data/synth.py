@@ -35,7 +35,7 @@ import sys
 import time
 import typing as tp
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -410,13 +410,15 @@ class Speech:
     samples: np.ndarray  # [T] float32 in [-1, 1]
     sample_rate: int
     words: list[TimedWord]
+    phonemes: list[tuple[str, float]] = field(default_factory=list)  # (espeak phoneme name, start seconds)
 
 
 def _speak_in_this_process(text: str, voice: str, rate: int, pitch: int) -> Speech:
     espeak = engine()
     raw = espeak.synthesize(text, voice, rate, pitch)
     words = align_words(text, raw, espeak.phoneme_count)
-    return Speech(raw.samples.astype(np.float32) / 32768.0, raw.sample_rate, words)
+    phonemes = [(name, sample / raw.sample_rate) for sample, name in raw.phoneme_events]
+    return Speech(raw.samples.astype(np.float32) / 32768.0, raw.sample_rate, words, phonemes)
 
 
 def _call_in_child(function: tp.Callable, *args):
@@ -533,8 +535,9 @@ def speak_flite(utt: Utterance) -> Speech | None:
     return Speech(samples.astype(np.float32), rate, words)
 
 
-def render(utt: Utterance, config: SynthConfig) -> tuple[np.ndarray, list[TimedWord]]:
-    """Speech for one utterance at ``config.sample_rate``, levelled and augmented, and its word times.
+def render(utt: Utterance, config: SynthConfig) -> tuple[np.ndarray, list[TimedWord], list[tuple[str, float]]]:
+    """Speech for one utterance at ``config.sample_rate``, levelled and augmented, its word times and (espeak
+    only; empty for flite) its phonemes as ``(name, start seconds)``.
 
     Level, noise and band limiting leave the times as they are, and so does resampling (times are in
     seconds); ends are kept inside the resampled audio.
@@ -562,7 +565,8 @@ def render(utt: Utterance, config: SynthConfig) -> tuple[np.ndarray, list[TimedW
         audio *= 0.99 / peak
     duration = audio.shape[0] / config.sample_rate
     words = [TimedWord(w.text, min(w.start, duration), min(w.end, duration), w.speaker) for w in speech.words]
-    return audio, words
+    phonemes = [(name, start) for name, start in speech.phonemes if start < duration]
+    return audio, words, phonemes
 
 
 def alignments(words: tp.Sequence[TimedWord]) -> list[list]:
@@ -598,15 +602,18 @@ def plan(config: SynthConfig, count: int, start: int = 0) -> list[Utterance]:
 def _work(args: tuple[Utterance, SynthConfig, str]) -> dict:
     """Render one utterance, write its WAV and its alignments JSON; its manifest row."""
     utt, config, out_dir = args
-    audio, words = render(utt, config)
+    audio, words, phonemes = render(utt, config)
     rel = Path("wavs") / f"{utt.index // 1000:03d}" / f"{utt.index:06d}.wav"
     path = Path(out_dir) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     write_audio(path, audio, config.sample_rate)
     aligned = alignments(words)
     path.with_suffix(".json").write_text(json.dumps({"alignments": aligned}) + "\n", encoding="utf-8")
-    return {"path": str(rel), "text": utt.text, "voice": utt.voice, "rate": utt.rate, "pitch": utt.pitch,
-            "duration": round(audio.shape[0] / config.sample_rate, 4), "alignments": aligned}
+    row = {"path": str(rel), "text": utt.text, "voice": utt.voice, "rate": utt.rate, "pitch": utt.pitch,
+           "duration": round(audio.shape[0] / config.sample_rate, 4), "alignments": aligned}
+    if phonemes:  # what was said, sound by sound: the codec's semantic targets (delaykit.train.phonemes)
+        row["phonemes"] = [[name, round(start, 4)] for name, start in phonemes]
+    return row
 
 
 def synthesize(out_dir: str | Path, config: SynthConfig, log=sys.stderr) -> Path:

@@ -7,7 +7,11 @@ after an unquantized warm-up) is decoded from quantized latents, the rest from u
 ``CodecTrainer._forward``). It minimises::
 
     l1_weight * |x - y|  +  stft_weight * multi-resolution STFT  +  mel_weight * multi-resolution log-mel
-                         +  commit_weight * commitment
+                         +  commit_weight * commitment  +  phoneme_weight * phoneme cross-entropy
+
+The last term (off by default) makes the semantic codebook phonetic: a linear classifier on the semantic
+quantizer's output names the phoneme at ``phoneme_slots`` instants of every frame (``delaykit.train.phonemes``;
+targets from the manifests' espeak phonemes). The classifier is training-only and is not exported.
 
 with AdamW in fp32, starting from :func:`signal_preserving_init`. A run directory holds ``config.json`` (the
 :class:`CodecTrainConfig`), ``checkpoint.pt`` (model, optimizer, step, every RNG state and the data
@@ -24,6 +28,7 @@ import typing as tp
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -37,6 +42,7 @@ from ..data.crops import AudioCorpus, CropConfig, CropSampler
 from ..transformer import TransformerConfig
 from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_config
 from .losses import MultiResolutionSpectralLoss, SpectralLossConfig
+from .phonemes import IGNORE, PhonemeInventory, PhonemeTimeline, slot_targets
 
 
 def small_codec_config() -> CodecConfig:
@@ -69,6 +75,9 @@ class CodecTrainConfig:
     stft_weight: float = 1.0
     mel_weight: float = 1.0
     commit_weight: float = 1.0
+    phoneme_weight: float = 0.0  # > 0: phoneme classification from the semantic codebook (module docstring)
+    phoneme_slots: int = 4  # phoneme targets per frame (4 at 12.5 Hz: one every 20 ms)
+    init_from: str | None = None  # a codec checkpoint (name or directory) to continue training from
     quantize_prob: float = 0.5  # per item: decode the quantized latent, else the unquantized one (as Mimi)
     quantize_after: int = 0  # steps that decode only unquantized latents (the codebooks still follow them)
     quantize_ramp: int = 0  # then steps over which the quantized share grows linearly to quantize_prob
@@ -183,14 +192,20 @@ class CodecTrainer(TrainingRun):
         self.model = CodecModel(config.model).train()
         if config.signal_init:
             signal_preserving_init(self.model)
+        if config.init_from is not None:
+            self.model.load_state_dict(_codec_state(config.init_from), strict=True)
         if config.weight_norm:
             add_weight_norm(self.model)
         self.spectral = MultiResolutionSpectralLoss(config.spectral)
-        self.optimizer = torch.optim.AdamW(decay_groups(self.model, config.weight_decay), lr=config.lr,
-                                           betas=config.betas)
         corpus = data if isinstance(data, AudioCorpus) else AudioCorpus.from_manifests(
             list(data), config.model.sample_rate)
         self.sampler = CropSampler(corpus, config.model.frame_size, config.crops, seed=config.seed)
+        self.phoneme_head: nn.Linear | None = None
+        if config.phoneme_weight > 0:
+            self._setup_phonemes(PhonemeInventory.from_rows(corpus.rows))
+        trained = nn.ModuleList([self.model] + ([self.phoneme_head] if self.phoneme_head is not None else []))
+        self.optimizer = torch.optim.AdamW(decay_groups(trained, config.weight_decay), lr=config.lr,
+                                           betas=config.betas)
         self.setup_run(run_dir, log, config.to_dict())
         if resume:
             self.load_checkpoint()
@@ -212,6 +227,11 @@ class CodecTrainer(TrainingRun):
         l1 = F.l1_loss(recon, audio)
         loss = (cfg.l1_weight * l1 + cfg.stft_weight * stft + cfg.mel_weight * mel
                 + cfg.commit_weight * quantized.commitment_loss)
+        phonetic: dict[str, float] = {}
+        if self.phoneme_head is not None:
+            phoneme_loss, phoneme_accuracy = self.phoneme_loss(quantized)
+            loss = loss + cfg.phoneme_weight * phoneme_loss
+            phonetic = {"phoneme": phoneme_loss.item(), "phoneme_acc": phoneme_accuracy}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -221,7 +241,42 @@ class CodecTrainer(TrainingRun):
         return {"loss": loss.item(), "l1": l1.item(), "stft": stft.item(), "mel": mel.item(),
                 "commit": quantized.commitment_loss.item(), "codebooks": quantized.codes.shape[1],
                 "restarted": float(quantized.metrics.get("restarted", torch.zeros(())).item()),
-                "grad_norm": grad_norm.item(), "lr": lr}
+                "grad_norm": grad_norm.item(), "lr": lr, **phonetic}
+
+    # ---- phoneme targets ----
+
+    def _setup_phonemes(self, inventory: PhonemeInventory) -> None:
+        """The classifier and each utterance's phoneme timeline, for ``inventory``'s classes."""
+        cfg = self.config
+        if not any(row.get("phonemes") for row in self.sampler.corpus.rows):
+            raise ValueError("phoneme_weight > 0 needs manifests with phonemes (made by `delaykit data synth`)")
+        self.inventory = inventory
+        self.timelines = [PhonemeTimeline(row.get("phonemes", ()), inventory) for row in self.sampler.corpus.rows]
+        dimension = cfg.model.quantizer.output_dimension
+        self.phoneme_head = nn.Linear(dimension, cfg.phoneme_slots * len(inventory))
+
+    def phoneme_targets(self, frames: int) -> torch.Tensor:
+        """Targets [B, frames, slots] of the sampler's latest batch."""
+        cfg = self.config
+        rate = cfg.model.sample_rate
+        frame_seconds = cfg.model.frame_size / rate
+        targets = [slot_targets(self.timelines[crop.index], crop.start / rate, frames, frame_seconds,
+                                cfg.phoneme_slots, crop.length / rate) for crop in self.sampler.last_crops]
+        return torch.from_numpy(np.stack(targets))
+
+    def phoneme_loss(self, quantized: QuantizerOutput) -> tuple[torch.Tensor, float]:
+        """Cross-entropy of the phoneme classifier on the semantic codes, and its accuracy."""
+        assert self.phoneme_head is not None and quantized.semantic is not None
+        semantic = quantized.semantic.transpose(1, 2)  # [B, frames, D]
+        batch, frames, _ = semantic.shape
+        logits = self.phoneme_head(semantic).view(batch, frames, self.config.phoneme_slots, -1)  # [B, F, S, P]
+        targets = self.phoneme_targets(frames)  # [B, F, S]
+        valid = targets != IGNORE
+        if not bool(valid.any()):
+            return logits.sum() * 0.0, 0.0
+        loss = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), ignore_index=IGNORE)
+        accuracy = (logits.argmax(-1) == targets)[valid].float().mean().item()
+        return loss, accuracy
 
     def quantize_share(self, step: int) -> float:
         """Probability that an item is decoded from its quantized latent at ``step``."""
@@ -244,8 +299,9 @@ class CodecTrainer(TrainingRun):
         return self.model.decode_latent(mixed)[..., : audio.shape[-1]], quantized
 
     def progress(self, row: dict) -> str:
+        phonemes = f" phoneme {row['phoneme']:.3f} acc {row['phoneme_acc']:.3f}" if "phoneme" in row else ""
         return (f"loss {row['loss']:.4f} (mel {row['mel']:.3f} stft {row['stft']:.3f} l1 {row['l1']:.4f} "
-                f"commit {row['commit']:.4f}) lr {row['lr']:.2e}, {row['seen'] / 3600:.2f} h seen")
+                f"commit {row['commit']:.4f}{phonemes}) lr {row['lr']:.2e}, {row['seen'] / 3600:.2f} h seen")
 
     # ---- checkpoints ----
 
@@ -258,6 +314,8 @@ class CodecTrainer(TrainingRun):
             # Dead-code check countdowns live outside the state dict; without them a resumed run drifts.
             "steps_to_check": [cb._steps_to_check for cb in _codebooks(self.model)],
             "config": self.config.to_dict(),
+            **({"phoneme_head": self.phoneme_head.state_dict(), "phonemes": self.inventory.names}
+               if self.phoneme_head is not None else {}),
         }
 
     def load_model_state(self, state: dict) -> None:
@@ -267,6 +325,21 @@ class CodecTrainer(TrainingRun):
         self.model.quantizer._dropout_rng.setstate(state["dropout_rng"])
         for codebook, count in zip(_codebooks(self.model), state["steps_to_check"], strict=True):
             codebook._steps_to_check = count
+        if self.phoneme_head is not None:
+            if state.get("phonemes") != self.inventory.names:
+                raise ValueError("the data's phonemes differ from those this run was trained on: resume with "
+                                 "the manifests it started with")
+            self.phoneme_head.load_state_dict(state["phoneme_head"])
+
+
+def _codec_state(source: str) -> dict[str, torch.Tensor]:
+    """The codec weights of a checkpoint name or directory (``init_from``)."""
+    from ..engine import load_engine
+
+    engine = load_engine(source, device="cpu")
+    if engine.codec is None:
+        raise ValueError(f"{source}: has no codec to continue training")
+    return {k: v.float() if v.is_floating_point() else v for k, v in engine.codec.state_dict().items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
