@@ -175,3 +175,21 @@ def test_windows_open_at_sequence_starts_with_start_prob(tokenizer):
     codes = batcher.next_batch().codes  # [64, K, 48]
     starts = {tuple(batcher.rows(i)[1, :48]) for i in range(len(corpus))}
     assert all(tuple(row.tolist()) in starts for row in codes[:, 1])
+
+
+def test_a_model_can_read_fewer_codebooks_than_the_corpus_has(tokenizer, tmp_path):
+    from test_codec_cli import make_checkpoint
+
+    import delaykit
+    from delaykit.train.lm import export_lm
+
+    make_checkpoint(tmp_path / "codec")
+    trainer = LMTrainer(tiny_config("asr", max_steps=2, codebooks=1, codec=str(tmp_path / "codec")),
+                        toy_corpus(), tokenizer, tmp_path / "run")
+    assert trainer.lm.config.n_q == 1 and trainer.batcher.next_batch().codes.shape[1] == 2  # text + 1 codebook
+    trainer.fit()
+    model = delaykit.load(export_lm(tmp_path / "run", tmp_path / "export"), device="cpu")
+    assert model.transcriber().layout.fed_codebooks == 1
+    assert isinstance(model.transcribe(np.zeros(24000, np.float32)).text, str)
+    with pytest.raises(ValueError, match="codebooks=5"):
+        LMTrainer(tiny_config("asr", codebooks=5), toy_corpus(), tokenizer, tmp_path / "other")

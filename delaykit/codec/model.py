@@ -24,6 +24,7 @@ from ..transformer import ProjectedTransformer, TransformerConfig
 from .quantizer import QuantizerConfig, QuantizerOutput, SplitResidualVQ
 from .resample import ConvDownsample, ConvUpsample
 from .seanet import SeanetConfig, SeanetDecoder, SeanetEncoder
+from .semantic import SemanticConfig, SemanticEncoder
 
 
 def mimi_transformer(dimension: int = 512) -> TransformerConfig:
@@ -44,6 +45,7 @@ class CodecConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig.mimi)
     transformer: TransformerConfig | None = field(default_factory=mimi_transformer)
     num_codebooks: int = 8
+    semantic: SemanticConfig | None = None  # the semantic codebooks' own encoder (None: they read the latent)
 
     @classmethod
     def mimi(cls, num_codebooks: int = 8) -> CodecConfig:
@@ -67,7 +69,11 @@ class CodecConfig:
         if "ratios" in seanet:
             seanet["ratios"] = tuple(seanet["ratios"])
         transformer = data.pop("transformer", "mimi")
+        semantic = data.pop("semantic", None)
+        if semantic is not None:
+            semantic = SemanticConfig(**{**semantic, "strides": tuple(semantic.get("strides", (2, 2, 2)))})
         return cls(
+            semantic=semantic,
             seanet=SeanetConfig(**seanet),
             quantizer=QuantizerConfig(**data.pop("quantizer", {})),
             transformer=mimi_transformer() if transformer == "mimi" else (
@@ -94,6 +100,13 @@ class CodecModel(StreamingContainer):
             self.encoder_transformer = ProjectedTransformer(config.transformer, dimension, [dimension], True)
             self.decoder_transformer = ProjectedTransformer(config.transformer, dimension, [dimension], True)
         self.quantizer = SplitResidualVQ(config.quantizer)
+        self.semantic_encoder: SemanticEncoder | None = None
+        if config.semantic is not None:
+            if config.semantic.hop_length != config.frame_size:
+                raise ValueError(f"the semantic encoder's hop ({config.semantic.hop_length} samples) is not the "
+                                 f"frame size ({config.frame_size})")
+            self.semantic_encoder = SemanticEncoder(config.semantic, config.sample_rate,
+                                                    config.quantizer.input_dimension)
         if self.resample_stride > 1:
             self.downsample = ConvDownsample(dimension, self.resample_stride)
             self.upsample = ConvUpsample(dimension, self.resample_stride)
@@ -124,6 +137,10 @@ class CodecModel(StreamingContainer):
 
     def encode_latent(self, audio: torch.Tensor) -> torch.Tensor:
         """Unquantized latents at the frame rate: [B, channels, T] -> [B, D, frames]."""
+        return self.encode_latents(audio)[0]
+
+    def encode_latents(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the latent [B, D, frames], the semantic encoder's latent [B, D, frames] or None without one)."""
         self._check_audio(audio)
         if not self.is_streaming:
             missing = -audio.shape[-1] % self.frame_size
@@ -133,11 +150,13 @@ class CodecModel(StreamingContainer):
             (latent,) = self.encoder_transformer(latent)
         if self.resample_stride > 1:
             latent = self.downsample(latent)  # [B, D, frames]
-        return latent
+        semantic = None if self.semantic_encoder is None else self.semantic_encoder(audio)  # [B, D, frames]
+        return latent, semantic
 
     def encode(self, audio: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
         """Audio [B, channels, T] -> codes [B, K, ceil(T / frame_size)] (whole frames when streaming)."""
-        return self.quantizer.encode(self.encode_latent(audio), num_codebooks or self.num_codebooks)
+        latent, semantic = self.encode_latents(audio)
+        return self.quantizer.encode(latent, num_codebooks or self.num_codebooks, semantic_input=semantic)
 
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
         """Quantized latents [B, D, frames] -> audio [B, channels, frames * frame_size]."""
@@ -154,7 +173,8 @@ class CodecModel(StreamingContainer):
     def forward(self, audio: torch.Tensor, num_codebooks: int | None = None) -> tuple[torch.Tensor, QuantizerOutput]:
         """Training pass: (reconstruction [B, C, T], quantizer output with codes and losses)."""
         length = audio.shape[-1]
-        quantized = self.quantizer(self.encode_latent(audio), num_codebooks)
+        latent, semantic = self.encode_latents(audio)
+        quantized = self.quantizer(latent, num_codebooks, semantic_input=semantic)
         return self.decode_latent(quantized.quantized)[..., :length], quantized
 
 

@@ -300,7 +300,8 @@ class SplitResidualVQ(nn.Module):
     """Semantic RVQ (``rvq_first``) + acoustic RVQ (``rvq_rest``) over the same input; outputs summed.
 
     ``encode(x [B, D_in, T]) -> codes [B, n_q, T]``, ``decode(codes [B, K, T]) -> [B, D_out, T]`` for any
-    ``K <= total_codebooks``; ``forward(x, n_q=None) -> QuantizerOutput`` for training.
+    ``K <= total_codebooks``; ``forward(x, n_q=None) -> QuantizerOutput`` for training. With
+    ``semantic_input`` the semantic RVQ reads it instead of ``x`` (a codec with a semantic encoder).
     """
 
     def __init__(self, config: QuantizerConfig) -> None:
@@ -329,9 +330,10 @@ class SplitResidualVQ(nn.Module):
         first = min(n_q, self.n_q_semantic)
         return first, n_q - first
 
-    def encode(self, x: torch.Tensor, n_q: int | None = None) -> torch.Tensor:  # x: [B, D_in, T]
+    def encode(self, x: torch.Tensor, n_q: int | None = None,
+               semantic_input: torch.Tensor | None = None) -> torch.Tensor:  # x: [B, D_in, T]
         first, rest = self._split(n_q)
-        codes = self.rvq_first.encode(x, first)  # [B, first, T]
+        codes = self.rvq_first.encode(x if semantic_input is None else semantic_input, first)  # [B, first, T]
         if rest:
             codes = torch.cat([codes, self.rvq_rest.encode(x, rest)], dim=1)  # [B, n_q, T]
         return codes
@@ -343,13 +345,15 @@ class SplitResidualVQ(nn.Module):
             out = out + self.rvq_rest.decode(codes[:, self.n_q_semantic :])  # [B, D_out, T]
         return out
 
-    def forward(self, x: torch.Tensor, n_q: int | None = None) -> QuantizerOutput:  # x: [B, D_in, T]
-        """Quantize ``x``. In training mode this updates the codebooks and, with ``q_dropout`` and no explicit
-        ``n_q``, uses a random number (at least 1) of acoustic codebooks."""
+    def forward(self, x: torch.Tensor, n_q: int | None = None,
+                semantic_input: torch.Tensor | None = None) -> QuantizerOutput:  # x: [B, D_in, T]
+        """Quantize ``x`` (the semantic codebooks quantize ``semantic_input`` instead when given). In training
+        mode this updates the codebooks and, with ``q_dropout`` and no explicit ``n_q``, uses a random number
+        (at least 1) of acoustic codebooks."""
         first, rest = self._split(n_q)
         if self.training and self.config.q_dropout and n_q is None and rest > 0:
             rest = self._dropout_rng.randint(1, rest)
-        semantic = self.rvq_first(x, first)
+        semantic = self.rvq_first(x if semantic_input is None else semantic_input, first)
         if rest == 0:
             return QuantizerOutput(
                 semantic.quantized, semantic.codes, semantic.loss, {"restarted": semantic.restarted},

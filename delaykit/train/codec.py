@@ -142,6 +142,8 @@ def signal_preserving_init(model: CodecModel) -> CodecModel:
     ``C_in / groups * kernel / stride`` for a transposed conv.
     """
     for module in model.modules():
+        if not isinstance(getattr(module, "weight", None), nn.Parameter):
+            continue  # fixed transforms (the semantic encoder's Fourier basis) keep their buffer
         if isinstance(module, nn.ConvTranspose1d):
             fan_in = module.in_channels // module.groups * module.kernel_size[0] / module.stride[0]
         elif isinstance(module, nn.Conv1d):
@@ -193,7 +195,7 @@ class CodecTrainer(TrainingRun):
         if config.signal_init:
             signal_preserving_init(self.model)
         if config.init_from is not None:
-            self.model.load_state_dict(_codec_state(config.init_from), strict=True)
+            _continue_from(self.model, _codec_state(config.init_from))
         if config.weight_norm:
             add_weight_norm(self.model)
         self.spectral = MultiResolutionSpectralLoss(config.spectral)
@@ -292,9 +294,12 @@ class CodecTrainer(TrainingRun):
         straight-through gradient asks for changes the codes do not show); letting some items through
         unquantized keeps the autoencoder learning while the codebooks follow the latents.
         """
-        latent = self.model.encode_latent(audio)  # [B, D, frames]
-        quantized = self.model.quantizer(latent)
+        latent, semantic = self.model.encode_latents(audio)  # [B, D, frames] each (semantic: or None)
+        quantized = self.model.quantizer(latent, semantic_input=semantic)
         keep = torch.rand(latent.shape[0]) < self.quantize_share(self.step)  # [B]
+        if semantic is not None:  # the semantic codes' share is always quantized: the rest has no stand-in for it
+            assert quantized.semantic is not None
+            latent = latent + quantized.semantic
         mixed = torch.where(keep[:, None, None], quantized.quantized, latent)  # [B, D, frames]
         return self.model.decode_latent(mixed)[..., : audio.shape[-1]], quantized
 
@@ -330,6 +335,19 @@ class CodecTrainer(TrainingRun):
                 raise ValueError("the data's phonemes differ from those this run was trained on: resume with "
                                  "the manifests it started with")
             self.phoneme_head.load_state_dict(state["phoneme_head"])
+
+
+def _continue_from(model: CodecModel, state: dict[str, torch.Tensor]) -> None:
+    """Load a trained codec's weights into ``model``. A model that adds a semantic encoder to a codec without
+    one keeps its fresh encoder, and its semantic codebooks start over (k-means on the new latents)."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    added = [key for key in missing if key.startswith("semantic_encoder.")]
+    if unexpected or len(added) != len(missing):
+        raise ValueError(f"the checkpoint does not fit this codec: missing {sorted(set(missing) - set(added))}, "
+                         f"unexpected {sorted(unexpected)}")
+    if added:
+        for codebook in model.quantizer.rvq_first.codebooks:
+            codebook._initialized.zero_()
 
 
 def _codec_state(source: str) -> dict[str, torch.Tensor]:

@@ -69,6 +69,7 @@ class LMTrainConfig:
     lora_rank: int = 0  # > 0: train low-rank adapters only (delaykit.train.lora), merged on export
     lora_scaling: float = 2.0
     codec: str = "default"  # checkpoint whose codec encoded the corpus (exported with the model)
+    codebooks: int | None = None  # audio codebooks per stream the model reads/writes (None: all the corpus has)
     text_shift_seconds: float | None = None  # None: DEFAULT_TEXT_SHIFT[mode]
     vad_horizons: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)  # asr only: P(no voice) horizons of the heads
     window_frames: int = 250
@@ -197,7 +198,9 @@ class LMTrainer(TrainingRun):
         if not isinstance(corpus, CodeCorpus):
             corpus = CodeCorpus.load_many(list(corpus))
         self.tokenizer = TextTokenizer(tokenizer)
-        self.lm = build_lm(config, self.tokenizer, corpus.num_codebooks)
+        if config.codebooks is not None and not 0 < config.codebooks <= corpus.num_codebooks:
+            raise ValueError(f"codebooks={config.codebooks}: the corpus has {corpus.num_codebooks} per channel")
+        self.lm = build_lm(config, self.tokenizer, config.codebooks or corpus.num_codebooks)
         if config.lora_rank:
             add_lora(self.lm, config.lora_rank, config.lora_scaling)
         if self.lm.config.text_card < self.tokenizer.vocab_size:
