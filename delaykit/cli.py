@@ -663,8 +663,9 @@ def _asr_microphone(model: str, duration: float | None, vad: bool, threads: int 
 
 @main.command()
 @click.argument("script", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="WAV file to write, or - for raw 16-bit mono PCM on stdout, frame by frame")
+@click.option("--play", is_flag=True, help="play through the speakers as it is generated (needs delaykit[mic])")
 @click.option("--model", default="default", show_default=True, help="TTS checkpoint directory, hub id or default")
 @click.option("--seed", type=int, default=None, help="seed of the sampling (repeatable output)")
 @click.option("--temperature", type=float, default=None, help="sampling temperature (default 0.6; 0 = greedy)")
@@ -673,15 +674,18 @@ def _asr_microphone(model: str, duration: float | None, vad: bool, threads: int 
               help="write each word's start and end as JSON [{word, start, end}] here")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--force", is_flag=True, help="overwrite existing output files")
-def tts(script: str, output: str, model: str, seed: int | None, temperature: float | None, cfg: float | None,
-        timings: str | None, threads: int | None, force: bool) -> None:
-    """Speak the text of SCRIPT ("-": stdin) and write it to a WAV file, or stream it as raw PCM (-o -).
+def tts(script: str, output: str | None, play: bool, model: str, seed: int | None, temperature: float | None,
+        cfg: float | None, timings: str | None, threads: int | None, force: bool) -> None:
+    """Speak the text of SCRIPT ("-": stdin) and write it to a WAV file, stream it as raw PCM (-o -), or play it
+    (--play; with -o as well, both).
 
     Raw PCM goes out as each 80 ms frame is generated; the sample rate is printed on stderr, e.g.
     `delaykit tts story.txt -o - | aplay -r 24000 -f S16_LE`."""
     import time
     from pathlib import Path
 
+    if output is None and not play:
+        raise click.UsageError("give -o FILE.wav, -o - (raw PCM on stdout) or --play")
     to_stdout = output == "-"
     _refuse_existing([path for path in ((None if to_stdout else output), timings) if path], force)
     text = sys.stdin.buffer.read() if script == "-" else Path(script).read_bytes()
@@ -711,26 +715,34 @@ def tts(script: str, output: str, model: str, seed: int | None, temperature: flo
     samples = 0
     spoken: list[SpokenWord] = []
     started = time.perf_counter()
-    try:
-        with synthesizer.stream() as stream:
-            stream.push_items(items)
-            stream.end_of_text()
-            for event in stream.events():
-                if isinstance(event, AudioFrame):
-                    samples += event.pcm.numel()
-                    if pcm_out is not None:
-                        pcm_out.write(event.pcm.cpu().numpy())  # written and flushed at once
-                    else:
-                        frames.append(event.pcm.cpu())
-                elif isinstance(event, SpokenWord):
-                    spoken.append(event)
-    finally:
-        if pcm_out is not None:
-            with contextlib.suppress(BrokenPipeError):
-                pcm_out.stream.flush()  # what was streamed stays readable, also after Ctrl-C
+    with contextlib.ExitStack() as playing:
+        speakers = None
+        if play:
+            from .microphone import Speakers
+
+            speakers = playing.enter_context(Speakers(sample_rate))  # plays out the last frames on exit
+        try:
+            with synthesizer.stream() as stream:
+                stream.push_items(items)
+                stream.end_of_text()
+                for event in stream.events():
+                    if isinstance(event, AudioFrame):
+                        samples += event.pcm.numel()
+                        if speakers is not None:
+                            speakers.play(event.pcm.cpu().numpy())
+                        if pcm_out is not None:
+                            pcm_out.write(event.pcm.cpu().numpy())  # written and flushed at once
+                        elif output is not None:
+                            frames.append(event.pcm.cpu())
+                    elif isinstance(event, SpokenWord):
+                        spoken.append(event)
+        finally:
+            if pcm_out is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    pcm_out.stream.flush()  # what was streamed stays readable, also after Ctrl-C
     elapsed = time.perf_counter() - started
     seconds = samples / sample_rate
-    if not to_stdout:  # the 16-bit samples -o - streams, so both outputs hold the same samples
+    if output is not None and not to_stdout:  # the 16-bit samples -o - streams: both hold the same samples
         audio = torch.cat(frames) if frames else torch.zeros(0)
         write_audio(output, np.frombuffer(float_to_pcm16(audio.numpy()), dtype="<i2"), sample_rate)
     words = word_times(spoken, seconds)
@@ -738,27 +750,40 @@ def tts(script: str, output: str, model: str, seed: int | None, temperature: flo
         entries = [json.dumps({"word": word.text, "start": round(word.start, 3), "end": round(word.end, 3)},
                               ensure_ascii=False) for word in words]
         write_text_atomically(timings, "[\n" + ",\n".join(entries) + ("\n]\n" if entries else "]\n"))
-    click.echo(f"{len(words)} words, {seconds:.2f} s of audio in {elapsed:.2f} s -> "
-               f"{'stdout' if to_stdout else output}", err=True)
+    destinations = [name for name, used in (("stdout", to_stdout), (output, output and not to_stdout),
+                                            ("speakers", play)) if used]
+    click.echo(f"{len(words)} words, {seconds:.2f} s of audio in {elapsed:.2f} s -> {', '.join(destinations)}",
+               err=True)
 
 
 @main.command()
-@click.argument("audio_in", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="stereo WAV to write: the user on the left, the agent on the right")
+@click.argument("audio_in", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="stereo WAV to write: the user on the left, the agent on the right (needed with AUDIO_IN)")
+@click.option("--mic", is_flag=True, help="a live session: you talk into the microphone, the agent answers "
+              "through the speakers, until Ctrl-C or --duration (needs delaykit[mic])")
+@click.option("--duration", type=float, default=None, help="with --mic: stop after this many seconds")
 @click.option("--model", default="default", show_default=True,
               help="dialogue checkpoint directory, hub id or default")
 @click.option("--seed", type=int, default=None, help="seed of the sampling (repeatable output)")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
-def dialogue(audio_in: str, output: str, model: str, seed: int | None, threads: int | None, force: bool) -> None:
-    """Let the agent answer the user recorded in AUDIO_IN, full duplex; its words are printed with their
-    times as it says them, and both sides are written to OUTPUT once the recording ends."""
+def dialogue(audio_in: str | None, output: str | None, mic: bool, duration: float | None, model: str,
+             seed: int | None, threads: int | None, force: bool) -> None:
+    """Let the agent answer the user recorded in AUDIO_IN, or you, live (--mic), full duplex; its words are
+    printed with their times as it says them, and both sides are written to OUTPUT when the session ends."""
     from pathlib import Path
 
-    _refuse_existing([output], force)
-    if not Path(output).absolute().parent.is_dir():
-        raise DelaykitError(f"{output}: output directory {Path(output).absolute().parent} does not exist")
+    if mic == bool(audio_in):
+        raise click.UsageError("give AUDIO_IN or --mic (not both)")
+    if duration is not None and not mic:
+        raise click.UsageError("--duration goes with --mic")
+    if output is None and not mic:
+        raise click.UsageError("-o OUT.wav is needed with AUDIO_IN")
+    if output is not None:
+        _refuse_existing([output], force)
+        if not Path(output).absolute().parent.is_dir():
+            raise DelaykitError(f"{output}: output directory {Path(output).absolute().parent} does not exist")
     _set_threads(threads)
     import numpy as np
 
@@ -768,7 +793,7 @@ def dialogue(audio_in: str, output: str, model: str, seed: int | None, threads: 
 
     conversation = _load_model(model, "dialogue").conversation(DialogueOptions(seed=seed))
     sample_rate = conversation.codec.sample_rate
-    user = load_audio(audio_in, sample_rate)  # [T]
+    user_frames: list[np.ndarray] = []  # what the agent heard, frame by frame
     agent_frames: list[np.ndarray] = []
     pieces: list[tuple[float, str]] = []  # (time, piece) of the word being said
 
@@ -776,18 +801,56 @@ def dialogue(audio_in: str, output: str, model: str, seed: int | None, threads: 
         for word in words_from_pieces(word_pieces, conversation.frame_duration):
             click.echo(f"[{format_timestamp(word.start)} --> {format_timestamp(word.end)}] {word.text}")
 
-    for step in converse(conversation, user):
-        agent_frames.append(step.agent_pcm[0].cpu().numpy())
-        piece = step.text_pieces[0]
-        if piece.startswith("\u2581") and pieces:  # a new word begins: the previous one is complete
-            say(pieces)
-            pieces = []
-        if piece:
-            pieces.append((step.time[0], piece))
+    if mic:
+        click.echo("listening and speaking (Ctrl-C to stop)", err=True)
+        steps = _live_dialogue(conversation, duration, user_frames)
+    else:
+        user = load_audio(audio_in, sample_rate)  # [T]
+        user_frames.append(user)
+        steps = converse(conversation, user)
+    interrupted = False
+    try:
+        for step in steps:
+            agent_frames.append(step.agent_pcm[0].cpu().numpy())
+            piece = step.text_pieces[0]
+            if piece.startswith("\u2581") and pieces:  # a new word begins: the previous one is complete
+                say(pieces)
+                pieces = []
+            if piece:
+                pieces.append((step.time[0], piece))
+    except KeyboardInterrupt:
+        if not mic:
+            raise
+        interrupted = True  # the way a live session ends: keep what was said
+    finally:
+        steps.close()
     say(pieces)
-    agent = np.concatenate(agent_frames)[:user.shape[0]].astype(np.float32)  # [T]
-    write_audio(output, np.stack([user, agent]), sample_rate)  # [2, T], written atomically
-    click.echo(f"{user.shape[0] / sample_rate:.2f} s -> {output} (user left, agent right)", err=True)
+    heard = np.concatenate(user_frames) if user_frames else np.zeros(0, np.float32)  # [T]
+    if output is not None:
+        agent = np.concatenate(agent_frames)[:heard.shape[0]] if agent_frames else np.zeros(0)  # [T]
+        write_audio(output, np.stack([heard, agent.astype(np.float32)]), sample_rate)  # [2, T], atomically
+        click.echo(f"{heard.shape[0] / sample_rate:.2f} s -> {output} (user left, agent right)", err=True)
+    if interrupted:
+        sys.exit(130)
+
+
+def _live_dialogue(conversation, duration: float | None, heard: list):
+    """Steps of a session whose user is the microphone, playing the agent through the speakers; each frame
+    heard is appended to ``heard``."""
+    import torch
+
+    from .microphone import Speakers, microphone_frames
+
+    frames = microphone_frames(conversation.codec.sample_rate, conversation.frame_size, duration)
+    try:
+        with Speakers(conversation.codec.sample_rate) as speakers, conversation.stream(1) as session:
+            for frame in frames:
+                heard.append(frame)
+                step = session.step(torch.from_numpy(frame)[None])  # [1, frame_size]
+                speakers.play(step.agent_pcm[0].cpu().numpy())
+                yield step
+    finally:
+        frames.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -230,6 +230,26 @@ def test_tts_ctrl_c_exits_130_and_keeps_what_was_streamed(tts_dir, tmp_path, mon
     assert result.exit_code == 1 and result.stderr.endswith("Error: stdout was closed by its reader: stopped\n")
 
 
+def test_tts_play_sends_the_wav_samples_to_the_speakers(tts_dir, tmp_path, monkeypatch):
+    import sys
+
+    from test_microphone import fake_sounddevice
+
+    opened: list = []
+    module = fake_sounddevice(np.zeros(1, np.float32), opened)
+    monkeypatch.setitem(sys.modules, "sounddevice", module)
+    result = run("tts", "-", "--play", "-o", tmp_path / "out.wav", "--model", tts_dir, "--seed", 3, input=SCRIPT)
+    assert result.exit_code == 0, result.output
+    assert opened[0] == {"output": 24000, "channels": 1, "dtype": "float32"} and opened[-1] == "closed"
+    assert all(block.shape == (FRAME,) for block in module.played)  # frame by frame, as generated
+    samples, _ = soundfile.read(tmp_path / "out.wav", dtype="float32")
+    assert np.abs(np.concatenate(module.played) - samples).max() < 2 / 32767  # 16-bit file: 1.0 -> 32767
+    alone = run("tts", "-", "--play", "--model", tts_dir, "--seed", 3, input=SCRIPT)  # no file needed
+    assert alone.exit_code == 0 and "-> speakers" in alone.stderr
+    neither = run("tts", "-", "--model", tts_dir, input=SCRIPT)
+    assert neither.exit_code == 2 and "--play" in neither.output
+
+
 def test_tts_errors(tts_dir, stt_dir, tmp_path):
     result = run("tts", tmp_path / "missing.txt", "-o", "-", "--model", tts_dir)
     assert result.exit_code == 2 and "does not exist" in result.output
@@ -243,6 +263,32 @@ def test_tts_errors(tts_dir, stt_dir, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------
 # dialogue
+
+def test_dialogue_mic_is_the_file_session_live(checkpoint, tmp_path, monkeypatch):  # noqa: F811
+    import sys
+
+    from test_microphone import fake_sounddevice
+
+    user = speech_like(tmp_path / "user.wav", 1.2, seed=5)
+    heard, _ = soundfile.read(user, dtype="float32")
+    module = fake_sounddevice(heard.astype(np.float32), [])
+    monkeypatch.setitem(sys.modules, "sounddevice", module)
+    live = run("dialogue", "--mic", "--duration", 1.2, "-o", tmp_path / "live.wav", "--model", checkpoint[0],
+               "--seed", 7)
+    assert live.exit_code == 0, live.output
+    from_file = run("dialogue", user, "-o", tmp_path / "file.wav", "--model", checkpoint[0], "--seed", 7)
+    assert from_file.exit_code == 0, from_file.output
+    stereo_live, _ = soundfile.read(tmp_path / "live.wav", dtype="float32")
+    stereo_file, _ = soundfile.read(tmp_path / "file.wav", dtype="float32")
+    frames = math.ceil(heard.shape[0] / FRAME)
+    assert stereo_live.shape == (frames * FRAME, 2)  # whole frames: the microphone gives no partial one
+    assert np.array_equal(stereo_live[:heard.shape[0]], stereo_file) and live.stdout == from_file.stdout
+    played = np.concatenate(module.played)  # the agent, through the speakers, frame by frame
+    assert played.shape == (frames * FRAME,)
+    assert np.abs(played[:heard.shape[0]] - stereo_file[:, 1]).max() < 2 / 32767
+    for args in (["--mic", user], ["--duration", 1.0, user, "-o", tmp_path / "x.wav"], [user]):
+        assert run("dialogue", *args, "--model", checkpoint[0]).exit_code == 2
+
 
 def test_dialogue_writes_stereo_and_prints_timed_words(checkpoint, tmp_path):  # noqa: F811
     user = speech_like(tmp_path / "user.wav", 1.5, seed=4)

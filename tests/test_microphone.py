@@ -1,4 +1,6 @@
-"""`delaykit asr --mic` with a stand-in sounddevice: live words equal offline recognition of the same audio."""
+"""Live audio with a stand-in sounddevice: `delaykit asr --mic` words equal offline recognition of the same
+audio; the speakers get exactly the frames they are given (tts --play and dialogue --mic are tested with the
+mode CLIs in test_cli_modes.py)."""
 
 from __future__ import annotations
 
@@ -41,8 +43,31 @@ def fake_sounddevice(signal: np.ndarray, opened: list) -> types.ModuleType:
                     return
                 self.callback(padded[start:start + 1000, None], 1000, None, None)
 
+    class OutputStream:
+        """Keeps what is played."""
+
+        def __init__(self, samplerate, channels, dtype, device):
+            opened.append({"output": samplerate, "channels": channels, "dtype": dtype})
+            self.played: list[np.ndarray] = []
+
+        def start(self):
+            opened.append("started")
+
+        def write(self, block):
+            assert block.dtype == np.float32 and block.ndim == 2 and block.shape[1] == 1
+            played.append(block[:, 0].copy())
+
+        def stop(self):
+            opened.append("stopped")
+
+        def close(self):
+            opened.append("closed")
+
+    played: list[np.ndarray] = []
     module = types.ModuleType("sounddevice")
     module.InputStream = InputStream
+    module.OutputStream = OutputStream
+    module.played = played
     return module
 
 
@@ -71,3 +96,19 @@ def test_missing_sounddevice_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails
     with pytest.raises(AudioError, match="pip install 'delaykit\\[mic\\]'"):
         next(microphone_frames(24_000, 1920))
+
+
+def test_speakers_play_frames_and_close(monkeypatch):
+    from delaykit.microphone import Speakers
+
+    opened: list = []
+    module = fake_sounddevice(np.zeros(1, np.float32), opened)
+    monkeypatch.setitem(sys.modules, "sounddevice", module)
+    with Speakers(24_000) as speakers:
+        speakers.play(np.ones(1920))
+        speakers.play(np.zeros(1920, np.float32))
+    assert opened == [{"output": 24_000, "channels": 1, "dtype": "float32"}, "started", "stopped", "closed"]
+    assert np.array_equal(np.concatenate(module.played), np.r_[np.ones(1920), np.zeros(1920)])
+    monkeypatch.setitem(sys.modules, "sounddevice", None)
+    with pytest.raises(AudioError, match="--play needs sounddevice"):
+        Speakers(24_000)
