@@ -121,13 +121,15 @@ def data() -> None:
               help="share of utterances given room reverberation")
 @click.option("--flite", "flite_prob", default=0.0, show_default=True,
               help="share of (train) utterances spoken by flite's kal/kal16 voices instead of espeak-ng")
+@click.option("--festival", "festival_prob", default=0.0, show_default=True,
+              help="share of the other (train) utterances spoken by Festival's kal/ked diphone voices")
 def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, reverb_prob: float,
-               flite_prob: float) -> None:
+               flite_prob: float, festival_prob: float) -> None:
     """Synthesize HOURS of varied espeak-ng speech (24 kHz WAVs + manifest.jsonl) into OUT."""
     from .data.synth import SynthConfig, synthesize
 
     config = SynthConfig(hours=hours, seed=seed, split=split, workers=workers, reverb_prob=reverb_prob,
-                         flite_prob=flite_prob)
+                         flite_prob=flite_prob, festival_prob=festival_prob)
     manifest = synthesize(out_dir, config)
     click.echo(str(manifest))
 

@@ -125,8 +125,10 @@ def test_synthesis_is_deterministic_whatever_was_spoken_before():
     again = spoken("Remember to pack the blue suitcase.", "en-gb+klatt2", 150, 40)
     assert np.array_equal(first.samples, again.samples) and first.words == again.words
     utt = synth.plan(synth.SynthConfig(seed=4), 1)[0]
-    audio, words = synth.render(utt, synth.SynthConfig(seed=4))
-    audio2, words2 = synth.render(utt, synth.SynthConfig(seed=4))
+    first = synth.render(utt, synth.SynthConfig(seed=4))
+    audio, words = first.audio, first.words
+    second = synth.render(utt, synth.SynthConfig(seed=4))
+    audio2, words2 = second.audio, second.words
     assert np.array_equal(audio, audio2) and words == words2
 
 
@@ -177,11 +179,13 @@ def test_reverberation_smears_energy_into_pauses_and_keeps_times():
     gap = slice(100, 5000)  # between the first two clicks
     assert np.abs(clicks[gap]).max() == 0 and np.abs(wet[gap]).max() > 1e-3  # the room's tail
     utterance = Utterance(0, "Please sell six soups before dinner.", "en-us", 170, 50, seed=3)
-    dry_audio, dry_words = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0))
-    wet_audio, wet_words = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0, reverb_prob=1.0))
+    dry = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0))
+    dry_audio, dry_words = dry.audio, dry.words
+    wet = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0, reverb_prob=1.0))
+    wet_audio, wet_words = wet.audio, wet.words
     assert wet_words == dry_words and wet_audio.shape == dry_audio.shape
     assert not np.allclose(wet_audio, dry_audio)
-    again, _ = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0, reverb_prob=1.0))
+    again = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0, reverb_prob=1.0)).audio
     assert np.array_equal(again, wet_audio)
 
 
@@ -194,9 +198,35 @@ def test_flite_training_voices_with_word_times():
     assert plan(SynthConfig(seed=20), 4)[0].voice == plan(SynthConfig(seed=20, flite_prob=0.0), 4)[0].voice
     heldout = plan(SynthConfig(seed=1, split="heldout", flite_prob=1.0), 4)
     assert not any(u.voice.startswith("flite:") for u in heldout)  # held-out voices stay espeak's
-    audio, words = render(utterances[0], SynthConfig(noise_prob=0.0, bandlimit_prob=0.0))
-    assert [w.text for w in words] == utterances[0].text.split()
+    spoken = render(utterances[0], SynthConfig(noise_prob=0.0, bandlimit_prob=0.0))
+    audio, words = spoken.audio, spoken.words
+    assert [w.text for w in words] == utterances[0].text.split() and spoken.voice == utterances[0].voice
     starts = [w.start for w in words]
     assert starts == sorted(starts) and 0.1 < starts[0] < 0.4 and words[-1].end <= audio.shape[0] / 24_000
     with pytest.raises(ValueError, match="not a flite training voice"):
         speak_flite(Utterance(0, "hello", "flite:slt", 170, 50, 0))  # evaluation voices are refused
+
+
+def test_festival_training_voices_with_word_times():
+    from delaykit.data.festival import festival_available
+    from delaykit.data.synth import SynthConfig, Utterance, plan, render, speak_festival
+
+    if not festival_available("ked_diphone") or not festival_available("kal_diphone"):
+        pytest.skip("festival with festvox-kallpc16k and festvox-kdlpc16k is not installed")
+    utterances = plan(SynthConfig(seed=21, festival_prob=1.0), 6)
+    assert {u.voice for u in utterances} == {"festival:kal_diphone", "festival:ked_diphone"}
+    assert [u.voice for u in plan(SynthConfig(seed=21), 6)] == [u.voice for u in plan(SynthConfig(seed=21), 6)]
+    assert plan(SynthConfig(seed=21), 3)[0].voice == plan(SynthConfig(seed=21, festival_prob=0.0), 3)[0].voice
+    assert not any(":" in u.voice for u in plan(SynthConfig(seed=1, split="heldout", festival_prob=1.0), 4))
+    utterance = Utterance(0, "Dr. Smith's train leaves at ten forty-five, in 1985.", "festival:ked_diphone",
+                          120, 50, 0)
+    spoken = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0))
+    assert spoken.voice == "festival:ked_diphone" and spoken.phonemes == []
+    assert [w.text for w in spoken.words] == utterance.text.split()
+    starts, ends = [w.start for w in spoken.words], [w.end for w in spoken.words]
+    assert starts == sorted(starts) and all(s < e for s, e in zip(starts, ends))
+    assert 0.05 < starts[0] < 0.5 and ends[-1] <= spoken.audio.shape[0] / 24_000
+    faster = speak_festival(Utterance(0, utterance.text, "festival:ked_diphone", 240, 50, 0))
+    assert faster is not None and faster.words[-1].end < 0.7 * ends[-1]  # the rate reaches Festival
+    with pytest.raises(ValueError, match="not a Festival training voice"):
+        speak_festival(Utterance(0, "hello", "festival:us_slt_arctic_hts", 170, 50, 0))

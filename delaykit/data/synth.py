@@ -44,6 +44,7 @@ import numpy as np
 from ..audio import resample, write_audio
 from ..text_stream import TimedWord
 from . import manifest as manifest_module
+from .festival import FESTIVAL_TRAIN_VOICES
 from .sentences import SentenceConfig, SentenceGenerator
 
 ESPEAK_RATE = 22_050  # what espeak-ng's voices are built for; the engine reports its own rate on start-up
@@ -84,6 +85,8 @@ class SynthConfig:
     # synthesizer (flite's slt, awb and rms are never used: they are kept for evaluation). 0 leaves earlier
     # corpora byte-identical.
     flite_prob: float = 0.0
+    # Share of (the remaining) utterances spoken by Festival's kal / ked diphone voices; 0 as above.
+    festival_prob: float = 0.0
     workers: int = 2
 
     @property
@@ -513,7 +516,7 @@ def _reverberate(x: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarr
 
 
 FLITE_TRAIN_VOICES = ("kal", "kal16")  # never slt, awb or rms: those are evaluation voices
-FLITE_FALLBACK_VOICE = "en-us"  # espeak-ng voice for the rare sentence flite's phones cannot be timed in
+FALLBACK_VOICE = "en-us"  # espeak-ng voice for the rare sentence flite or Festival cannot time
 
 
 def speak_flite(utt: Utterance) -> Speech | None:
@@ -535,19 +538,56 @@ def speak_flite(utt: Utterance) -> Speech | None:
     return Speech(samples.astype(np.float32), rate, words)
 
 
-def render(utt: Utterance, config: SynthConfig) -> tuple[np.ndarray, list[TimedWord], list[tuple[str, float]]]:
-    """Speech for one utterance at ``config.sample_rate``, levelled and augmented, its word times and (espeak
-    only; empty for flite) its phonemes as ``(name, start seconds)``.
+def speak_festival(utt: Utterance) -> Speech | None:
+    """``utt`` spoken by a Festival training voice at its rate and pitch (as :func:`speak_flite`), with word
+    times; None when Festival's tokens and the words do not line up."""
+    from .festival import festival_words
+
+    voice = utt.voice.removeprefix("festival:")
+    if voice not in FESTIVAL_TRAIN_VOICES:  # never swallowed below: a wrong voice is a bug, not a bad sentence
+        raise ValueError(f"{voice!r} is not a Festival training voice {FESTIVAL_TRAIN_VOICES}")
+    try:
+        samples, rate, timed = festival_words(utt.text, voice, stretch=175 / utt.rate,
+                                              f0_mean=80 + (utt.pitch - 20) * 100 / 60)
+    except ValueError:
+        return None
+    words = [TimedWord(word, start, end, SPEAKER) for word, start, end in timed]
+    return Speech(samples.astype(np.float32), rate, words)
+
+
+@dataclass
+class Rendered:
+    """One utterance ready to write: audio at the corpus rate, word times, phonemes (espeak only) and the
+    voice that actually spoke (an espeak fallback replaces a flite or Festival voice that could not be timed)."""
+
+    audio: np.ndarray  # [T] float32
+    words: list[TimedWord]
+    phonemes: list[tuple[str, float]]  # (espeak phoneme name, start seconds)
+    voice: str
+
+
+def _speak(utt: Utterance) -> tuple[Speech, str]:
+    """The synthesizer the utterance's voice names, falling back to espeak-ng's en-us."""
+    speech = None
+    if utt.voice.startswith("flite:"):
+        speech = speak_flite(utt)
+    elif utt.voice.startswith("festival:"):
+        speech = speak_festival(utt)
+    if speech is not None:
+        return speech, utt.voice
+    voice = FALLBACK_VOICE if ":" in utt.voice else utt.voice
+    return speak_clean(utt.text, voice, utt.rate, utt.pitch), voice
+
+
+def render(utt: Utterance, config: SynthConfig) -> Rendered:
+    """Speech for one utterance at ``config.sample_rate``, levelled and augmented, with its word times and (espeak
+    only; empty otherwise) its phonemes.
 
     Level, noise and band limiting leave the times as they are, and so does resampling (times are in
     seconds); ends are kept inside the resampled audio.
     """
     rng = np.random.default_rng(utt.seed)
-    speech = speak_flite(utt) if utt.voice.startswith("flite:") else None
-    if speech is None:
-        # espeak-ng; for a flite utterance whose word times could not be worked out, its default voice
-        voice = FLITE_FALLBACK_VOICE if utt.voice.startswith("flite:") else utt.voice
-        speech = speak_clean(utt.text, voice, utt.rate, utt.pitch)
+    speech, voice = _speak(utt)
     audio = speech.samples.astype(np.float64)  # [T] at the synthesizer's rate
     rms = math.sqrt(float(np.mean(audio**2))) + 1e-9
     audio *= 10 ** (rng.uniform(*config.level_db) / 20) / rms
@@ -566,7 +606,7 @@ def render(utt: Utterance, config: SynthConfig) -> tuple[np.ndarray, list[TimedW
     duration = audio.shape[0] / config.sample_rate
     words = [TimedWord(w.text, min(w.start, duration), min(w.end, duration), w.speaker) for w in speech.words]
     phonemes = [(name, start) for name, start in speech.phonemes if start < duration]
-    return audio, words, phonemes
+    return Rendered(audio, words, phonemes, voice)
 
 
 def alignments(words: tp.Sequence[TimedWord]) -> list[list]:
@@ -594,6 +634,8 @@ def plan(config: SynthConfig, count: int, start: int = 0) -> list[Utterance]:
         name = f"{voice}+{variant}" if variant else voice
         if config.flite_prob and config.split == "train" and rng.random() < config.flite_prob:
             name = f"flite:{FLITE_TRAIN_VOICES[int(rng.integers(len(FLITE_TRAIN_VOICES)))]}"
+        elif config.festival_prob and config.split == "train" and rng.random() < config.festival_prob:
+            name = f"festival:{FESTIVAL_TRAIN_VOICES[int(rng.integers(len(FESTIVAL_TRAIN_VOICES)))]}"
         if index >= start:
             out.append(Utterance(index, text, name, rate, pitch, seed))
     return out
@@ -602,14 +644,15 @@ def plan(config: SynthConfig, count: int, start: int = 0) -> list[Utterance]:
 def _work(args: tuple[Utterance, SynthConfig, str]) -> dict:
     """Render one utterance, write its WAV and its alignments JSON; its manifest row."""
     utt, config, out_dir = args
-    audio, words, phonemes = render(utt, config)
+    rendered = render(utt, config)
+    audio, phonemes = rendered.audio, rendered.phonemes
     rel = Path("wavs") / f"{utt.index // 1000:03d}" / f"{utt.index:06d}.wav"
     path = Path(out_dir) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     write_audio(path, audio, config.sample_rate)
-    aligned = alignments(words)
+    aligned = alignments(rendered.words)
     path.with_suffix(".json").write_text(json.dumps({"alignments": aligned}) + "\n", encoding="utf-8")
-    row = {"path": str(rel), "text": utt.text, "voice": utt.voice, "rate": utt.rate, "pitch": utt.pitch,
+    row = {"path": str(rel), "text": utt.text, "voice": rendered.voice, "rate": utt.rate, "pitch": utt.pitch,
            "duration": round(audio.shape[0] / config.sample_rate, 4), "alignments": aligned}
     if phonemes:  # what was said, sound by sound: the codec's semantic targets (delaykit.train.phonemes)
         row["phonemes"] = [[name, round(start, 4)] for name, start in phonemes]
