@@ -473,21 +473,30 @@ def serve(model: str, host: str, port: int, max_sessions: int, token, threads) -
 
 
 @main.command("app")
-@click.argument("mode", type=click.Choice(["asr"]))
+@click.argument("mode", type=click.Choice(["asr", "tts", "dialogue"]))
 @click.option("--model", default="default", show_default=True, help="checkpoint directory, hub id or default")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=7860, show_default=True)
-@click.option("--max-sessions", default=8, show_default=True, help="browser sessions recognised at once")
+@click.option("--max-sessions", default=8, show_default=True, help="asr: browser sessions recognised at once")
 def app(mode: str, model: str, host: str, port: int, max_sessions: int) -> None:
     """Launch the Gradio app of MODE (needs delaykit[app])."""
     try:
         import gradio  # noqa: F401
     except ImportError as exc:
         raise DelaykitError("the apps need gradio: pip install 'delaykit[app]'") from exc
-    from .apps.asr import make_demo
+    if mode == "asr":
+        from .apps.asr import make_demo as make_asr_demo
 
-    make_demo(model, max_sessions).queue(default_concurrency_limit=max_sessions).launch(
-        server_name=host, server_port=port)
+        demo = make_asr_demo(model, max_sessions).queue(default_concurrency_limit=max_sessions)
+    elif mode == "tts":
+        from .apps.tts import make_demo as make_tts_demo
+
+        demo = make_tts_demo(model)
+    else:
+        from .apps.dialogue import make_demo as make_dialogue_demo
+
+        demo = make_dialogue_demo(model)
+    demo.launch(server_name=host, server_port=port)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,1 +1,13 @@
-"""Gradio apps, one per mode: ``make_demo(model)`` factories; nothing launches at import."""
+"""Gradio apps, one per mode: ``make_demo(model)`` factories; nothing launches at import.
+
+Gradio plays streamed audio outputs only through ffmpeg (it re-encodes the chunks to AAC). Without ffmpeg on
+the PATH the TTS app shows its audio once complete (the word table still grows live) and the dialogue app's
+live tab says that live replies need ffmpeg; ``can_stream_audio`` tells which.
+"""
+
+import shutil
+
+
+def can_stream_audio() -> bool:
+    """Whether gradio can stream audio to the browser here (it needs the ffmpeg executable)."""
+    return shutil.which("ffmpeg") is not None

@@ -1,0 +1,109 @@
+"""The TTS app: type or paste a script, hear it while it is generated, then get the WAV and each word's time.
+
+``make_demo(model)`` builds the Blocks; ``delaykit app tts`` launches it (gradio is the optional extra ``app``).
+Audio reaches the browser in chunks of about half a second as the model makes it (a streaming ``gr.Audio``,
+which needs ffmpeg: without it the audio appears once complete); the word table grows as words are spoken, and
+the whole WAV follows. One engine runs one synthesis stream at a time, so requests take turns (the event's
+concurrency limit is 1).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import typing as tp
+from pathlib import Path
+
+import numpy as np
+
+import delaykit
+from delaykit.apps import can_stream_audio
+from delaykit.audio import float_to_pcm16, write_audio
+from delaykit.checkpoints import default_name
+from delaykit.errors import CheckpointError
+from delaykit.modes.script import parse_turns
+from delaykit.modes.tts import AudioFrame, SpokenWord, SynthesisOptions, word_times
+
+Chunk = tuple[int, np.ndarray]  # (sample rate, int16 samples [T]): what a streaming gr.Audio plays
+
+
+class TtsApp:
+    """The app's state: the model, and a lock so that one synthesis runs at a time."""
+
+    def __init__(self, model: str = "default", chunk_seconds: float = 0.48):
+        name = default_name("tts") if model == "default" else model
+        self.model = delaykit.load(name, device="cpu")
+        if self.model.mode != "tts":
+            raise CheckpointError(f"{name}: a {self.model.mode} checkpoint cannot do tts")
+        self.sample_rate = self.model.sample_rate
+        self.chunk_seconds = chunk_seconds
+        self._lock = threading.Lock()
+
+    def speak(self, script: str, seed: float | None = None, temperature: float = 0.6
+              ) -> tp.Iterator[tuple[Chunk | None, list[list], str | None]]:
+        """Yields (audio chunk, word rows so far, None) while generating, then (None, all word rows, WAV path)."""
+        options = SynthesisOptions(seed=None if seed is None else int(seed), temperature=float(temperature))
+        synthesizer = self.model.synthesizer(options)
+        items = parse_turns(script)  # TextError for a script without words
+        frames: list[np.ndarray] = []
+        pending: list[np.ndarray] = []
+        spoken: list[SpokenWord] = []
+        chunk_samples = round(self.chunk_seconds * self.sample_rate)
+        with self._lock, synthesizer.stream() as stream:
+            stream.push_items(items)
+            stream.end_of_text()
+            for event in stream.events():
+                if isinstance(event, SpokenWord):
+                    spoken.append(event)
+                elif isinstance(event, AudioFrame):
+                    pcm = event.pcm.cpu().numpy()  # [frame_size]
+                    frames.append(pcm)
+                    pending.append(pcm)
+                    if sum(p.shape[0] for p in pending) >= chunk_samples:
+                        yield self._chunk(pending), self._rows(spoken, frames), None
+                        pending = []
+        if pending:
+            yield self._chunk(pending), self._rows(spoken, frames), None
+        audio = np.concatenate(frames) if frames else np.zeros(0, np.float32)  # [T]
+        path = Path(tempfile.mkdtemp(prefix="delaykit-tts-app-")) / "speech.wav"
+        write_audio(path, np.frombuffer(float_to_pcm16(audio), dtype="<i2"), self.sample_rate)
+        yield None, self._rows(spoken, frames), str(path)
+
+    def _chunk(self, pcm: list[np.ndarray]) -> Chunk:
+        return self.sample_rate, np.frombuffer(float_to_pcm16(np.concatenate(pcm)), dtype="<i2")
+
+    def _rows(self, spoken: list[SpokenWord], frames: list[np.ndarray]) -> list[list]:
+        seconds = sum(f.shape[0] for f in frames) / self.sample_rate
+        return [[round(w.start, 2), round(w.end, 2), w.text] for w in word_times(spoken, seconds)]
+
+
+def make_demo(model: str = "default") -> tp.Any:
+    """The Blocks of the TTS app for checkpoint ``model`` (``default``: the shipped TTS model)."""
+    import gradio as gr
+
+    app = TtsApp(model)
+    streaming = can_stream_audio()
+
+    def speak(script: str, seed: float | None, temperature: float) -> tp.Iterator[tuple]:
+        for chunk, rows, path in app.speak(script, seed, temperature):
+            if streaming:
+                yield (gr.skip() if chunk is None else chunk), rows, (gr.skip() if path is None else path)
+            else:  # the whole WAV at the end, in the player and as the download
+                yield (gr.skip() if path is None else path), rows, (gr.skip() if path is None else path)
+
+    with gr.Blocks(title="delaykit TTS") as demo:
+        gr.Markdown(f"# delaykit streaming TTS\nModel: `{model}`. `<break time=\"0.5s\"/>` makes a pause. "
+                    "Audio starts while the rest is still being generated.")
+        script = gr.Textbox(label="Script", lines=6, value="Hello there. This is delaykit speaking.")
+        with gr.Row():
+            seed = gr.Number(label="Seed", value=1, precision=0)
+            temperature = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Temperature")
+        button = gr.Button("Speak", variant="primary")
+        audio = gr.Audio(label="Speech", streaming=streaming, autoplay=True,
+                         type="numpy" if streaming else "filepath")
+        words = gr.Dataframe(headers=["start", "end", "word"], label="Words")
+        wav = gr.File(label="Download WAV")
+        button.click(speak, [script, seed, temperature], [audio, words, wav], api_name="speak",
+                     concurrency_limit=1)
+    demo.tts_app = app  # for tests
+    return demo
