@@ -106,3 +106,15 @@ def test_train_from_a_codec_without_semantic_encoder(tmp_path):
     audio = speechy()
     with torch.no_grad():
         assert torch.equal(loaded.encode(audio), trainer.model.eval().encode(audio))
+
+
+def test_semantic_codes_alone_skip_the_acoustic_encoder(model, monkeypatch):
+    audio = speechy(seconds=0.96)
+    full = model.encode(audio)  # [1, 4, 12]
+    with torch.no_grad(), model.streaming(1):
+        monkeypatch.setattr(model.encoder, "forward", lambda x: pytest.fail("the SEANet encoder ran"))
+        streamed = torch.cat([model.encode(audio[..., i:i + 1920], 1) for i in range(0, audio.shape[-1], 1920)], -1)
+    monkeypatch.undo()
+    offline_alone = model.encode(audio[..., :1000], 1)  # a partial frame is padded, as in the full path
+    assert torch.equal(streamed, full[:, :1])
+    assert torch.equal(offline_alone, model.encode(audio[..., :1000])[:, :1])

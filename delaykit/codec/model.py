@@ -154,9 +154,20 @@ class CodecModel(StreamingContainer):
         return latent, semantic
 
     def encode(self, audio: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
-        """Audio [B, channels, T] -> codes [B, K, ceil(T / frame_size)] (whole frames when streaming)."""
+        """Audio [B, channels, T] -> codes [B, K, ceil(T / frame_size)] (whole frames when streaming).
+
+        With a semantic encoder, asking only for semantic codebooks (what a recognizer reading them needs) runs
+        only that encoder: a stream that does so leaves the acoustic encoder's state where it was, so it should
+        keep asking for the same number of codebooks."""
+        num_codebooks = num_codebooks or self.num_codebooks
+        if self.semantic_encoder is not None and num_codebooks <= self.quantizer.n_q_semantic:
+            self._check_audio(audio)
+            if not self.is_streaming:
+                audio = F.pad(audio, (0, -audio.shape[-1] % self.frame_size))  # [B, C, frames * frame_size]
+            semantic = self.semantic_encoder(audio)  # [B, D, frames]
+            return self.quantizer.rvq_first.encode(semantic, num_codebooks)
         latent, semantic = self.encode_latents(audio)
-        return self.quantizer.encode(latent, num_codebooks or self.num_codebooks, semantic_input=semantic)
+        return self.quantizer.encode(latent, num_codebooks, semantic_input=semantic)
 
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
         """Quantized latents [B, D, frames] -> audio [B, channels, frames * frame_size]."""
