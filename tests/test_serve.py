@@ -139,6 +139,41 @@ def test_words_equal_offline_recognition(server, asr_model):
     assert words == expected
 
 
+def opus_stream(samples: np.ndarray) -> bytes:
+    """``samples`` as one Ogg/Opus stream, the way a browser client encodes its microphone (20 ms frames)."""
+    sphn = pytest.importorskip("sphn")
+    writer = sphn.OpusStreamWriter(RATE)
+    padded = np.pad(samples, (0, -samples.shape[0] % 480)).astype(np.float32)
+    return b"".join(writer.append_pcm(padded[i:i + 480]) for i in range(0, padded.shape[0], 480))
+
+
+def test_ogg_opus_audio_gives_the_words_of_its_decoded_pcm(server, asr_model):
+    sphn = pytest.importorskip("sphn")
+    samples = test_audio(3)
+    stream = opus_stream(samples)
+    decoded = sphn.OpusStreamReader(RATE).append_bytes(stream)  # what the server hears: lossy, but the same
+    assert decoded.shape[0] >= samples.shape[0] - 480
+    words, errors = [], []
+    with connect(server.url, max_size=None) as ws:
+        protocol.decode(ws.recv(timeout=10))
+        for start in range(0, len(stream), 777):  # cuts that fall inside Ogg pages
+            ws.send(protocol.encode(Kind.AUDIO, stream[start:start + 777]))
+        ws.send(protocol.encode(Kind.CONTROL, {"type": "end"}))
+        while True:
+            message = protocol.decode(ws.recv(timeout=30))
+            event = json.loads(message.payload) if message.kind in (Kind.METADATA, Kind.ERROR) else {}
+            if message.kind == Kind.ERROR:
+                errors.append(event)
+            elif event.get("type") == "word":
+                words.append(event)
+            elif event.get("type") == "flushed":
+                break
+    assert not errors, errors
+    expected = [{"type": "word", "text": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
+                for w in asr_model.transcriber().transcribe(decoded).words]
+    assert expected and words == expected
+
+
 def test_concurrent_sessions_each_get_their_own_words(server, asr_model):
     signals = [test_audio(seed, 2.0 + 0.3 * seed) for seed in range(4)]
     results: dict[int, list] = {}
@@ -241,3 +276,15 @@ def test_health_metrics_and_token(asr_checkpoint):
         assert missing.value.code == 404
     finally:
         running.close()
+
+
+def test_audio_decoder_picks_the_format_from_the_first_message(monkeypatch):
+    import sys
+
+    pcm = protocol.AudioDecoder(RATE)
+    assert pcm.decode(b"\x00\x40\x00\xc0").tolist() == [0.5, -0.5] and pcm.format == "pcm16"
+    with pytest.raises(protocol.ProtocolError, match="whole 16-bit samples"):
+        pcm.decode(b"OggS\x00")  # later messages do not switch formats
+    monkeypatch.setitem(sys.modules, "sphn", None)
+    with pytest.raises(protocol.ProtocolError, match=r"pip install 'delaykit\[serve\]'"):
+        protocol.AudioDecoder(RATE).decode(b"OggS" + bytes(40))

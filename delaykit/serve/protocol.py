@@ -8,7 +8,8 @@ kind  name        payload
 0x00  handshake   server -> client once the session has a slot: JSON ``{"sample_rate", "frame_size",
                   "model", "version"}``
 0x01  audio       client -> server: raw little-endian 16-bit mono PCM at ``sample_rate`` (any whole number of
-                  samples per message)
+                  samples per message), or an Ogg/Opus stream cut anywhere (what Kyutai's web client sends);
+                  the session's first audio message decides which (Ogg pages begin with ``OggS``)
 0x02  text        server -> client: UTF-8 text of one recognised word
 0x03  control     client -> server: JSON ``{"type": "end"}`` (flush: the last words come out, then
                   ``{"type": "flushed"}`` and the session starts afresh) or ``{"type": "reset"}``
@@ -19,13 +20,15 @@ kind  name        payload
 0x06  ping        either way: answered with a ping carrying the same payload
 ====  ==========  ==========================================================================================
 
-Ogg/Opus audio (what Kyutai's web client sends) is not accepted yet: no Opus library is a dependency.
+Opus is decoded by ``sphn`` (Kyutai's audio I/O library, part of the ``serve`` extra), which reads an Ogg/Opus
+stream incrementally; raw PCM needs nothing beyond NumPy.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import typing as tp
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +81,39 @@ def pcm16_to_float(payload: bytes) -> np.ndarray:
     if len(payload) % 2:
         raise ProtocolError(f"audio payload of {len(payload)} bytes is not whole 16-bit samples")
     return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+
+
+class AudioDecoder:
+    """One session's incoming audio as float32 samples at ``sample_rate``, raw PCM16 or Ogg/Opus (module
+    docstring); an Opus stream is decoded as its bytes arrive, whatever the cuts between messages."""
+
+    OGG_MAGIC = b"OggS"
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+        self.format: str | None = None  # "pcm16" or "opus", from the first audio message
+        self._opus: tp.Any = None
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        """Samples [T] float32 of one audio message (T may be 0 while an Opus packet is incomplete)."""
+        if self.format is None:
+            if payload[:4] == self.OGG_MAGIC:
+                try:
+                    import sphn
+                except ImportError:
+                    raise ProtocolError("Ogg/Opus audio needs the sphn package on the server: "
+                                        "pip install 'delaykit[serve]' (or send 16-bit PCM)") from None
+                self._opus = sphn.OpusStreamReader(self.sample_rate)
+                self.format = "opus"
+            else:
+                self.format = "pcm16"
+        if self.format == "pcm16":
+            return pcm16_to_float(payload)
+        try:
+            pcm = self._opus.append_bytes(payload)
+        except Exception as exc:  # noqa: BLE001 - sphn raises its own types for data that is not Ogg/Opus
+            raise ProtocolError(f"audio is not a valid Ogg/Opus stream ({exc})") from None
+        return np.asarray(pcm, dtype=np.float32).reshape(-1)
 
 
 def control(payload: bytes) -> dict:

@@ -105,6 +105,7 @@ class AsrServer:
 
     async def _receive(self, connection: tp.Any, session: Session) -> None:
         started = time.monotonic()
+        audio = protocol.AudioDecoder(self.scheduler.sample_rate)
         while True:
             if time.monotonic() - started > self.config.max_session_seconds:
                 await self._fatal(connection, "session time limit reached")
@@ -118,14 +119,15 @@ class AsrServer:
                 return
             try:
                 message = protocol.decode(data)
-                await self._on_message(connection, session, message)
+                await self._on_message(connection, session, message, audio)
             except ProtocolError as exc:
                 self.scheduler.metrics.errors += 1
                 await connection.send(protocol.encode(Kind.ERROR, {"error": str(exc), "fatal": False}))
 
-    async def _on_message(self, connection: tp.Any, session: Session, message: protocol.Message) -> None:
+    async def _on_message(self, connection: tp.Any, session: Session, message: protocol.Message,
+                          audio: protocol.AudioDecoder) -> None:
         if message.kind == Kind.AUDIO:
-            self.scheduler.feed(session, protocol.pcm16_to_float(message.payload))
+            self.scheduler.feed(session, audio.decode(message.payload))
             await self._backpressure(connection, session)
         elif message.kind == Kind.CONTROL:
             request = protocol.control(message.payload)
