@@ -443,14 +443,20 @@ def bench_asr(model: str, data_dirs, count: int, streams: str, frames: int, thre
 
 
 @main.command()
-@click.option("--model", default="default", show_default=True, help="ASR checkpoint directory, hub id or default")
+@click.option("--model", default="default", show_default=True,
+              help="checkpoint directory, hub id or default; its mode picks the endpoint")
+@click.option("--mode", type=click.Choice(["asr", "tts", "dialogue"]), default=None,
+              help="with --model default: which shipped model (default asr)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (0.0.0.0: every interface)")
 @click.option("--port", default=8998, show_default=True)
-@click.option("--max-sessions", default=16, show_default=True, help="concurrent sessions (one batch)")
+@click.option("--max-sessions", default=16, show_default=True, help="asr: concurrent sessions (one batch)")
 @click.option("--token", default=None, envvar="DELAYKIT_TOKEN", help="API token clients must present")
+@click.option("--seed", type=int, default=None, help="tts, dialogue: seed of the sampling")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
-def serve(model: str, host: str, port: int, max_sessions: int, token, threads) -> None:
-    """Serve streaming recognition over WebSocket (/api/asr), with /health and /metrics."""
+def serve(model: str, mode: str | None, host: str, port: int, max_sessions: int, token, seed: int | None,
+          threads) -> None:
+    """Serve the model over WebSocket: /api/asr (recognition, many sessions in one batch), /api/tts
+    (synthesis) or /api/chat (dialogue), by the checkpoint's mode; with /health and /metrics."""
     import asyncio
     import logging
 
@@ -458,14 +464,30 @@ def serve(model: str, host: str, port: int, max_sessions: int, token, threads) -
         from .serve.server import AsrServer, ServeConfig
     except ImportError as exc:
         raise DelaykitError("the server needs websockets: pip install 'delaykit[serve]'") from exc
+    from .api import load
+    from .checkpoints import default_name
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     _set_threads(threads)
     config = ServeConfig(host=host, port=port, max_sessions=max_sessions, token=token)
-    server = AsrServer(_load_model(model, "asr").transcriber(), config, model_name=model)
+    if mode is not None and model != "default":
+        raise click.UsageError("--mode chooses among the shipped models: it goes with --model default")
+    loaded = load(default_name(mode or "asr") if model == "default" else model)
+    if loaded.mode == "asr":
+        server = AsrServer(loaded.transcriber(), config, model_name=model)
+    elif loaded.mode == "tts":
+        from .modes.tts import SynthesisOptions
+        from .serve.speech import TtsServer
+
+        server = TtsServer(loaded.synthesizer(SynthesisOptions(seed=seed)), config, model_name=model)
+    else:
+        from .modes.dialogue import DialogueOptions
+        from .serve.speech import ChatServer
+
+        server = ChatServer(loaded.conversation(DialogueOptions(seed=seed)), config, model_name=model)
     try:
-        asyncio.run(server.serve(ready=lambda bound: click.echo(f"listening on ws://{host}:{bound}/api/asr",
-                                                                   err=True)))
+        asyncio.run(server.serve(ready=lambda bound: click.echo(
+            f"listening on ws://{host}:{bound}{server.endpoint}", err=True)))
     except KeyboardInterrupt:
         sys.exit(130)
     finally:

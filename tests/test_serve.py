@@ -47,11 +47,16 @@ def asr_model(asr_checkpoint):
 
 
 class RunningServer:
-    """An AsrServer on an ephemeral loopback port, in a thread with its own event loop."""
+    """A server on an ephemeral loopback port, in a thread with its own event loop: an AsrServer of
+    ``checkpoint``, or ``make(config)`` for another endpoint."""
 
-    def __init__(self, checkpoint, **options):
-        model = delaykit.load(checkpoint, device="cpu")
-        self.server = AsrServer(model.transcriber(), ServeConfig(port=0, **options), model_name="tiny")
+    def __init__(self, checkpoint=None, make=None, **options):
+        config = ServeConfig(port=0, **options)
+        if make is None:
+            model = delaykit.load(checkpoint, device="cpu")
+            self.server = AsrServer(model.transcriber(), config, model_name="tiny")
+        else:
+            self.server = make(config)
         self.loop = asyncio.new_event_loop()
         self.stop = asyncio.Event()
         ready = threading.Event()
@@ -71,7 +76,7 @@ class RunningServer:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/api/asr"
+        return f"ws://127.0.0.1:{self.port}{self.server.endpoint}"
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.stop.set)

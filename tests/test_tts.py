@@ -28,9 +28,12 @@ from delaykit.modes.tts import (
 )
 
 pytest.importorskip("moshi")
-# moshi.models.tts imports sphn (audio file I/O, used only for voice prefixes) at module level; it is not
-# installed here, and nothing these tests call needs it.
-sys.modules.setdefault("sphn", types.ModuleType("sphn"))
+# moshi.models.tts imports sphn (audio file I/O, used only for voice prefixes) at module level; where it is
+# not installed, a stand-in does (nothing these tests call needs it).
+try:
+    import sphn  # noqa: F401
+except ImportError:
+    sys.modules["sphn"] = types.ModuleType("sphn")
 from moshi.conditioners import ConditionAttributes, TensorCondition
 from moshi.models.tts import StateMachine, TokenIds, TTSModel
 from moshi.utils.compile import no_compile

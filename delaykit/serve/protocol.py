@@ -116,6 +116,31 @@ class AudioDecoder:
         return np.asarray(pcm, dtype=np.float32).reshape(-1)
 
 
+class AudioEncoder:
+    """Outgoing audio of one session, as 16-bit PCM or as one Ogg/Opus stream (``format``: pcm16 | opus).
+    ``encode(pcm)`` takes whole frames (an Opus packet per 80 ms frame) and returns the bytes to send, which
+    may be empty while Opus fills an Ogg page."""
+
+    def __init__(self, sample_rate: int, format: str = "pcm16"):
+        if format not in ("pcm16", "opus"):
+            raise ProtocolError(f"unknown audio format {format!r} (expected pcm16 or opus)")
+        self.format = format
+        self._opus: tp.Any = None
+        if format == "opus":
+            try:
+                import sphn
+            except ImportError:
+                raise ProtocolError("Ogg/Opus audio needs the sphn package on the server: "
+                                    "pip install 'delaykit[serve]' (or ask for pcm16)") from None
+            self._opus = sphn.OpusStreamWriter(sample_rate)
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        samples = np.clip(np.asarray(pcm, dtype=np.float32).reshape(-1), -1.0, 1.0)  # [T]
+        if self._opus is None:
+            return np.round(samples * 32767).astype("<i2").tobytes()
+        return bytes(self._opus.append_pcm(samples))
+
+
 def control(payload: bytes) -> dict:
     """A control message's JSON object."""
     try:

@@ -50,26 +50,38 @@ class ServeConfig:
     max_session_seconds: float = 3600.0 * 4
 
 
-class AsrServer:
-    """The recognition server: a scheduler plus the WebSocket handler around it."""
+class ServerBase:
+    """What every endpoint's server shares: HTTP routes (its WebSocket endpoint, ``/health``, ``/metrics``),
+    the API token, fatal errors and the serve loop. Subclasses set ``endpoint`` and implement ``handle``,
+    ``health`` and ``metrics_text``."""
 
-    def __init__(self, transcriber: Transcriber, config: ServeConfig = ServeConfig(), model_name: str = ""):
+    endpoint = ""
+
+    def __init__(self, config: ServeConfig, model_name: str):
         self.config = config
         self.model_name = model_name
-        self.scheduler = AsrScheduler(transcriber, config.max_sessions)
+
+    def health(self) -> dict:
+        raise NotImplementedError
+
+    def metrics_text(self) -> str:
+        raise NotImplementedError
+
+    async def handle(self, connection: tp.Any) -> None:
+        raise NotImplementedError
 
     # -- HTTP ---------------------------------------------------------------------------------------------
 
     def process_request(self, connection: tp.Any, request: tp.Any) -> tp.Any:
         path = urlsplit(request.path).path
         if path == "/health":
-            body = {"status": "ok", "model": self.model_name, "sessions": self.scheduler.metrics.sessions,
-                    "capacity": self.config.max_sessions}
+            body = {"status": "ok", "model": self.model_name, "endpoint": self.endpoint, **self.health()}
             return connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
         if path == "/metrics":
-            return connection.respond(HTTPStatus.OK, self.scheduler.metrics.prometheus())
-        if path != "/api/asr":
-            return connection.respond(HTTPStatus.NOT_FOUND, "not found: try /api/asr, /health or /metrics\n")
+            return connection.respond(HTTPStatus.OK, self.metrics_text())
+        if path != self.endpoint:
+            return connection.respond(HTTPStatus.NOT_FOUND,
+                                      f"not found: try {self.endpoint}, /health or /metrics\n")
         if self.config.token is not None and not self._authorized(request):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong API token\n")
         return None  # go on with the WebSocket handshake
@@ -82,6 +94,48 @@ class AsrServer:
             given = header[len("Bearer "):]
         return hmac.compare_digest(given.encode(), self.config.token.encode())
 
+    async def _fatal(self, connection: tp.Any, reason: str) -> None:
+        await connection.send(protocol.encode(Kind.ERROR, {"error": reason, "fatal": True}))
+        await connection.close(1000, reason[:120])
+
+    async def _busy(self, connection: tp.Any, reason: str) -> None:
+        await connection.send(protocol.encode(Kind.ERROR, {"error": reason, "fatal": True}))
+        await connection.close(1013, "busy")
+
+    # -- running ------------------------------------------------------------------------------------------
+
+    async def serve(self, ready: tp.Callable[[int], None] | None = None,
+                    stop: asyncio.Event | None = None) -> None:
+        """Serve until ``stop`` is set (forever when None); ``ready(port)`` is called once listening."""
+        from websockets.asyncio.server import serve
+
+        async with serve(self.handle, self.config.host, self.config.port, process_request=self.process_request,
+                         max_size=self.config.max_message_bytes, compression=None) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            log.info("listening on %s:%d%s", self.config.host, port, self.endpoint)
+            if ready is not None:
+                ready(port)
+            await (stop.wait() if stop is not None else asyncio.get_running_loop().create_future())
+
+    def close(self) -> None:
+        """Release what the server holds (threads, sessions)."""
+
+
+class AsrServer(ServerBase):
+    """The recognition server: a scheduler plus the WebSocket handler around it."""
+
+    endpoint = "/api/asr"
+
+    def __init__(self, transcriber: Transcriber, config: ServeConfig = ServeConfig(), model_name: str = ""):
+        super().__init__(config, model_name)
+        self.scheduler = AsrScheduler(transcriber, config.max_sessions)
+
+    def health(self) -> dict:
+        return {"sessions": self.scheduler.metrics.sessions, "capacity": self.config.max_sessions}
+
+    def metrics_text(self) -> str:
+        return self.scheduler.metrics.prometheus()
+
     # -- WebSocket sessions -------------------------------------------------------------------------------
 
     async def handle(self, connection: tp.Any) -> None:
@@ -90,8 +144,7 @@ class AsrServer:
         try:
             session = self.scheduler.admit(asyncio_delivery(outbox, loop))
         except Busy as exc:
-            await connection.send(protocol.encode(Kind.ERROR, {"error": str(exc), "fatal": True}))
-            await connection.close(1013, "busy")
+            await self._busy(connection, str(exc))
             return
         handshake = {"sample_rate": self.scheduler.sample_rate, "frame_size": self.scheduler.frame_size,
                      "model": self.model_name, "version": __version__}
@@ -171,25 +224,6 @@ class AsrServer:
                     await connection.send(protocol.encode(Kind.ERROR, {"error": event, "fatal": False}))
             except (ConnectionClosed, OSError):  # the client is gone; the receiver notices and cleans up
                 return
-
-    async def _fatal(self, connection: tp.Any, reason: str) -> None:
-        await connection.send(protocol.encode(Kind.ERROR, {"error": reason, "fatal": True}))
-        await connection.close(1000, reason[:120])
-
-    # -- running ------------------------------------------------------------------------------------------
-
-    async def serve(self, ready: tp.Callable[[int], None] | None = None,
-                    stop: asyncio.Event | None = None) -> None:
-        """Serve until ``stop`` is set (forever when None); ``ready(port)`` is called once listening."""
-        from websockets.asyncio.server import serve
-
-        async with serve(self.handle, self.config.host, self.config.port, process_request=self.process_request,
-                         max_size=self.config.max_message_bytes, compression=None) as server:
-            port = next(iter(server.sockets)).getsockname()[1]
-            log.info("listening on %s:%d", self.config.host, port)
-            if ready is not None:
-                ready(port)
-            await (stop.wait() if stop is not None else asyncio.get_running_loop().create_future())
 
     def close(self) -> None:
         self.scheduler.close()

@@ -1,0 +1,143 @@
+"""The TTS (/api/tts) and dialogue (/api/chat) servers on loopback: what comes back equals the library's own
+synthesis or session over the same input; one session at a time; bad messages; Ogg/Opus both ways."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("websockets", reason="the server is an optional extra: delaykit[serve]")
+pytest.importorskip("moshi")  # the fixtures build their checkpoints with the reference's constructors
+from test_dialogue import checkpoint as chat_checkpoint  # noqa: F401  (module fixture: a tiny moshi checkpoint)
+from test_serve import RunningServer
+from websockets.sync.client import connect
+
+import delaykit
+from delaykit.modes.dialogue import DialogueOptions
+from delaykit.modes.tts import SynthesisOptions
+from delaykit.serve import protocol
+from delaykit.serve.protocol import Kind
+from delaykit.serve.speech import ChatServer, TtsServer
+
+RATE, FRAME = 24_000, 1920
+
+
+@pytest.fixture(scope="module")
+def tts_dir(tmp_path_factory):
+    from test_tts import build_checkpoint
+
+    return build_checkpoint(tmp_path_factory.mktemp("tts-serve"))[0]
+
+
+def tts_server(tts_dir, **options) -> RunningServer:
+    model = delaykit.load(tts_dir, device="cpu")
+    return RunningServer(make=lambda config: TtsServer(model.synthesizer(SynthesisOptions(seed=5)), config), **options)
+
+
+def speak(url: str, texts: list[str]) -> tuple[bytes, list[dict], dict, list[dict]]:
+    """Send ``texts`` then end; (audio bytes, word events, the done event, errors)."""
+    audio, words, errors = b"", [], []
+    with connect(url, max_size=None) as ws:
+        assert protocol.decode(ws.recv(timeout=10)).kind == Kind.HANDSHAKE
+        for text in texts:
+            ws.send(protocol.encode(Kind.TEXT, text))
+        ws.send(protocol.encode(Kind.CONTROL, {"type": "end"}))
+        while True:
+            message = protocol.decode(ws.recv(timeout=60))
+            if message.kind == Kind.AUDIO:
+                audio += message.payload
+            elif message.kind == Kind.ERROR:
+                errors.append(json.loads(message.payload))
+            elif message.kind == Kind.METADATA:
+                event = json.loads(message.payload)
+                if event["type"] == "word":
+                    words.append(event)
+                elif event["type"] == "done":
+                    return audio, words, event, errors
+
+
+def test_tts_streams_the_library_synthesis(tts_dir):
+    running = tts_server(tts_dir)
+    try:
+        audio, words, done, errors = speak(running.url, ["one two three"])
+        assert not errors
+        expected, timed = delaykit.load(tts_dir, device="cpu").synthesize("one two three", SynthesisOptions(seed=5))
+        received = np.frombuffer(audio, "<i2").astype(np.float32) / 32767
+        assert received.shape == expected.shape and np.abs(received - expected.numpy()).max() < 1.01 / 32767
+        assert [w["text"] for w in words] == [w.text for w in timed] == ["one", "two", "three"]
+        assert [w["start"] for w in words] == [round(w.start, 3) for w in timed]
+        assert done["seconds"] == pytest.approx(expected.shape[0] / RATE, abs=1e-3)
+    finally:
+        running.close()
+
+
+def test_tts_text_in_pieces_opus_and_errors(tts_dir):
+    sphn = pytest.importorskip("sphn")
+    running = tts_server(tts_dir)
+    try:
+        url = running.url + "?format=opus"
+        audio, words, done, errors = speak(url, ["one", " two", "\xff"[:0] + " three"])
+        assert not errors and [w["text"] for w in words] == ["one", "two", "three"]
+        assert audio[:4] == b"OggS"
+        decoded = sphn.OpusStreamReader(RATE).append_bytes(audio)
+        assert abs(decoded.shape[0] - done["seconds"] * RATE) <= 2 * FRAME
+        with connect(running.url) as ws:
+            ws.recv(timeout=10)
+            ws.send(protocol.encode(Kind.TEXT, b"\xff\xfe"))
+            ws.send(protocol.encode(Kind.AUDIO, b"\x00\x00"))
+            ws.send(protocol.encode(Kind.CONTROL, {"type": "dance"}))
+            for expected in ("not UTF-8", "not audio", "unknown control"):
+                error = json.loads(protocol.decode(ws.recv(timeout=10)).payload)
+                assert expected in error["error"] and not error["fatal"]
+    finally:
+        running.close()
+
+
+def test_one_session_at_a_time(tts_dir):
+    running = tts_server(tts_dir)
+    try:
+        with connect(running.url) as first:
+            first.recv(timeout=10)
+            with connect(running.url) as second:
+                error = json.loads(protocol.decode(second.recv(timeout=10)).payload)
+                assert error["fatal"] and "in use" in error["error"]
+        assert speak(running.url, ["one"])[1]  # the line is free again
+        assert running.server.metrics.rejected_busy == 1
+    finally:
+        running.close()
+
+
+def test_chat_answers_each_frame_like_the_library_session(chat_checkpoint, tmp_path):  # noqa: F811
+    model = delaykit.load(chat_checkpoint[0], device="cpu")
+    running = RunningServer(make=lambda config: ChatServer(model.conversation(DialogueOptions(seed=9)), config))
+    rng = np.random.default_rng(0)
+    user = (0.2 * rng.standard_normal(10 * FRAME + 700)).astype(np.float32)
+    pcm = np.round(np.clip(user, -1, 1) * 32767).astype("<i2")
+    try:
+        audio, pieces = b"", []
+        with connect(running.url, max_size=None) as ws:
+            ws.recv(timeout=10)
+            for start in range(0, pcm.shape[0], 3001):  # chunks that cut frames anywhere
+                ws.send(protocol.encode(Kind.AUDIO, pcm[start:start + 3001].tobytes()))
+            ws.send(protocol.encode(Kind.PING, b"last"))  # answered once every frame before it is answered
+            while True:
+                message = protocol.decode(ws.recv(timeout=30))
+                if message.kind == Kind.PING:
+                    break
+                if message.kind == Kind.AUDIO:
+                    audio += message.payload
+                elif message.kind == Kind.TEXT:
+                    pieces.append(message.payload.decode())
+        heard = pcm[:10 * FRAME].astype(np.float32) / 32768
+        from delaykit.audio import write_audio
+
+        write_audio(tmp_path / "user.wav", heard, RATE)
+        expected = model.converse(tmp_path / "user.wav", tmp_path / "out.wav", DialogueOptions(seed=9))
+        agent = np.frombuffer(audio, "<i2").astype(np.float32) / 32767
+        assert agent.shape == (10 * FRAME,)  # the 700 samples short of a frame wait for more
+        assert np.abs(agent - np.clip(expected.agent_audio, -1, 1)).max() < 2 / 32767
+        assert "".join(pieces).replace("\u2581", " ").split() == expected.text.split()
+    finally:
+        running.close()
