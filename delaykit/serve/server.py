@@ -98,6 +98,34 @@ class ServerBase:
         await connection.send(protocol.encode(Kind.ERROR, {"error": reason, "fatal": True}))
         await connection.close(1000, reason[:120])
 
+    async def _receive_loop(self, connection: tp.Any, metrics: tp.Any,
+                            handle: tp.Callable[[protocol.Message], tp.Awaitable[None]]) -> None:
+        """``handle`` each of the session's messages (pings are answered here) until the client leaves, goes
+        idle or runs out of session time (the last two end it with a fatal error). A malformed message, or one
+        whose handling raises ProtocolError, gets a non-fatal error (counted in ``metrics.errors``) and the
+        session goes on."""
+        started = time.monotonic()
+        while True:
+            if time.monotonic() - started > self.config.max_session_seconds:
+                await self._fatal(connection, "session time limit reached")
+                return
+            try:
+                data = await asyncio.wait_for(connection.recv(), self.config.idle_timeout)
+            except TimeoutError:
+                await self._fatal(connection, f"no message for {self.config.idle_timeout:g} s")
+                return
+            except (ConnectionClosed, OSError):  # the client went away (closed, reset, half-open)
+                return
+            try:
+                message = protocol.decode(data)
+                if message.kind == Kind.PING:
+                    await connection.send(protocol.encode(Kind.PING, message.payload))
+                else:
+                    await handle(message)
+            except ProtocolError as exc:
+                metrics.errors += 1
+                await connection.send(protocol.encode(Kind.ERROR, {"error": str(exc), "fatal": False}))
+
     async def _busy(self, connection: tp.Any, reason: str) -> None:
         await connection.send(protocol.encode(Kind.ERROR, {"error": reason, "fatal": True}))
         await connection.close(1013, "busy")
@@ -157,25 +185,9 @@ class AsrServer(ServerBase):
             sender.cancel()
 
     async def _receive(self, connection: tp.Any, session: Session) -> None:
-        started = time.monotonic()
         audio = protocol.AudioDecoder(self.scheduler.sample_rate)
-        while True:
-            if time.monotonic() - started > self.config.max_session_seconds:
-                await self._fatal(connection, "session time limit reached")
-                return
-            try:
-                data = await asyncio.wait_for(connection.recv(), self.config.idle_timeout)
-            except TimeoutError:
-                await self._fatal(connection, f"no message for {self.config.idle_timeout:g} s")
-                return
-            except (ConnectionClosed, OSError):  # the client went away (closed, reset, half-open)
-                return
-            try:
-                message = protocol.decode(data)
-                await self._on_message(connection, session, message, audio)
-            except ProtocolError as exc:
-                self.scheduler.metrics.errors += 1
-                await connection.send(protocol.encode(Kind.ERROR, {"error": str(exc), "fatal": False}))
+        await self._receive_loop(connection, self.scheduler.metrics,
+                                 lambda message: self._on_message(connection, session, message, audio))
 
     async def _on_message(self, connection: tp.Any, session: Session, message: protocol.Message,
                           audio: protocol.AudioDecoder) -> None:
@@ -190,8 +202,6 @@ class AsrServer(ServerBase):
                 self.scheduler.request(session, "reset")
             else:
                 raise ProtocolError(f"unknown control type {request['type']!r} (expected end or reset)")
-        elif message.kind == Kind.PING:
-            await connection.send(protocol.encode(Kind.PING, message.payload))
         else:
             raise ProtocolError(f"clients do not send {message.kind.name.lower()} messages")
 

@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import typing as tp
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import torch
-from websockets.exceptions import ConnectionClosed
 
 from .. import __version__
 from ..errors import TextError
@@ -85,27 +83,7 @@ class OneAtATimeServer(ServerBase):
             self._line.release()
 
     async def _receive(self, connection: tp.Any) -> None:
-        started = time.monotonic()
-        while True:
-            if time.monotonic() - started > self.config.max_session_seconds:
-                await self._fatal(connection, "session time limit reached")
-                return
-            try:
-                data = await asyncio.wait_for(connection.recv(), self.config.idle_timeout)
-            except TimeoutError:
-                await self._fatal(connection, f"no message for {self.config.idle_timeout:g} s")
-                return
-            except (ConnectionClosed, OSError):
-                return
-            try:
-                message = protocol.decode(data)
-                if message.kind == Kind.PING:
-                    await connection.send(protocol.encode(Kind.PING, message.payload))
-                else:
-                    await self.on_message(connection, message)
-            except ProtocolError as exc:
-                self.metrics.errors += 1
-                await connection.send(protocol.encode(Kind.ERROR, {"error": str(exc), "fatal": False}))
+        await self._receive_loop(connection, self.metrics, lambda message: self.on_message(connection, message))
 
     def open_session(self, connection: tp.Any) -> None:
         raise NotImplementedError
