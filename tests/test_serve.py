@@ -293,3 +293,31 @@ def test_audio_decoder_picks_the_format_from_the_first_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "sphn", None)
     with pytest.raises(protocol.ProtocolError, match=r"pip install 'delaykit\[serve\]'"):
         protocol.AudioDecoder(RATE).decode(b"OggS" + bytes(40))
+
+
+def test_fuzzed_messages_never_take_the_server_down(server, asr_model):
+    """Seeded random messages (any kind byte, any payload, PCM and Ogg/Opus sessions, text frames): each gets
+    at most non-fatal errors, and the server then recognises a normal session exactly."""
+    rng = np.random.default_rng(1234)
+    for session in range(6):
+        with connect(server.url, max_size=None) as ws:
+            ws.recv(timeout=10)
+            if session % 2:  # an Opus session that turns to garbage
+                ws.send(protocol.encode(Kind.AUDIO, opus_stream(test_audio(session, 0.5))[:300]))
+            for _ in range(40):
+                kind = int(rng.integers(0, 9))
+                payload = bytes(rng.integers(0, 256, size=int(rng.integers(0, 3000)), dtype=np.uint8))
+                if rng.random() < 0.1:
+                    ws.send(payload.decode("latin-1"))  # a text frame
+                else:
+                    ws.send(bytes([kind]) + payload)
+            ws.send(protocol.encode(Kind.PING, b"still there?"))
+            while True:  # every reply up to the pong: errors, never fatal
+                message = protocol.decode(ws.recv(timeout=30))
+                if message.kind == Kind.PING and message.payload == b"still there?":
+                    break  # (random pings are echoed too)
+                if message.kind == Kind.ERROR:
+                    assert not json.loads(message.payload)["fatal"]
+    samples = test_audio(9)
+    words, errors = recognise(server.url, samples)
+    assert not errors and words == offline_words(asr_model, samples)
