@@ -241,3 +241,32 @@ def test_init_from_continues_from_a_checkpoint(tmp_path):
     second = CodecTrainer(tiny_train_config(init_from=str(target)), tones(), tmp_path / "b", log=io.StringIO())
     for key in CodecModel(tiny_codec()).state_dict():
         assert torch.equal(second.model.state_dict()[key], first.model.state_dict()[key]), key
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(tmp_path):
+    import os
+    import signal
+
+    straight = CodecTrainer(tiny_train_config(max_steps=6), tones(), tmp_path / "a", log=io.StringIO())
+    straight.fit()
+
+    log = io.StringIO()
+    run = CodecTrainer(tiny_train_config(max_steps=6), tones(), tmp_path / "b", log=log)
+    step = run.train_step
+
+    def step_then_interrupt():
+        row = step()
+        if run.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C, in the middle of the run
+        return row
+
+    run.train_step = step_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        run.fit()
+    assert "interrupted: step 3 saved" in log.getvalue()
+    resumed = CodecTrainer(tiny_train_config(max_steps=6), tones(), tmp_path / "b", resume=True, log=io.StringIO())
+    assert resumed.step == 3
+    resumed.fit()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers are put back

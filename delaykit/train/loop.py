@@ -9,11 +9,14 @@ metrics), ``model_state``/``load_model_state`` (what a checkpoint holds beyond t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import typing as tp
 from pathlib import Path
@@ -138,10 +141,10 @@ class TrainingRun:
         window: list[dict[str, float]] = []
         window_start, window_seen = start, self.seen
         metrics_path = self.run_dir / METRICS_NAME if self.dist.is_main else os.devnull
-        with open(metrics_path, "a", encoding="utf-8") as metrics:
+        with open(metrics_path, "a", encoding="utf-8") as metrics, _stop_between_steps(self) as interrupt:
             # Clock decisions are taken by all ranks together (dist.any), so none is left in a collective.
             while (cfg.max_steps is None or self.step < cfg.max_steps) and not self.dist.any(
-                    time.monotonic() >= deadline):
+                    time.monotonic() >= deadline) and not interrupt.requested:
                 step_start = time.monotonic()
                 window.append(self.train_step())
                 self.train_seconds += time.monotonic() - step_start
@@ -162,6 +165,9 @@ class TrainingRun:
                     self.save_checkpoint()
                     last_save = time.monotonic()
         self.save_checkpoint()
+        if interrupt.requested:
+            print(f"interrupted: step {self.step} saved; --resume continues from it", file=self.log, flush=True)
+            raise KeyboardInterrupt
         if self.dist.is_main:
             print(f"done: step {self.step}, {self.seen:.0f} {self.seen_unit} seen", file=self.log, flush=True)
 
@@ -210,3 +216,34 @@ class TrainingRun:
         self.train_seconds = state["train_seconds"]
         if self.dist.is_main:
             print(f"resumed {path} at step {self.step}", file=self.log, flush=True)
+
+
+class _Interrupt:
+    """Whether Ctrl-C or SIGTERM asked the run to stop (see :func:`_stop_between_steps`)."""
+
+    requested = False
+
+
+@contextlib.contextmanager
+def _stop_between_steps(run: TrainingRun) -> tp.Iterator[_Interrupt]:
+    """While ``fit`` runs, Ctrl-C or SIGTERM (what ``kill`` and job schedulers send) only asks it to stop: the
+    current step finishes, ``fit`` saves its checkpoint and raises KeyboardInterrupt, so a stopped run resumes
+    where it stopped rather than where it last saved. A second Ctrl-C interrupts at once. Single-process runs
+    in the main thread only (in a multi-process run a rank cannot stop alone)."""
+    interrupt = _Interrupt()
+    if run.dist.enabled or threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+
+    def ask_to_stop(signum: int, frame: tp.Any) -> None:
+        if interrupt.requested:
+            raise KeyboardInterrupt
+        interrupt.requested = True
+        print("stopping after this step (again to stop at once)", file=run.log, flush=True)
+
+    previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield interrupt
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
