@@ -186,8 +186,11 @@ def data_check(sources, speakers, tolerance: float) -> None:
 @click.option("--codec", default="default", show_default=True, help="checkpoint whose codec encodes")
 @click.option("--sequence-seconds", default=30.0, show_default=True, help="length of each packed sequence")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--codebooks", type=int, default=None,
+              help="encode only the first N codebooks (default: the codec's number)")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
-def data_encode(data_dirs, output: str, codec: str, sequence_seconds: float, seed: int, threads) -> None:
+def data_encode(data_dirs, output: str, codec: str, sequence_seconds: float, seed: int, codebooks: int | None,
+                threads) -> None:
     """Pack word-aligned utterances into long sequences and encode them with a codec, for LM training."""
     from .data.codes import PackConfig, encode_corpus
     from .data.manifest import check_corpus, read_corpus
@@ -201,7 +204,8 @@ def data_encode(data_dirs, output: str, codec: str, sequence_seconds: float, see
     codec_model = load_engine(codec, device="cpu").codec
     if codec_model is None:
         raise DelaykitError(f"{codec}: this checkpoint has no codec")
-    corpus = encode_corpus(rows, codec_model, PackConfig(sequence_seconds=sequence_seconds, seed=seed), codec)
+    corpus = encode_corpus(rows, codec_model, PackConfig(sequence_seconds=sequence_seconds, seed=seed), codec,
+                           codebooks=codebooks)
     corpus.save(output)
     click.echo(f"{output}: {len(corpus)} sequences, {corpus.seconds / 3600:.2f} h", err=True)
 

@@ -35,3 +35,9 @@ def test_stereo_dialogues_encode_per_channel_and_round_trip(tmp_path):
     assert np.array_equal(loaded.codes, corpus.codes) and loaded.words == corpus.words
     both = CodeCorpus.load_many([tmp_path / "codes.npz", tmp_path / "codes.npz"])
     assert len(both) == 2 * len(corpus) and both.seconds == 2 * corpus.seconds
+    # Fewer codebooks: the first ones of the full encoding; mixed corpora keep the fewest.
+    two = encode_corpus(rows, codec, pack, log=None, codebooks=2)
+    assert two.num_codebooks == 2 and np.array_equal(two.sequence(0).codes, first.codes[:, :2])
+    two.save(tmp_path / "two.npz")
+    mixed = CodeCorpus.load_many([tmp_path / "codes.npz", tmp_path / "two.npz"])
+    assert mixed.num_codebooks == 2 and np.array_equal(mixed.sequence(0).codes, first.codes[:, :2])

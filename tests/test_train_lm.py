@@ -153,7 +153,7 @@ def test_export_runs_in_its_mode(mode, tokenizer, tmp_path):
 def test_text_input_noise_swaps_only_words_of_the_input(tokenizer, tmp_path):
     trainer = LMTrainer(tiny_config("asr", text_input_noise=0.5), toy_corpus(), tokenizer, tmp_path / "run")
     codes = trainer.batcher.next_batch().codes
-    noisy = trainer.noisy_text(codes)
+    noisy = trainer.noisy_inputs(codes)
     assert torch.equal(noisy[:, 1:], codes[:, 1:])  # audio untouched
     text, swapped = codes[:, 0], noisy[:, 0] != codes[:, 0]
     assert torch.equal(noisy[:, 0][text < 4], text[text < 4])  # PAD, EPAD and the other specials kept
@@ -164,6 +164,21 @@ def test_text_input_noise_swaps_only_words_of_the_input(tokenizer, tmp_path):
         clean, read_noisy = trainer.lm(codes), trainer.lm(codes, input_codes=noisy)
     assert not torch.equal(clean.text_logits.nan_to_num(), read_noisy.text_logits.nan_to_num())
     assert torch.equal(clean.text_mask, read_noisy.text_mask)
+
+
+@pytest.mark.parametrize("mode", ["asr", "dialogue"])
+def test_audio_input_noise_swaps_only_fed_audio(mode, tokenizer, tmp_path):
+    corpus = toy_corpus(channels=2 if mode == "dialogue" else 1)
+    trainer = LMTrainer(tiny_config(mode, audio_input_noise=0.25), corpus, tokenizer, tmp_path / "run")
+    codes = trainer.batcher.next_batch().codes  # [B, K, T]
+    noisy = trainer.noisy_inputs(codes)
+    fed_from = 1 + trainer.lm.dep_q
+    assert torch.equal(noisy[:, :fed_from], codes[:, :fed_from])  # text and generated audio (targets) kept
+    fed, noisy_fed = codes[:, fed_from:], noisy[:, fed_from:]
+    assert torch.equal(noisy_fed[fed < 0], fed[fed < 0])  # placeholders kept
+    share = (noisy_fed != fed).sum() / (fed >= 0).sum()
+    assert 0.15 < share.item() < 0.3  # a quarter, less the random codes that equal the original
+    assert int(noisy_fed.max()) < CARD
 
 
 def test_windows_open_at_sequence_starts_with_start_prob(tokenizer):

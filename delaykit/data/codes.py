@@ -111,13 +111,16 @@ class CodeCorpus:
 
     @classmethod
     def load_many(cls, paths: tp.Sequence[str | os.PathLike]) -> CodeCorpus:
-        """Several corpus files as one (they must share frame rate, channels and codebooks)."""
+        """Several corpus files as one. They must share frame rate and channels; codebooks are cut to the fewest
+        any of them has (the first codebooks of a codec are the same whatever number is encoded)."""
         corpora = [cls.load(p) for p in paths]
         first = corpora[0]
         for other in corpora[1:]:
-            if other.codes.shape[:2] != first.codes.shape[:2] or other.frame_rate != first.frame_rate:
-                raise ValueError("code corpora differ in channels, codebooks or frame rate")
-        sequences = [c.sequence(i) for c in corpora for i in range(len(c))]
+            if other.channels != first.channels or other.frame_rate != first.frame_rate:
+                raise ValueError("code corpora differ in channels or frame rate")
+        codebooks = min(c.num_codebooks for c in corpora)
+        sequences = [CodeSequence(sequence.codes[:, :codebooks], sequence.words)
+                     for c in corpora for sequence in (c.sequence(i) for i in range(len(c)))]
         return cls.from_sequences(sequences, first.meta)
 
 
@@ -181,9 +184,11 @@ def load_channels(path: str, sample_rate: int) -> np.ndarray:
 
 @torch.no_grad()
 def encode_corpus(rows: tp.Sequence[dict], codec: CodecModel, config: PackConfig = PackConfig(),
-                  codec_name: str = "", log: tp.TextIO | None = sys.stderr) -> CodeCorpus:
+                  codec_name: str = "", log: tp.TextIO | None = sys.stderr,
+                  codebooks: int | None = None) -> CodeCorpus:
     """Pack ``rows`` (manifest rows with ``path``, ``duration`` and ``alignments``) into sequences and encode
-    each channel with ``codec`` (offline; equal to streaming encode)."""
+    each channel with ``codec`` (offline; equal to streaming encode), with its first ``codebooks`` codebooks
+    (default: the codec's number; a codec with a semantic encoder runs only that for its semantic ones)."""
     rng = np.random.default_rng([config.seed, 1])
     sequences: list[CodeSequence] = []
     started, audio_seconds = time.monotonic(), 0.0
@@ -191,7 +196,7 @@ def encode_corpus(rows: tp.Sequence[dict], codec: CodecModel, config: PackConfig
     for number, group in enumerate(groups):
         signal, words = render_sequence([rows[i] for i in group], config, rng, codec.sample_rate,
                                         lambda p: load_channels(p, codec.sample_rate))  # [C, T]
-        codes = codec.encode(torch.from_numpy(signal)[:, None])  # [C, K, F]: channels as a batch
+        codes = codec.encode(torch.from_numpy(signal)[:, None], codebooks)  # [C, K, F]: channels as a batch
         sequences.append(CodeSequence(codes.numpy().astype(np.int16), words))
         audio_seconds += signal.shape[1] / codec.sample_rate
         if log is not None and (number + 1) % 20 == 0:

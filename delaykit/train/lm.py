@@ -84,6 +84,10 @@ class LMTrainConfig:
     # text history, which on a small corpus of generated sentences it otherwise does (fluent nonsense when
     # decoding freely).
     text_input_noise: float = 0.0
+    # Probability that a code of the audio the model listens to (its fed streams: the user in dialogue, the
+    # speech in ASR) is replaced by a random code in the input. Against memorising token sequences of a small
+    # corpus: the model has to read through codes that are off, as codes of unheard voices are.
+    audio_input_noise: float = 0.0
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.1
@@ -239,7 +243,8 @@ class LMTrainer(TrainingRun):
         """Each loss (and accuracy) of one batch; ``total`` is what is minimised."""
         cfg = self.config
         codes = batch.codes.to(self.device)  # [B, K, T]
-        input_codes = self.noisy_text(codes) if cfg.text_input_noise > 0 and self.lm.training else None
+        noisy = self.lm.training and (cfg.text_input_noise > 0 or cfg.audio_input_noise > 0)
+        input_codes = self.noisy_inputs(codes) if noisy else None
         out, heads = self.model(codes, input_codes)  # LMOutput, [B, H, T, 2] end-of-speech logits
         text = codes[:, 0]  # [B, T]
         text_weights = torch.where(text == PAD_ID, cfg.text_padding_weight, 1.0)  # [B, T]
@@ -266,14 +271,21 @@ class LMTrainer(TrainingRun):
         result["total"] = total
         return result
 
-    def noisy_text(self, codes: torch.Tensor) -> torch.Tensor:
-        """``codes`` with a ``text_input_noise`` share of its word tokens replaced by random word tokens."""
+    def noisy_inputs(self, codes: torch.Tensor) -> torch.Tensor:
+        """``codes`` [B, K, T] as the model reads them: a ``text_input_noise`` share of its word tokens replaced
+        by random word tokens, and an ``audio_input_noise`` share of its fed audio codes by random codes."""
+        cfg = self.config
         text = codes[:, 0]  # [B, T]
         words = text >= len(SPECIAL_TOKENS)  # PAD, EPAD and the other reserved ids keep the timing intact
-        swap = words & (torch.rand(text.shape, device=text.device) < self.config.text_input_noise)
+        swap = words & (torch.rand(text.shape, device=text.device) < cfg.text_input_noise)
         random_words = torch.randint(len(SPECIAL_TOKENS), self.tokenizer.vocab_size, text.shape, device=text.device)
         noisy = codes.clone()
         noisy[:, 0] = torch.where(swap, random_words, text)
+        if cfg.audio_input_noise > 0:
+            fed = noisy[:, 1 + self.lm.dep_q:]  # [B, K_fed, T] (a view)
+            real = fed >= 0  # ZERO / ungenerated placeholders stay as they are
+            swap = real & (torch.rand(fed.shape, device=fed.device) < cfg.audio_input_noise)
+            fed.copy_(torch.where(swap, torch.randint_like(fed, self.lm.config.card), fed))
         return noisy
 
     def train_step(self) -> dict[str, float]:
