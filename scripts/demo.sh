@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install delaykit into .venv and run the main job on the embedded default checkpoint: a round trip of a
-# WAV file through the shipped codec (encode to tokens, decode back to audio).
+# Install delaykit into .venv and run the main jobs on the embedded default checkpoints: streaming speech
+# recognition of a WAV file with the shipped ASR model, and a round trip through the shipped codec (encode to
+# tokens, decode back to audio).
 # The input, examples/speech.wav, is 9.7 s of espeak-ng speech at 22050 Hz (so the resampler to the codec's
 # 24 kHz runs too); pass another audio file as the first argument. Results go to artifacts/demo/.
 set -euo pipefail
@@ -12,5 +13,7 @@ OUT=artifacts/demo
 mkdir -p "$OUT"
 
 INPUT="${1:-examples/speech.wav}"
+"$VENV/bin/delaykit" asr "$INPUT" | tee "$OUT/transcript.txt"
+echo "wrote $OUT/transcript.txt (the words recognised in $INPUT)" >&2
 "$VENV/bin/delaykit" codec roundtrip "$INPUT" -o "$OUT/roundtrip.wav" --force
 echo "wrote $OUT/roundtrip.wav (the round trip of $INPUT)" >&2
