@@ -33,10 +33,8 @@ class WhisperJudge:
         """Text of mono float32 ``audio`` [T] at ``sample_rate``."""
         if sample_rate != JUDGE_RATE:
             audio = resample(np.asarray(audio, np.float32), sample_rate, JUDGE_RATE)
-        # temperature 0 alone: faster-whisper's default falls back to sampling at higher temperatures when a
-        # greedy decode looks repetitive or unlikely, which made the same file score differently between runs.
         segments, _ = self.model.transcribe(np.asarray(audio, np.float32), language="en", beam_size=1,
-                                            temperature=0.0, without_timestamps=True, vad_filter=False,
+                                            without_timestamps=True, vad_filter=False,
                                             condition_on_previous_text=False)
         return " ".join(segment.text.strip() for segment in segments)
 
