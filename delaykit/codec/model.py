@@ -139,12 +139,16 @@ class CodecModel(StreamingContainer):
         """Unquantized latents at the frame rate: [B, channels, T] -> [B, D, frames]."""
         return self.encode_latents(audio)[0]
 
+    def _whole_frames(self, audio: torch.Tensor) -> torch.Tensor:
+        """``audio`` checked, and offline zero-padded to whole frames: [B, C, frames * frame_size]."""
+        self._check_audio(audio)
+        if self.is_streaming:
+            return audio
+        return F.pad(audio, (0, -audio.shape[-1] % self.frame_size))
+
     def encode_latents(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(the latent [B, D, frames], the semantic encoder's latent [B, D, frames] or None without one)."""
-        self._check_audio(audio)
-        if not self.is_streaming:
-            missing = -audio.shape[-1] % self.frame_size
-            audio = F.pad(audio, (0, missing))  # [B, C, frames * frame_size]
+        audio = self._whole_frames(audio)  # [B, C, frames * frame_size]
         latent = self.encoder(audio)  # [B, D, 2 * frames]
         if self.encoder_transformer is not None:
             (latent,) = self.encoder_transformer(latent)
@@ -161,10 +165,7 @@ class CodecModel(StreamingContainer):
         keep asking for the same number of codebooks."""
         num_codebooks = num_codebooks or self.num_codebooks
         if self.semantic_encoder is not None and num_codebooks <= self.quantizer.n_q_semantic:
-            self._check_audio(audio)
-            if not self.is_streaming:
-                audio = F.pad(audio, (0, -audio.shape[-1] % self.frame_size))  # [B, C, frames * frame_size]
-            semantic = self.semantic_encoder(audio)  # [B, D, frames]
+            semantic = self.semantic_encoder(self._whole_frames(audio))  # [B, D, frames]
             return self.quantizer.rvq_first.encode(semantic, num_codebooks)
         latent, semantic = self.encode_latents(audio)
         return self.quantizer.encode(latent, num_codebooks, semantic_input=semantic)

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..audio import float_to_pcm16
+
 
 class Kind(enum.IntEnum):
     HANDSHAKE = 0
@@ -135,10 +137,10 @@ class AudioEncoder:
             self._opus = sphn.OpusStreamWriter(sample_rate)
 
     def encode(self, pcm: np.ndarray) -> bytes:
-        samples = np.clip(np.asarray(pcm, dtype=np.float32).reshape(-1), -1.0, 1.0)  # [T]
+        samples = np.asarray(pcm, dtype=np.float32).reshape(-1)  # [T]
         if self._opus is None:
-            return np.round(samples * 32767).astype("<i2").tobytes()
-        return bytes(self._opus.append_pcm(samples))
+            return float_to_pcm16(samples)
+        return bytes(self._opus.append_pcm(np.clip(samples, -1.0, 1.0)))
 
 
 def control(payload: bytes) -> dict:

@@ -351,13 +351,11 @@ def _continue_from(model: CodecModel, state: dict[str, torch.Tensor]) -> None:
 
 
 def _codec_state(source: str) -> dict[str, torch.Tensor]:
-    """The codec weights of a checkpoint name or directory (``init_from``)."""
-    from ..engine import load_engine
+    """The codec weights (fp32) of a checkpoint name or directory (``init_from``)."""
+    from .evaluate import load_codec_checkpoint
 
-    engine = load_engine(source, device="cpu")
-    if engine.codec is None:
-        raise ValueError(f"{source}: has no codec to continue training")
-    return {k: v.float() if v.is_floating_point() else v for k, v in engine.codec.state_dict().items()}
+    return {k: v.float() if v.is_floating_point() else v
+            for k, v in load_codec_checkpoint(source).state_dict().items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
