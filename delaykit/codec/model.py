@@ -25,6 +25,7 @@ from .quantizer import QuantizerConfig, QuantizerOutput, SplitResidualVQ
 from .resample import ConvDownsample, ConvUpsample
 from .seanet import SeanetConfig, SeanetDecoder, SeanetEncoder
 from .semantic import SemanticConfig, SemanticEncoder
+from .spectral import SpectralDecoder, SpectralDecoderConfig
 
 
 def mimi_transformer(dimension: int = 512) -> TransformerConfig:
@@ -46,6 +47,7 @@ class CodecConfig:
     transformer: TransformerConfig | None = field(default_factory=mimi_transformer)
     num_codebooks: int = 8
     semantic: SemanticConfig | None = None  # the semantic codebooks' own encoder (None: they read the latent)
+    spectral_decoder: SpectralDecoderConfig | None = None  # decode by inverse STFT (None: the SEANet decoder)
 
     @classmethod
     def mimi(cls, num_codebooks: int = 8) -> CodecConfig:
@@ -70,10 +72,14 @@ class CodecConfig:
             seanet["ratios"] = tuple(seanet["ratios"])
         transformer = data.pop("transformer", "mimi")
         semantic = data.pop("semantic", None)
+        spectral_decoder = data.pop("spectral_decoder", None)
+        if spectral_decoder is not None:
+            spectral_decoder = SpectralDecoderConfig(**spectral_decoder)
         if semantic is not None:
             semantic = SemanticConfig(**{**semantic, "strides": tuple(semantic.get("strides", (2, 2, 2)))})
         return cls(
             semantic=semantic,
+            spectral_decoder=spectral_decoder,
             seanet=SeanetConfig(**seanet),
             quantizer=QuantizerConfig(**data.pop("quantizer", {})),
             transformer=mimi_transformer() if transformer == "mimi" else (
@@ -82,7 +88,8 @@ class CodecConfig:
 
 
 class CodecModel(StreamingContainer):
-    """Encoder, encoder transformer, downsample, quantizer, upsample, decoder transformer, decoder."""
+    """Encoder, encoder transformer, downsample, quantizer, upsample, decoder transformer, decoder (SEANet, or
+    a :class:`~delaykit.codec.spectral.SpectralDecoder` with ``CodecConfig.spectral_decoder``)."""
 
     def __init__(self, config: CodecConfig):
         super().__init__()
@@ -93,7 +100,13 @@ class CodecModel(StreamingContainer):
             raise ValueError(f"latent rate {config.latent_rate} Hz is not a multiple of {config.frame_rate} Hz")
         self.resample_stride = int(stride)
         self.encoder = SeanetEncoder(config.seanet)
-        self.decoder = SeanetDecoder(config.seanet)
+        self.decoder: SeanetDecoder | SpectralDecoder
+        if config.spectral_decoder is None:
+            self.decoder = SeanetDecoder(config.seanet)
+        elif config.channels != 1:
+            raise ValueError("the spectral decoder makes mono audio")
+        else:
+            self.decoder = SpectralDecoder(config.spectral_decoder, dimension, config.seanet.hop_length)
         self.encoder_transformer: ProjectedTransformer | None = None
         self.decoder_transformer: ProjectedTransformer | None = None
         if config.transformer is not None:

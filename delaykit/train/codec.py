@@ -38,6 +38,7 @@ from torch.nn.utils.parametrizations import weight_norm
 from ..codec.model import CodecConfig, CodecModel
 from ..codec.quantizer import QuantizerConfig, QuantizerOutput
 from ..codec.seanet import SeanetConfig
+from ..codec.spectral import SpectralDecoder
 from ..data.crops import AudioCorpus, CropConfig, CropSampler
 from ..transformer import TransformerConfig
 from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_config
@@ -78,6 +79,7 @@ class CodecTrainConfig:
     phoneme_weight: float = 0.0  # > 0: phoneme classification from the semantic codebook (module docstring)
     phoneme_slots: int = 4  # phoneme targets per frame (4 at 12.5 Hz: one every 20 ms)
     init_from: str | None = None  # a codec checkpoint (name or directory) to continue training from
+    decoder_only: bool = False  # train only the decode path (see `CodecTrainer`); needs init_from
     quantize_prob: float = 0.5  # per item: decode the quantized latent, else the unquantized one (as Mimi)
     quantize_after: int = 0  # steps that decode only unquantized latents (the codebooks still follow them)
     quantize_ramp: int = 0  # then steps over which the quantized share grows linearly to quantize_prob
@@ -196,6 +198,8 @@ class CodecTrainer(TrainingRun):
             signal_preserving_init(self.model)
         if config.init_from is not None:
             _continue_from(self.model, _codec_state(config.init_from))
+        if config.decoder_only:
+            self._freeze_encode_path()
         if config.weight_norm:
             add_weight_norm(self.model)
         self.spectral = MultiResolutionSpectralLoss(config.spectral)
@@ -205,12 +209,47 @@ class CodecTrainer(TrainingRun):
         self.phoneme_head: nn.Linear | None = None
         if config.phoneme_weight > 0:
             self._setup_phonemes(PhonemeInventory.from_rows(corpus.rows))
-        trained = nn.ModuleList([self.model] + ([self.phoneme_head] if self.phoneme_head is not None else []))
+        parts = self.decode_path() if config.decoder_only else [self.model]
+        trained = nn.ModuleList(parts + ([self.phoneme_head] if self.phoneme_head is not None else []))
         self.optimizer = torch.optim.AdamW(decay_groups(trained, config.weight_decay), lr=config.lr,
                                            betas=config.betas)
         self.setup_run(run_dir, log, config.to_dict())
         if resume:
             self.load_checkpoint()
+
+    # ---- decoder-only training ----
+
+    def decode_path(self) -> list[nn.Module]:
+        """The modules between the quantizer and the waveform: upsample, decoder transformer, decoder."""
+        model = self.model
+        parts = [getattr(model, "upsample", None), model.decoder_transformer, model.decoder]
+        return [part for part in parts if part is not None]
+
+    def _freeze_encode_path(self) -> None:
+        """With ``decoder_only``: everything up to the codes is fixed (no gradients, no codebook updates), so
+        the codes stay those of ``init_from`` and models trained on them (the default ASR) stay valid."""
+        if self.config.init_from is None:
+            raise ValueError("decoder_only trains a new decode path for an existing codec: set init_from")
+        if self.config.phoneme_weight > 0:
+            raise ValueError("decoder_only leaves the semantic codebook as it is: set phoneme_weight = 0")
+        trained = {id(p) for part in self.decode_path() for p in part.parameters()}
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(id(parameter) in trained)
+
+    def _decode_codes(self, audio: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+        """The ``decoder_only`` forward: codes of the fixed encoder (a random number of acoustic codebooks
+        with ``q_dropout``, so fewer codebooks still decode), then the trained decode path."""
+        model = self.model
+        quantizer = model.quantizer
+        n_q = quantizer.total_codebooks
+        if quantizer.config.q_dropout:
+            n_q = quantizer.n_q_semantic + quantizer._dropout_rng.randint(1, n_q - quantizer.n_q_semantic)
+        with torch.no_grad():
+            latent, semantic = model.encode_latents(audio)  # [B, D, frames] each (semantic: or None)
+            codes = quantizer.encode(latent, n_q, semantic_input=semantic)  # [B, n_q, frames]
+            quantized = quantizer.decode(codes)  # [B, D, frames]
+        recon = model.decode_latent(quantized)[..., : audio.shape[-1]]  # [B, 1, T]
+        return recon, QuantizerOutput(quantized, codes, audio.new_zeros(()))
 
     # ---- schedule and step ----
 
@@ -224,7 +263,7 @@ class CodecTrainer(TrainingRun):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         audio = self.sampler.next_batch()  # [B, 1, T]
-        recon, quantized = self._forward(audio)  # [B, 1, T], codes [B, K, T / frame_size]
+        recon, quantized = (self._decode_codes if cfg.decoder_only else self._forward)(audio)  # [B, 1, T], codes [B, K, T / frame_size]
         stft, mel = self.spectral(recon, audio)
         l1 = F.l1_loss(recon, audio)
         loss = (cfg.l1_weight * l1 + cfg.stft_weight * stft + cfg.mel_weight * mel
@@ -339,13 +378,18 @@ class CodecTrainer(TrainingRun):
 
 def _continue_from(model: CodecModel, state: dict[str, torch.Tensor]) -> None:
     """Load a trained codec's weights into ``model``. A model that adds a semantic encoder to a codec without
-    one keeps its fresh encoder, and its semantic codebooks start over (k-means on the new latents)."""
+    one keeps its fresh encoder, and its semantic codebooks start over (k-means on the new latents); a model
+    whose decoder is of another kind (spectral instead of SEANet) keeps its fresh decoder."""
+    fresh_decoder = isinstance(model.decoder, SpectralDecoder) != any(key.startswith("decoder.head.") for key in state)
+    if fresh_decoder:
+        state = {key: value for key, value in state.items() if not key.startswith("decoder.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    added = [key for key in missing if key.startswith("semantic_encoder.")]
+    added = [key for key in missing if key.startswith("semantic_encoder.")
+             or (fresh_decoder and key.startswith("decoder."))]
     if unexpected or len(added) != len(missing):
         raise ValueError(f"the checkpoint does not fit this codec: missing {sorted(set(missing) - set(added))}, "
                          f"unexpected {sorted(unexpected)}")
-    if added:
+    if any(key.startswith("semantic_encoder.") for key in added):
         for codebook in model.quantizer.rvq_first.codebooks:
             codebook._initialized.zero_()
 
