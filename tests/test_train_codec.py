@@ -14,8 +14,9 @@ from delaykit.codec.model import CodecConfig, CodecModel
 from delaykit.codec.quantizer import QuantizerConfig
 from delaykit.codec.seanet import SeanetConfig
 from delaykit.data.crops import AudioCorpus, CropConfig
+from delaykit.mel import mel_filterbank
 from delaykit.train.codec import CodecTrainConfig, CodecTrainer, export_codec
-from delaykit.train.losses import LogMelDistance, mel_filterbank, si_snr
+from delaykit.train.losses import LogMelDistance, si_snr
 from delaykit.transformer import TransformerConfig
 
 SR = 24_000

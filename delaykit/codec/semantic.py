@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..mel import mel_filterbank
 from ..streaming import StreamingContainer
 from .conv import CausalConv1d
 
@@ -60,8 +61,6 @@ class SemanticEncoder(StreamingContainer):
 
     def __init__(self, config: SemanticConfig, sample_rate: int, dimension: int) -> None:
         super().__init__()
-        from ..train.losses import mel_filterbank
-
         self.config = config
         bins = config.window // 2 + 1
         self.stft = CausalConv1d(1, 2 * bins, config.window, stride=config.hop, bias=False)
