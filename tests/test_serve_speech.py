@@ -111,10 +111,17 @@ def test_one_session_at_a_time(tts_dir):
 
 def test_chat_answers_each_frame_like_the_library_session(chat_checkpoint, tmp_path):  # noqa: F811
     model = delaykit.load(chat_checkpoint[0], device="cpu")
-    running = RunningServer(make=lambda config: ChatServer(model.conversation(DialogueOptions(seed=9)), config))
     rng = np.random.default_rng(0)
     user = (0.2 * rng.standard_normal(10 * FRAME + 700)).astype(np.float32)
     pcm = np.round(np.clip(user, -1, 1) * 32767).astype("<i2")
+    heard = pcm[:10 * FRAME].astype(np.float32) / 32768
+    from delaykit.audio import write_audio
+
+    write_audio(tmp_path / "user.wav", heard, RATE)
+    # The library's answer first: the server's session streams on the same model until it has noticed the
+    # client left, which may be after the last message arrives.
+    expected = model.converse(tmp_path / "user.wav", tmp_path / "out.wav", DialogueOptions(seed=9))
+    running = RunningServer(make=lambda config: ChatServer(model.conversation(DialogueOptions(seed=9)), config))
     try:
         audio, pieces = b"", []
         with connect(running.url, max_size=None) as ws:
@@ -130,11 +137,6 @@ def test_chat_answers_each_frame_like_the_library_session(chat_checkpoint, tmp_p
                     audio += message.payload
                 elif message.kind == Kind.TEXT:
                     pieces.append(message.payload.decode())
-        heard = pcm[:10 * FRAME].astype(np.float32) / 32768
-        from delaykit.audio import write_audio
-
-        write_audio(tmp_path / "user.wav", heard, RATE)
-        expected = model.converse(tmp_path / "user.wav", tmp_path / "out.wav", DialogueOptions(seed=9))
         agent = np.frombuffer(audio, "<i2").astype(np.float32) / 32767
         assert agent.shape == (10 * FRAME,)  # the 700 samples short of a frame wait for more
         assert np.abs(agent - np.clip(expected.agent_audio, -1, 1)).max() < 2 / 32767
