@@ -3,6 +3,8 @@ at a time; a recording is answered like `converse_file`; gradio_client."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -50,6 +52,41 @@ def test_live_call_is_the_library_session(checkpoint, tmp_path):  # noqa: F811
     played = np.concatenate(replies).astype(np.float32) / 32767
     assert np.abs(played - reference[:, 1]).max() < 2 / 32767
     assert rows == [[round(w.start, 2), round(w.end, 2), w.text] for w in expected.agent_words]
+    app.live_chunk((24_000, pcm16[:FRAME]), None)[2].session.close()  # the line is free again
+
+
+def test_the_call_ends_after_the_chunk_being_heard(checkpoint):  # noqa: F811
+    """The browser's stop can come while a chunk is being heard, and a chunk after the stop: the call ends
+    whole after that chunk, and the late chunk is dropped without reopening the call or raising."""
+    app = DialogueApp(str(checkpoint[0]), seed=7)
+    pcm16 = np.round(user_audio(0.4, seed=5) * 32767).astype(np.int16)
+    _, _, call = app.live_chunk((24_000, pcm16[:FRAME]), None)
+    stepping, resume = threading.Event(), threading.Event()
+    step = call.session.step
+
+    def slow_step(frame):
+        stepping.set()
+        resume.wait(10)
+        return step(frame)
+
+    call.session.step = slow_step
+    results = {}
+    hearing = threading.Thread(target=lambda: results.update(
+        chunk=app.live_chunk((24_000, pcm16[FRAME:3 * FRAME]), call)))
+    hearing.start()
+    assert stepping.wait(10)
+    ending = threading.Thread(target=lambda: results.update(end=app.live_end(call)))
+    ending.start()
+    ending.join(0.3)
+    assert ending.is_alive()  # waiting for the chunk
+    resume.set()
+    hearing.join(10)
+    ending.join(10)
+    path, _, state = results["end"]
+    assert state is None and results["chunk"][0][1].shape == (2 * FRAME,)
+    assert soundfile.read(path)[0].shape == (3 * FRAME, 2)
+    reply, _, state = app.live_chunk((24_000, pcm16[:FRAME]), call)  # sent before the stop, arriving after
+    assert reply is None and state is None and app.live_end(call) == (None, [], None)
     app.live_chunk((24_000, pcm16[:FRAME]), None)[2].session.close()  # the line is free again
 
 

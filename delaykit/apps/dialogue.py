@@ -49,6 +49,10 @@ class LiveCall:
     heard: list[np.ndarray] = field(default_factory=list)  # user frames [frame_size]
     said: list[np.ndarray] = field(default_factory=list)  # agent frames [frame_size]
     pieces: list[tuple[float, str]] = field(default_factory=list)  # (time, text piece) of the agent
+    # Held while a chunk is heard and while the call ends: the browser's stop can arrive while a chunk is
+    # still being heard, and a chunk can arrive after the stop.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ended: bool = False
 
 
 class DialogueApp:
@@ -83,7 +87,8 @@ class DialogueApp:
     def live_chunk(self, chunk: tuple[int, np.ndarray] | None, call: LiveCall | None
                    ) -> tuple[Chunk | None, list[list], LiveCall | None]:
         """Hear a microphone chunk; returns the agent's audio for the frames it completed, its words so far
-        and the call (opened on the first chunk)."""
+        and the call (opened on the first chunk; None once the call has ended, so that a chunk arriving after
+        the end is dropped and the next one opens a new call)."""
         if chunk is None:
             return None, [], call
         if call is None:
@@ -94,8 +99,19 @@ class DialogueApp:
             except BaseException:
                 self._line.release()
                 raise
-        rate, samples = chunk
-        audio = np.concatenate([call.pending, to_model_rate(rate, samples, self.sample_rate)])  # [T]
+        with call.lock:
+            if call.ended:
+                return None, self._words(call), None
+            said = self._hear(call, to_model_rate(chunk[0], chunk[1], self.sample_rate))
+        reply = None
+        if said:
+            reply = self.sample_rate, np.frombuffer(float_to_pcm16(np.concatenate(said)), dtype="<i2")
+        return reply, self._words(call), call
+
+    def _hear(self, call: LiveCall, samples: np.ndarray) -> list[np.ndarray]:
+        """Step the call through every whole frame of its pending samples and ``samples`` [T]; the agent's
+        frames [frame_size] said meanwhile."""
+        audio = np.concatenate([call.pending, samples])  # [T']
         whole = audio.shape[0] // self.frame_size * self.frame_size
         said = []
         for start in range(0, whole, self.frame_size):
@@ -103,23 +119,25 @@ class DialogueApp:
             step = call.session.step(torch.from_numpy(np.ascontiguousarray(frame))[None])
             call.heard.append(frame)
             said.append(step.agent_pcm[0].cpu().numpy())
+            call.said.append(said[-1])
             if step.text_pieces[0]:
                 call.pieces.append((step.time[0], step.text_pieces[0]))
         call.pending = audio[whole:]
-        call.said.extend(said)
-        reply = None
-        if said:
-            reply = self.sample_rate, np.frombuffer(float_to_pcm16(np.concatenate(said)), dtype="<i2")
-        return reply, self._words(call), call
+        return said
 
     def live_end(self, call: LiveCall | None) -> tuple[str | None, list[list], None]:
-        """End the call: (stereo WAV of the call, the agent's word rows, None for the state)."""
+        """End the call (after the chunk being heard, if any): (stereo WAV of the call, the agent's word rows,
+        None for the state). Ending an ended call gives nothing."""
         if call is None:
             return None, [], None
-        try:
-            call.session.close()
-        finally:
-            self._line.release()
+        with call.lock:
+            if call.ended:
+                return None, [], None
+            call.ended = True
+            try:
+                call.session.close()
+            finally:
+                self._line.release()
         if not call.heard:
             return None, [], None
         stereo = np.stack([np.concatenate(call.heard), np.concatenate(call.said)])  # [2, T]
@@ -171,9 +189,11 @@ def make_demo(model: str = "default") -> tp.Any:
             agent = gr.Audio(label="Agent", streaming=streaming, autoplay=True, type="numpy")
             live_words = gr.Dataframe(headers=["start", "end", "word"], label="Agent's words")
             recording = gr.File(label="Conversation (you left, agent right)")
+            # One queue for the chunks and the stop, so that the stop comes after the chunks sent before it
             mic.stream(busy_to_error(live_chunk), [mic, call], [agent, live_words, call], stream_every=0.24,
-                       time_limit=600, concurrency_limit=1)
-            mic.stop_recording(app.live_end, [call], [recording, live_words, call])
+                       time_limit=600, concurrency_limit=1, concurrency_id="live")
+            mic.stop_recording(app.live_end, [call], [recording, live_words, call], concurrency_limit=1,
+                               concurrency_id="live")
         with gr.Tab("Recording"):
             upload = gr.Audio(sources=["upload", "microphone"], type="filepath", label="You")
             button = gr.Button("Answer", variant="primary")
