@@ -33,10 +33,9 @@ CODEBOOKS = 5  # the tiny moshiko generates 5 codebooks and hears 5
 CODEC_CONTEXT = 128
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny moshi-type checkpoint in Kyutai's layout whose LM card equals the codec's bins (32)."""
-    directory = tmp_path_factory.mktemp("dialogue")
+def build_checkpoint(directory):
+    """A tiny moshi-type checkpoint in Kyutai's layout whose LM card equals the codec's bins (32), written to
+    ``directory``; returns (directory, reference LM, reference Mimi)."""
     tokenizer_name = train_tokenizer(directory)  # 32 pieces
     lm, kwargs = reference_lm(seed=5, card=32, text_card=32)
     mimi_config = tiny_mimi_config()
@@ -51,6 +50,11 @@ def checkpoint(tmp_path_factory):
                   codec_config=codec_config.to_dict())
     (directory / "config.json").write_text(json.dumps(config))
     return directory, lm, mimi
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return build_checkpoint(tmp_path_factory.mktemp("dialogue"))
 
 
 @pytest.fixture(scope="module")

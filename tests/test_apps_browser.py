@@ -1,0 +1,289 @@
+"""The Gradio apps in a real headless Chromium: what a visitor's browser uploads, records, plays and shows.
+
+ASR: an uploaded examples/speech.wav shows the words that offline recognition gives for the file; recorded
+from the fake microphone, the app hears the file's audio and the page shows the words that offline
+recognition gives for what it heard (not the file's words: the shipped model gives largely different words
+for the same speech after another lead-in and another chain of resamplers). TTS (a tiny model): the speech
+plays in the page and the words are listed. Dialogue (a tiny model): the agent's audio reaches the page and
+plays while the microphone is still sending, and is the agent channel of the conversation the app records.
+Screenshots go to artifacts/browser/. Needs Chromium (Debian's ``chromium``) and the ``playwright`` package;
+nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+pytest.importorskip("gradio", reason="the apps are an optional extra: delaykit[app]")
+sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (delaykit[test])")
+from browser_support import (
+    PAGE_PROBES,
+    aligned,
+    chromium_arguments,
+    chromium_path,
+    media_state,
+    microphone_file,
+    page_state,
+    screenshot,
+    served,
+    start_recording,
+)
+
+import delaykit
+from delaykit.apps import can_stream_audio
+from delaykit.apps.asr import AsrApp, to_model_rate, transcript
+from delaykit.audio import load_audio
+
+CHROMIUM = chromium_path()
+if CHROMIUM is None:
+    pytest.skip("browser tests need Chromium: apt-get install chromium, or set DELAYKIT_CHROMIUM",
+                allow_module_level=True)
+
+pytestmark = pytest.mark.browser
+expect = sync_api.expect
+
+SPEECH = Path(__file__).resolve().parents[1] / "examples" / "speech.wav"
+MIC_RATE = 48_000  # Chromium captures at 48 kHz or 44.1 kHz; the fake device resamples the file as needed
+LEAD, TAIL = 2.0, 0.5  # seconds of silence around the speech in the fake microphone's file
+WAIT_MS = 60_000  # the longest any one thing may take to show up in the page
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    return load_audio(SPEECH, MIC_RATE)
+
+
+@pytest.fixture(scope="module")
+def browser(speech, tmp_path_factory):
+    wav = microphone_file(speech, MIC_RATE, tmp_path_factory.mktemp("mic") / "microphone.wav", LEAD, TAIL)
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_arguments(wav),
+                                              timeout=WAIT_MS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(PAGE_PROBES)
+    context.set_default_timeout(WAIT_MS)
+    yield context.new_page()
+    context.close()
+
+
+def wait_until(page, condition, seconds: float, what: str, state=lambda: "") -> None:
+    """Poll ``condition`` every 0.1 s; fail after ``seconds``, saying ``what`` and ``state()``. The page's
+    event handlers run only while playwright waits, so this waits through the page."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {seconds} s waiting for {what} {state()}"
+        page.wait_for_timeout(100)
+
+
+def visible_panel(page):
+    """The selected tab's panel (hidden panels are not in the accessibility tree)."""
+    return page.get_by_role("tabpanel")
+
+
+# -- ASR -----------------------------------------------------------------------------------------------------
+
+
+class HeardChunks:
+    """Stands in for ``AsrApp.stream_chunk``: keeps each microphone chunk the app gets, then passes it on."""
+
+    def __init__(self, stream_chunk):
+        self.stream_chunk = stream_chunk
+        self.chunks: list[tuple[int, np.ndarray]] = []
+
+    def __get__(self, app, owner=None):
+        def stream_chunk(chunk, session):
+            if chunk is not None:
+                self.chunks.append((chunk[0], np.array(chunk[1])))
+            return self.stream_chunk(app, chunk, session)
+        return stream_chunk
+
+    def seconds(self) -> float:
+        return sum(samples.shape[0] / rate for rate, samples in self.chunks)
+
+    def mono(self, rate: int) -> np.ndarray:
+        """Everything heard, as the app turned it into model input (chunk by chunk), at ``rate``."""
+        return np.concatenate([to_model_rate(r, samples, rate) for r, samples in self.chunks])
+
+
+@pytest.fixture(scope="module")
+def asr_app():
+    """(URL, microphone chunks heard) of the ASR app with the shipped model, served in this process."""
+    from delaykit.apps.asr import make_demo
+
+    with pytest.MonkeyPatch.context() as patch:
+        heard = HeardChunks(AsrApp.stream_chunk)
+        patch.setattr(AsrApp, "stream_chunk", heard)
+        demo = make_demo("default", max_sessions=2)
+        try:
+            with served(demo) as url:
+                yield url, heard
+        finally:
+            demo.asr_app.scheduler.close()
+
+
+@pytest.fixture(scope="module")
+def offline_asr():
+    """The shipped ASR model for offline recognition (the app's engine is busy streaming)."""
+    return delaykit.load("default-asr", device="cpu")
+
+
+def test_asr_upload_shows_the_offline_words(page, asr_app, offline_asr):
+    url, _ = asr_app
+    page.goto(url)
+    page.get_by_role("tab", name="File").click()
+    panel = visible_panel(page)
+    with page.expect_response(lambda response: "/gradio_api/upload" in response.url):
+        panel.locator("input[type=file][accept*=audio]").set_input_files(SPEECH)
+    expect(panel.get_by_label("Clear")).to_be_visible()  # the upload is in the player
+    panel.get_by_role("button", name="Transcribe").click()
+    expected = transcript(offline_asr.transcribe(SPEECH).words)  # `delaykit asr examples/speech.wav`
+    assert expected
+    expect(panel.get_by_role("cell", name="speech.srt")).to_be_visible()
+    screenshot(page, "asr-upload")
+    assert panel.get_by_label("Transcript", exact=True).input_value() == expected
+
+
+def test_asr_microphone_shows_the_words_of_what_it_heard(page, asr_app, offline_asr, speech):
+    url, heard = asr_app
+    page.goto(url)
+    panel = visible_panel(page)
+    textbox = panel.get_by_label("Transcript", exact=True)
+    start_recording(page, panel)
+    file_seconds = LEAD + speech.shape[0] / MIC_RATE + TAIL
+    wait_until(page, lambda: heard.seconds() >= file_seconds, file_seconds + 30,
+               "the app to hear the whole file",
+               lambda: f"(heard {heard.seconds():.2f} s) {page_state(page, 'asr-microphone-failed')}")
+    live = textbox.input_value()  # words shown while the recording goes on
+    screenshot(page, "asr-microphone")
+    panel.get_by_role("button", name="Stop").click()
+    expect(panel.get_by_role("cell", name="transcript.srt")).to_be_visible()
+    shown = textbox.input_value()
+
+    received = heard.mono(MIC_RATE)
+    offset, correlation = aligned(received, speech)
+    assert correlation > 0.95, f"the app heard something else than the file (correlation {correlation:.3f})"
+    assert 0 <= offset and offset + speech.shape[0] <= received.shape[0], "the speech was cut"
+    expected = transcript(offline_asr.transcribe(heard.mono(offline_asr.sample_rate)).words)
+    assert live and expected.startswith(live)
+    assert shown == expected
+
+
+# -- TTS -----------------------------------------------------------------------------------------------------
+
+TTS_SCRIPT = "one two three four five six"
+
+
+def tiny_model_app(tmp_path_factory, mode: str):
+    """Serve the ``mode`` app (tts or dialogue) with a tiny random checkpoint, built the way
+    tests/test_<mode>.py builds it; yields the URL."""
+    pytest.importorskip("moshi")  # the tiny checkpoints are built with the reference's constructors
+    build_checkpoint = importlib.import_module(f"test_{mode}").build_checkpoint
+    make_demo = importlib.import_module(f"delaykit.apps.{mode}").make_demo
+    directory = build_checkpoint(tmp_path_factory.mktemp(f"{mode}-browser"))[0]
+    with served(make_demo(str(directory))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def tts_url(tmp_path_factory):
+    yield from tiny_model_app(tmp_path_factory, "tts")
+
+
+def test_tts_speech_plays_in_the_page(page, tts_url):
+    segments: list[str] = []  # HLS: a playlist of AAC segments, one or more per chunk the app yields
+    page.on("request", lambda request: segments.append(request.url) if request.url.endswith(".aac") else None)
+    page.goto(tts_url)
+    page.get_by_label("Script").fill(TTS_SCRIPT)
+    page.get_by_role("button", name="Speak").click()
+    wait_until(page, lambda: media_state(page)["played"] > 0.5, 60, "the speech to play")
+    wav_link = page.locator("a[href*='speech.wav']").first
+    expect(wav_link).to_be_attached()
+    audio, rate = soundfile.read(io.BytesIO(page.request.get(wav_link.get_attribute("href")).body()))
+    seconds = audio.shape[0] / rate
+    wait_until(page, lambda: media_state(page)["played"] >= seconds - 0.3, seconds + 30,
+               "the whole speech to play",
+               lambda: f"(played {media_state(page)['played']:.2f} s of {seconds:.2f} s)")
+    screenshot(page, "tts")
+    if can_stream_audio():  # streamed in chunks as generated, not played from the finished file
+        assert len(segments) >= 2, segments
+    words = page.get_by_role("grid", name="Words").get_by_role("gridcell")
+    assert [text.strip() for text in words.all_inner_texts()][2::3] == TTS_SCRIPT.split()
+
+
+# -- dialogue ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dialogue_url(tmp_path_factory):
+    yield from tiny_model_app(tmp_path_factory, "dialogue")
+
+
+class AgentAudio:
+    """The agent's audio files the page fetches (one WAV per reply chunk), read back through the page."""
+
+    def __init__(self, page):
+        self.page, self.urls, self.chunks = page, [], []
+        page.on("response", self._seen)
+
+    def _seen(self, response) -> None:
+        if "/gradio_api/file=" in response.url and response.url.endswith(".wav"):
+            self.urls.append(response.url)
+
+    def seconds(self) -> float:
+        """Seconds of agent audio fetched so far (reading the files not yet read)."""
+        for url in self.urls[len(self.chunks):]:
+            self.chunks.append(soundfile.read(io.BytesIO(self.page.request.get(url).body()), dtype="int16"))
+        return sum(samples.shape[0] / rate for samples, rate in self.chunks)
+
+
+def places_in(channel: np.ndarray, chunks: list[np.ndarray], frame: int) -> list[int | None]:
+    """Where each int16 chunk [T] lies in ``channel`` [T'] (within 2 steps), each searched frame by frame
+    after the previous one found; None for a chunk found nowhere there."""
+    places, start = [], 0
+    for chunk in chunks:
+        place = next((at for at in range(start, channel.shape[0] - chunk.shape[0] + 1, frame)
+                      if np.abs(channel[at:at + chunk.shape[0]].astype(int) - chunk).max() <= 2), None)
+        places.append(place)
+        start = start if place is None else place + chunk.shape[0]
+    return places
+
+
+@pytest.mark.skipif(not can_stream_audio(), reason="the live dialogue sends audio back only with ffmpeg")
+def test_dialogue_agent_plays_while_the_microphone_sends(page, dialogue_url):
+    agent = AgentAudio(page)
+    page.goto(dialogue_url)
+    panel = visible_panel(page)
+    start_recording(page, panel)
+    wait_until(page, lambda: agent.seconds() >= LEAD + 2 and media_state(page)["playing"] >= 3, 60,
+               "the agent's audio to reach the page and play",
+               lambda: f"(fetched {agent.seconds():.2f} s, {media_state(page)['playing']} playing events) "
+                       f"{page_state(page, 'dialogue-failed')}")
+    expect(panel.get_by_role("button", name="Stop")).to_be_visible()  # the microphone is still sending
+    screenshot(page, "dialogue")
+    panel.get_by_role("button", name="Stop").click()
+    call_link = panel.locator("a[href*='call.wav']").first
+    expect(call_link).to_be_attached()
+    conversation, rate = soundfile.read(io.BytesIO(page.request.get(call_link.get_attribute("href")).body()),
+                                        dtype="int16")
+    assert conversation.ndim == 2 and rate == 24_000
+    user, said = conversation[:, 0], conversation[:, 1]
+    assert all(chunk_rate == rate and chunk.ndim == 1 for chunk, chunk_rate in agent.chunks)
+    places = places_in(said, [chunk for chunk, _ in agent.chunks], frame=round(0.08 * rate))
+    assert None not in places, f"the page got audio the agent did not say, or out of order: {places}"
+    speech = load_audio(SPEECH, rate)[:round(1.5 * rate)]
+    offset, correlation = aligned(user.astype(np.float32) / 32768, speech)
+    assert correlation > 0.95, f"the agent heard something else than the file (correlation {correlation:.3f})"
+    assert 0 <= offset <= user.shape[0] - speech.shape[0], "the speech was cut"
