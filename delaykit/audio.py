@@ -7,7 +7,8 @@ Resampling uses our own band-limited polyphase resampler: a Kaiser-windowed sinc
 instant (ratio reduced to ``up / down`` by the GCD, one filter phase per ``up`` position). With the default
 32 zero crossings and beta 8.6 the stop band sits around -80 dB and the pass band is flat to ~0.94 of the
 lower Nyquist, which is ample for speech; it needs only NumPy. (``soxr`` is faster and cleaner, but would be
-one more compiled dependency for a step that costs little next to the models.)
+one more compiled dependency for a step that costs little next to the models.) :class:`StreamingResampler`
+runs the same filter over a signal that arrives in chunks (a microphone), with the same output.
 """
 
 from __future__ import annotations
@@ -92,6 +93,39 @@ def _polyphase_table(up: int, down: int, spec: ResamplerSpec) -> tuple[np.ndarra
     return table, half
 
 
+def _ratio(orig_rate: int, target_rate: int) -> tuple[int, int]:
+    """``(up, down)``: ``target_rate / orig_rate`` in lowest terms; raises ValueError for a rate <= 0."""
+    if orig_rate <= 0 or target_rate <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_rate} -> {target_rate}")
+    g = math.gcd(int(orig_rate), int(target_rate))
+    return int(target_rate) // g, int(orig_rate) // g
+
+
+def _polyphase_outputs(padded: np.ndarray, table: np.ndarray, up: int, down: int, first: int, count: int,
+                       offset: int = 0) -> np.ndarray:
+    """Outputs ``first .. first + count - 1`` of the resampler, ``[C, count]``.
+
+    ``padded`` ``[C, L]`` is the input preceded by ``half`` zeros (``table`` ``[P, 2H]``, ``P = up``), from
+    index ``offset`` of that padded input on; it must reach the last window read. Output ``n`` reads the
+    window of ``2H`` samples starting at padded index ``floor(n * down / up) + 1``. Outputs sharing a filter
+    phase are evenly spaced, so each phase is one strided matrix-vector product.
+    """
+    taps = table.shape[1]  # 2H
+    windows = np.lib.stride_tricks.sliding_window_view(padded, taps, axis=-1)  # [C, L - 2H + 1, 2H]
+    out = np.empty((padded.shape[0], count), dtype=padded.dtype)  # [C, count]
+    inv_down = pow(down, -1, up) if up > 1 else 0
+    for phase in range(up):
+        # the first output index >= first with this phase: outputs of one phase are up apart
+        start_index = first + ((phase * inv_down - first) % up)
+        if start_index >= first + count:
+            continue
+        phase_count = -(-(first + count - start_index) // up)
+        start = (start_index * down) // up + 1 - offset
+        stop = start + (phase_count - 1) * down + 1
+        out[:, start_index - first::up] = windows[:, start:stop:down] @ table[phase]  # [C, phase_count]
+    return out
+
+
 def resample(
     signal: np.ndarray,
     orig_rate: int,
@@ -101,39 +135,85 @@ def resample(
     """Band-limited resampling of ``[T]`` or ``[C, T]`` from ``orig_rate`` to ``target_rate``.
 
     The output has ``ceil(T * target_rate / orig_rate)`` samples, float64 for float64 input and float32
-    otherwise; equal rates return a copy. Outputs sharing a filter phase are evenly spaced, so each phase is
-    one strided matrix-vector product (~2500x real time for 22050 -> 24000 Hz on one core).
+    otherwise; equal rates return a copy. The signal is taken as silent before its start and after its end
+    (~2500x real time for 22050 -> 24000 Hz on one core). :class:`StreamingResampler` gives the same output
+    for a signal that arrives in chunks.
     """
-    if orig_rate <= 0 or target_rate <= 0:
-        raise ValueError(f"sample rates must be positive, got {orig_rate} -> {target_rate}")
+    up, down = _ratio(orig_rate, target_rate)
     x = _as_numpy(signal)
     out_dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
     if orig_rate == target_rate:
         return x.astype(out_dtype, copy=True)
     squeeze = x.ndim == 1
     x2 = x[None, :] if squeeze else x  # [C, T]
-    n_in = x2.shape[-1]
-    g = math.gcd(int(orig_rate), int(target_rate))
-    up, down = int(target_rate) // g, int(orig_rate) // g
-    n_out = -(-n_in * up // down)  # ceil
+    n_out = -(-x2.shape[-1] * up // down)  # ceil
     table, half = _polyphase_table(up, down, spec)  # [P, 2H]
     work = np.float64 if out_dtype == np.float64 else np.float32
-    table = table.astype(work)
     padded = np.pad(x2.astype(work), ((0, 0), (half, half + down)))  # [C, T + 2H + down]
-    # windows[c, i] = padded[c, i : i + 2H]; output n reads the window starting at floor(n * down / up) + 1
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half, axis=-1)  # [C, T + down + 1, 2H]
-    out = np.empty((x2.shape[0], n_out), dtype=work)  # [C, T_out]
-    inv_down = pow(down, -1, up) if up > 1 else 0
-    for phase in range(up):
-        first = (phase * inv_down) % up  # smallest output index with this phase
-        if first >= n_out:
-            continue
-        count = -(-(n_out - first) // up)
-        start = (first * down) // up + 1
-        stop = start + (count - 1) * down + 1
-        out[:, first::up] = windows[:, start:stop:down] @ table[phase]  # [C, count]
-    out = out.astype(out_dtype)
+    out = _polyphase_outputs(padded, table.astype(work), up, down, 0, n_out).astype(out_dtype)  # [C, T_out]
     return out[0] if squeeze else out
+
+
+class StreamingResampler:
+    """:func:`resample` of a mono signal that arrives in chunks, e.g. a microphone's.
+
+    The filter's input history is kept from one chunk to the next, so the outputs of :meth:`push` for the
+    chunks, followed by :meth:`flush` at the end, equal ``resample`` of the whole signal (float32, up to
+    float rounding), however the signal is cut. An output sample leaves once every input it reads has come:
+    ``push`` holds back the last ``half_width`` input samples (1.4 ms at 48 kHz, 2.1 ms at 16 kHz), which
+    ``flush`` releases by ending the signal with silence; the resampler then starts a new signal. Equal rates
+    pass samples through unchanged.
+    """
+
+    def __init__(self, orig_rate: int, target_rate: int, spec: ResamplerSpec = ResamplerSpec()):
+        self.up, self.down = _ratio(orig_rate, target_rate)
+        self.orig_rate, self.target_rate = int(orig_rate), int(target_rate)
+        table, self.half_width = _polyphase_table(self.up, self.down, spec)  # [P, 2H], H
+        self._table = table.astype(np.float32)  # [P, 2H]
+        self._start()
+
+    def _start(self) -> None:
+        self._history = np.zeros(self.half_width, np.float32)  # padded input from index _offset on [L]
+        self._offset = 0  # index in the padded input (H zeros, then the signal) of _history[0]
+        self._received = 0  # input samples of this signal
+        self._emitted = 0  # output samples of this signal
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """The output samples ``[T_out]`` (float32) that ``samples`` ``[T]`` completes."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"expected mono samples [T], got shape {samples.shape}")
+        if self.orig_rate == self.target_rate:
+            return samples.copy()
+        self._history = np.concatenate([self._history, samples])  # [L + T]
+        self._received += samples.shape[0]
+        # output n reads padded samples up to floor(n * down / up) + 2H, of which there are H + received
+        last_readable = self._received - self.half_width  # floor(n * down / up) must stay below this
+        return self._emit(-(-max(last_readable, 0) * self.up // self.down))
+
+    def flush(self) -> np.ndarray:
+        """The last output samples ``[T_out]`` (the signal ends in silence, as in :func:`resample`); the next
+        :meth:`push` starts a new signal."""
+        if self.orig_rate == self.target_rate:
+            return np.zeros(0, np.float32)
+        self._history = np.pad(self._history, (0, self.half_width + self.down))  # [L + H + down]
+        tail = self._emit(-(-self._received * self.up // self.down))
+        self._start()
+        return tail
+
+    def _emit(self, end: int) -> np.ndarray:
+        """Outputs ``_emitted .. end - 1`` [end - _emitted]; drops the input no later output reads."""
+        count = max(end - self._emitted, 0)
+        if count == 0:
+            return np.zeros(0, np.float32)
+        out = _polyphase_outputs(self._history[None], self._table, self.up, self.down, self._emitted, count,
+                                 self._offset)[0]  # [count]
+        self._emitted = end
+        needed = (end * self.down) // self.up + 1  # padded index of the next output's first tap
+        dropped = min(needed - self._offset, self._history.shape[0])  # it may lie beyond what has come
+        self._history = self._history[dropped:]
+        self._offset += dropped
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------------

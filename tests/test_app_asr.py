@@ -1,6 +1,9 @@
-"""The ASR app: file and streamed microphone audio give the offline words; the app answers gradio_client."""
+"""The ASR app: file and streamed microphone audio give the offline words, whatever the browser's rate and
+chunks; Stop comes after the chunk being heard; the app answers gradio_client."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from gradio_client import Client, handle_file
 from test_serve import asr_checkpoint, asr_model, offline_words, pcm16, test_audio  # noqa: F401
 
 from delaykit.apps.asr import AsrApp, make_demo
-from delaykit.audio import write_audio
+from delaykit.audio import resample, write_audio
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,66 @@ def test_microphone_stream_gives_the_offline_words(app, asr_model):  # noqa: F81
     expected = offline_words(asr_model, samples.astype(np.float32) / 32768)
     assert text == texts(expected) and [row[2] for row in rows] == [w["text"] for w in expected]
     assert session is None and app.scheduler.metrics.sessions == 0  # the slot is free again
+
+
+@pytest.mark.parametrize("rate", [48_000, 44_100])
+def test_microphone_chunks_reach_the_model_as_one_signal(app, asr_model, monkeypatch, rate):  # noqa: F811
+    """The browser's chunks at its own rate reach the model as the recording resampled whole, however the
+    browser cuts it (resampling each chunk alone put a click at every boundary)."""
+    recording = resample(test_audio(8, seconds=3.0), 24_000, rate)  # [T] at the browser's rate
+    samples = np.frombuffer(pcm16(recording), "<i2")  # the browser sends int16 chunks
+    fed: list[np.ndarray] = []  # what the app hands the model
+    feed = app.scheduler.feed
+    monkeypatch.setattr(app.scheduler, "feed", lambda session, part: (fed.append(part), feed(session, part)))
+    whole = resample(samples.astype(np.float32) / 32768, rate, 24_000)  # [T_model]
+    expected = [w.text for w in asr_model.transcriber().transcribe(whole).words]
+    for size in (rate // 2, 4_800, 7_001):  # stream_every=0.5 s, 0.1 s, odd cuts
+        fed.clear()
+        live = None
+        for start in range(0, samples.shape[0], size):
+            _, _, live = app.stream_chunk((rate, samples[start:start + size]), live)
+        _, rows, _, _ = app.stream_end(live)
+        assert np.abs(np.concatenate(fed) - whole).max() < 1e-6
+        assert [row[2] for row in rows] == expected
+
+
+def test_stop_comes_after_the_chunk_being_heard(app, asr_model, monkeypatch):  # noqa: F811
+    """The browser's stop can come while a chunk is still being heard, and a chunk after the stop: the
+    recording ends whole after that chunk, and the late chunk is dropped without reopening it or raising."""
+    samples = np.frombuffer(pcm16(test_audio(9, seconds=3.0)), "<i2")
+    half = samples.shape[0] // 2
+    _, _, live = app.stream_chunk((24_000, samples[:half]), None)
+    feeding, resume = threading.Event(), threading.Event()
+    feed = app.scheduler.feed
+
+    def slow_feed(session, part):
+        feeding.set()
+        resume.wait(10)
+        feed(session, part)
+
+    monkeypatch.setattr(app.scheduler, "feed", slow_feed)
+    results = {}
+    hearing = threading.Thread(target=lambda: results.update(
+        chunk=app.stream_chunk((24_000, samples[half:]), live)))
+    hearing.start()
+    assert feeding.wait(10)
+    ending = threading.Thread(target=lambda: results.update(end=app.stream_end(live)))
+    ending.start()
+    ending.join(0.3)
+    still_hearing = ending.is_alive()
+    resume.set()
+    hearing.join(10)
+    ending.join(130)
+    assert still_hearing, "the stop did not wait for the chunk being heard"
+    text, rows, files, state = results["end"]
+    expected = offline_words(asr_model, samples.astype(np.float32) / 32768)
+    assert text == texts(expected) and len(files) == 3 and state is None  # the second half was heard too
+    assert results["chunk"][2] is live
+    monkeypatch.setattr(app.scheduler, "feed", feed)
+    shown, shown_rows, state = app.stream_chunk((24_000, samples[:4_800]), live)  # sent before the stop
+    assert state is None and (shown, shown_rows) == (text, rows)  # dropped; the page keeps the transcript
+    assert app.stream_end(live) == ("", [], [], None)
+    assert app.scheduler.metrics.sessions == 0  # the slot is free
 
 
 def test_gradio_client_transcribes(asr_checkpoint, asr_model, tmp_path):  # noqa: F811

@@ -1,5 +1,6 @@
-"""The dialogue app: a live call over microphone chunks is the library's session over the same frames; one call
-at a time; a recording is answered like `converse_file`; gradio_client."""
+"""The dialogue app: a live call over microphone chunks is the library's session over the same frames,
+whatever the browser's rate and chunks; one call at a time; a recording is answered like `converse_file`;
+gradio_client."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from test_dialogue import checkpoint  # noqa: F401  (module fixture: a tiny mosh
 
 from delaykit.api import load
 from delaykit.apps.dialogue import AgentBusy, DialogueApp, make_demo
-from delaykit.audio import write_audio
+from delaykit.audio import resample, write_audio
 from delaykit.modes.dialogue import DialogueOptions
 
 FRAME = 1920
@@ -53,6 +54,23 @@ def test_live_call_is_the_library_session(checkpoint, tmp_path):  # noqa: F811
     assert np.abs(played - reference[:, 1]).max() < 2 / 32767
     assert rows == [[round(w.start, 2), round(w.end, 2), w.text] for w in expected.agent_words]
     app.live_chunk((24_000, pcm16[:FRAME]), None)[2].session.close()  # the line is free again
+
+
+def test_the_agent_hears_the_microphone_resampled_whole(checkpoint):  # noqa: F811
+    """The browser's 48 kHz chunks reach the agent as the recording resampled whole, however the browser cuts
+    it (resampling each chunk alone put a click at every boundary)."""
+    app = DialogueApp(str(checkpoint[0]), seed=7)
+    recording = resample(user_audio(1.0, seed=6), 24_000, 48_000)  # [T] at the browser's rate
+    pcm16 = np.round(recording * 32767).astype(np.int16)
+    whole = resample(pcm16.astype(np.float32) / 32768, 48_000, 24_000)  # [T_model]
+    for size in (11_520, 4_800, 7_001):  # stream_every=0.24 s, 0.1 s, odd cuts
+        call = None
+        for start in range(0, pcm16.shape[0], size):
+            _, _, call = app.live_chunk((48_000, pcm16[start:start + size]), call)
+        app.live_end(call)
+        heard = np.concatenate(call.heard)  # [12 * FRAME]: the frames the agent heard
+        assert heard.shape == (12 * FRAME,)
+        assert np.abs(heard - whole[:heard.shape[0]]).max() < 1e-6
 
 
 def test_the_call_ends_after_the_chunk_being_heard(checkpoint):  # noqa: F811

@@ -38,8 +38,9 @@ from browser_support import (
 
 import delaykit
 from delaykit.apps import can_stream_audio
-from delaykit.apps.asr import AsrApp, to_model_rate, transcript
-from delaykit.audio import load_audio
+from delaykit.apps.asr import AsrApp, transcript
+from delaykit.apps.live import mono_float
+from delaykit.audio import load_audio, resample
 
 CHROMIUM = chromium_path()
 if CHROMIUM is None:
@@ -114,8 +115,9 @@ class HeardChunks:
         return sum(samples.shape[0] / rate for rate, samples in self.chunks)
 
     def mono(self, rate: int) -> np.ndarray:
-        """Everything heard, as the app turned it into model input (chunk by chunk), at ``rate``."""
-        return np.concatenate([to_model_rate(r, samples, rate) for r, samples in self.chunks])
+        """Everything heard at ``rate``, as the app turns it into model input: one signal, resampled whole."""
+        (chunk_rate,) = {r for r, _ in self.chunks}  # the browser's rate, the same for every chunk
+        return resample(np.concatenate([mono_float(samples) for _, samples in self.chunks]), chunk_rate, rate)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Tests of delaykit.audio: resampling accuracy, reading/downmixing, error cases, frames, PCM16 streaming."""
+"""Tests of delaykit.audio: resampling accuracy (whole and streamed), reading/downmixing, error cases, frames,
+PCM16 streaming."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 
 from delaykit.audio import (
     Pcm16StreamWriter,
+    StreamingResampler,
     downmix,
     float_to_pcm16,
     frames,
@@ -68,6 +70,47 @@ def test_resample_multichannel_and_identity() -> None:
 def test_resample_rejects_bad_rates() -> None:
     with pytest.raises(ValueError, match="positive"):
         resample(np.zeros(10), 0, 24000)
+
+
+def streamed(resampler: StreamingResampler, signal: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """``signal`` [T] pushed in chunks of ``sizes`` (cycled), then flushed: the outputs joined [T_out]."""
+    outputs, start, index = [], 0, 0
+    while start < signal.shape[0]:
+        size = sizes[index % len(sizes)]
+        outputs.append(resampler.push(signal[start:start + size]))
+        start, index = start + size, index + 1
+    outputs.append(resampler.flush())
+    return np.concatenate(outputs)
+
+
+@pytest.mark.parametrize("orig", [44100, 48000, 16000, 22050, 24000])
+@pytest.mark.parametrize("sizes", [[1], [7, 300], [4410], [24000, 1, 2, 999], [10**6]],
+                         ids=["1", "7+300", "4410", "mixed", "whole"])
+def test_streaming_resampler_equals_resampling_whole(orig: int, sizes: list[int]) -> None:
+    """However a signal is cut, its chunks resampled in turn (and the end flushed) are the signal resampled
+    whole, from its very first sample on: no discontinuity at the boundaries."""
+    signal = (0.3 * np.random.default_rng(orig).standard_normal(orig // 2)).astype(np.float32)  # 0.5 s [T]
+    whole = resample(signal, orig, 24000)  # [T_out]
+    chunked = streamed(StreamingResampler(orig, 24000), signal, sizes)
+    assert chunked.dtype == np.float32 and chunked.shape == whole.shape
+    assert np.abs(chunked - whole).max() < 1e-6
+
+
+def test_streaming_resampler_holds_back_only_its_half_width() -> None:
+    resampler = StreamingResampler(48000, 24000)
+    signal = sine(440.0, 48000, 0.5).astype(np.float32)  # [T]
+    first = resampler.push(signal)  # [T_out - a few]
+    assert first.shape[0] == (signal.shape[0] - resampler.half_width) // 2
+    assert resampler.half_width / 48000 < 0.002  # under 2 ms of latency
+    whole = resample(signal, 48000, 24000)  # [T_out]
+    np.testing.assert_allclose(np.concatenate([first, resampler.flush()]), whole, atol=1e-6)
+    again = streamed(resampler, signal[:1000], [333])  # after a flush the next push starts a new signal
+    np.testing.assert_allclose(again, resample(signal[:1000], 48000, 24000), atol=1e-6)
+    assert resampler.push(np.zeros(0, np.float32)).shape == (0,)
+    with pytest.raises(ValueError, match="mono"):
+        resampler.push(np.zeros((2, 10), np.float32))
+    with pytest.raises(ValueError, match="positive"):
+        StreamingResampler(0, 24000)
 
 
 def test_load_audio_downmixes_and_resamples(tmp_path) -> None:

@@ -2,19 +2,21 @@
 
 ``make_demo(model)`` builds the Blocks; ``delaykit app asr`` launches it (gradio is the optional extra ``app``). Every browser session gets its own
 item of one batched recognition stream (:class:`delaykit.serve.scheduler.AsrScheduler`), so several tabs
-recognise at once, each with exactly the words it would get alone; closing a tab frees its item.
+recognise at once, each with exactly the words it would get alone; closing a tab frees its item. The
+microphone's chunks are resampled as one signal, and Stop waits for the chunk being heard
+(:mod:`delaykit.apps.live`).
 """
 
 from __future__ import annotations
 
 import tempfile
 import typing as tp
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 import delaykit
-from delaykit.audio import downmix, load_audio, resample
+from delaykit.apps.live import Chunk, LiveInput
+from delaykit.audio import load_audio
 from delaykit.formats import render
 from delaykit.serve.scheduler import AsrScheduler, LocalSession
 
@@ -40,15 +42,16 @@ def subtitle_files(words: tp.Sequence[tp.Any], stem: str = "transcript") -> list
     return paths
 
 
-def to_model_rate(sample_rate: int, samples: np.ndarray, target: int) -> np.ndarray:
-    """A Gradio audio chunk (int16 or float, mono or [T, C]) as mono float32 at ``target`` Hz."""
-    samples = np.asarray(samples)
-    if samples.dtype == np.int16:
-        samples = samples.astype(np.float32) / 32768.0
-    samples = samples.astype(np.float32)
-    if samples.ndim == 2:
-        samples = downmix(samples.T)
-    return resample(samples, sample_rate, target) if sample_rate != target else samples
+@dataclass
+class LiveRecognition:
+    """One microphone recording: its recognition session and its input."""
+
+    session: LocalSession
+    input: LiveInput
+
+    def words(self) -> tuple[str, list[list]]:
+        """(transcript, word rows) of what has been recognised so far."""
+        return transcript(self.session.words), word_rows(self.session.words)
 
 
 class AsrApp:
@@ -71,25 +74,44 @@ class AsrApp:
             session.close()
         return transcript(words), word_rows(words), subtitle_files(words, Path(path).stem)
 
-    def stream_chunk(self, chunk: tuple[int, np.ndarray] | None, session: LocalSession | None
-                     ) -> tuple[str, list[list], LocalSession | None]:
+    def stream_chunk(self, chunk: Chunk | None, live: LiveRecognition | None
+                     ) -> tuple[str, list[list], LiveRecognition | None]:
+        """Hear a microphone chunk: (transcript so far, word rows, the recording: opened on the first chunk;
+        None once it has ended, so that a chunk arriving after the stop is dropped and the next one opens a
+        new recording)."""
         if chunk is None:
-            return "", [], session
-        if session is None:
-            session = LocalSession(self.scheduler)
-        rate, samples = chunk
-        session.feed(to_model_rate(rate, samples, self.sample_rate))
-        words = session.poll()
-        return transcript(words), word_rows(words), session
+            return "", [], live
+        if live is None:
+            live = LiveRecognition(LocalSession(self.scheduler), LiveInput(self.sample_rate))
+        with live.input.hearing(chunk) as samples:
+            if samples is None:
+                return *live.words(), None
+            live.session.feed(samples)
+            live.session.poll()
+            return *live.words(), live
 
-    def stream_end(self, session: LocalSession | None) -> tuple[str, list[list], list[str], None]:
-        if session is None:
+    def stream_end(self, live: LiveRecognition | None) -> tuple[str, list[list], list[str], None]:
+        """End the recording (after the chunk being heard, if any): (transcript, word rows, subtitle files,
+        None for the state). Ending an ended recording gives nothing."""
+        if live is None:
             return "", [], [], None
-        try:
-            words = session.finish()
-        finally:
-            session.close()
+        with live.input.ending() as tail:
+            if tail is None:
+                return "", [], [], None
+            try:
+                live.session.feed(tail)
+                words = live.session.finish()
+            finally:
+                live.session.close()
         return transcript(words), word_rows(words), subtitle_files(words), None
+
+    def stream_closed(self, live: LiveRecognition | None) -> None:
+        """The browser tab went away: free the recording's slot (without waiting for its last words)."""
+        if live is None:
+            return
+        with live.input.ending() as tail:
+            if tail is not None:
+                live.session.close()
 
 
 def make_demo(model: str = "default", max_sessions: int = 8) -> tp.Any:
@@ -101,14 +123,14 @@ def make_demo(model: str = "default", max_sessions: int = 8) -> tp.Any:
         gr.Markdown(f"# delaykit streaming ASR\nModel: `{model}`. Words appear as they are recognised; "
                     "times are seconds of your audio.")
         with gr.Tab("Microphone"):
-            session = gr.State(None, delete_callback=lambda s: s.close() if s is not None else None)
+            recording = gr.State(None, delete_callback=app.stream_closed)
             mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Speak")
             live_text = gr.Textbox(label="Transcript", lines=4)
             live_words = gr.Dataframe(headers=["start", "end", "word"], label="Words")
             live_files = gr.File(label="Download", file_count="multiple")
-            mic.stream(app.stream_chunk, [mic, session], [live_text, live_words, session], stream_every=0.5,
-                       time_limit=3600)
-            mic.stop_recording(app.stream_end, [session], [live_text, live_words, live_files, session])
+            mic.stream(app.stream_chunk, [mic, recording], [live_text, live_words, recording],
+                       stream_every=0.5, time_limit=3600)
+            mic.stop_recording(app.stream_end, [recording], [live_text, live_words, live_files, recording])
         with gr.Tab("File"):
             upload = gr.Audio(sources=["upload"], type="filepath", label="Audio file")
             button = gr.Button("Transcribe", variant="primary")

@@ -21,7 +21,7 @@ import torch
 
 import delaykit
 from delaykit.apps import can_stream_audio
-from delaykit.apps.asr import to_model_rate
+from delaykit.apps.live import LiveInput
 from delaykit.audio import float_to_pcm16, write_audio
 from delaykit.checkpoints import default_name
 from delaykit.errors import CheckpointError
@@ -45,14 +45,11 @@ class LiveCall:
     """One live conversation: its session and everything heard and said so far."""
 
     session: DialogueSession
+    input: LiveInput  # the microphone at the model's rate; orders the chunk being heard and the end
     pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # samples short of a frame
     heard: list[np.ndarray] = field(default_factory=list)  # user frames [frame_size]
     said: list[np.ndarray] = field(default_factory=list)  # agent frames [frame_size]
     pieces: list[tuple[float, str]] = field(default_factory=list)  # (time, text piece) of the agent
-    # Held while a chunk is heard and while the call ends: the browser's stop can arrive while a chunk is
-    # still being heard, and a chunk can arrive after the stop.
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    ended: bool = False
 
 
 class DialogueApp:
@@ -95,14 +92,14 @@ class DialogueApp:
             if not self._line.acquire(blocking=False):
                 raise AgentBusy("the agent is talking with someone else; try again in a moment")
             try:
-                call = LiveCall(self.conversation.stream(1))
+                call = LiveCall(self.conversation.stream(1), LiveInput(self.sample_rate))
             except BaseException:
                 self._line.release()
                 raise
-        with call.lock:
-            if call.ended:
+        with call.input.hearing(chunk) as samples:
+            if samples is None:
                 return None, self._words(call), None
-            said = self._hear(call, to_model_rate(chunk[0], chunk[1], self.sample_rate))
+            said = self._hear(call, samples)
         reply = None
         if said:
             reply = self.sample_rate, np.frombuffer(float_to_pcm16(np.concatenate(said)), dtype="<i2")
@@ -127,13 +124,13 @@ class DialogueApp:
 
     def live_end(self, call: LiveCall | None) -> tuple[str | None, list[list], None]:
         """End the call (after the chunk being heard, if any): (stereo WAV of the call, the agent's word rows,
-        None for the state). Ending an ended call gives nothing."""
+        None for the state). Ending an ended call gives nothing. The resampler's last samples join the
+        partial frame, which the agent never hears."""
         if call is None:
             return None, [], None
-        with call.lock:
-            if call.ended:
+        with call.input.ending() as tail:
+            if tail is None:
                 return None, [], None
-            call.ended = True
             try:
                 call.session.close()
             finally:
