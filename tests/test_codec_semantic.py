@@ -118,3 +118,27 @@ def test_semantic_codes_alone_skip_the_acoustic_encoder(model, monkeypatch):
     offline_alone = model.encode(audio[..., :1000], 1)  # a partial frame is padded, as in the full path
     assert torch.equal(streamed, full[:, :1])
     assert torch.equal(offline_alone, model.encode(audio[..., :1000])[:, :1])
+
+
+def test_frozen_semantic_path_keeps_the_first_codebook(tmp_path):
+    source_run = CodecTrainer(tiny_train_config(model=semantic_codec(), max_steps=2), labelled_tones(),
+                              tmp_path / "source", log=io.StringIO())
+    source_run.fit()
+    source = export_codec(tmp_path / "source", tmp_path / "source-ckpt")
+    config = tiny_train_config(model=semantic_codec(), init_from=str(source), max_steps=3,
+                               frozen=("semantic_encoder", "quantizer.rvq_first"))
+    trainer = CodecTrainer(config, labelled_tones(), tmp_path / "run", log=io.StringIO())
+    frozen_before = {k: v.clone() for k, v in trainer.model.state_dict().items()
+                     if k.startswith(("semantic_encoder.", "quantizer.rvq_first."))}
+    acoustic_before = trainer.model.state_dict()["quantizer.rvq_rest.vq.layers.0._codebook.embedding_sum"].clone()
+    trainer.fit()
+    after = trainer.model.state_dict()
+    for key, value in frozen_before.items():  # weights and EMA codebook statistics alike
+        assert torch.equal(after[key], value), key
+    assert not torch.equal(after["quantizer.rvq_rest.vq.layers.0._codebook.embedding_sum"], acoustic_before)
+    audio = speechy()
+    with torch.no_grad():
+        assert torch.equal(trainer.model.eval().encode(audio, 1), source_run.model.eval().encode(audio, 1))
+    with pytest.raises(ValueError, match="no part"):
+        CodecTrainer(tiny_train_config(model=semantic_codec(), init_from=str(source), frozen=("nothing",)),
+                     labelled_tones(), tmp_path / "bad", log=io.StringIO())

@@ -80,6 +80,9 @@ class CodecTrainConfig:
     phoneme_slots: int = 4  # phoneme targets per frame (4 at 12.5 Hz: one every 20 ms)
     init_from: str | None = None  # a codec checkpoint (name or directory) to continue training from
     decoder_only: bool = False  # train only the decode path (see `CodecTrainer`); needs init_from
+    # Sub-modules kept as loaded (no gradients, no codebook updates), e.g. ["semantic_encoder",
+    # "quantizer.rvq_first"]: the semantic codes, and the models that read only them, stay valid.
+    frozen: tuple[str, ...] = ()
     quantize_prob: float = 0.5  # per item: decode the quantized latent, else the unquantized one (as Mimi)
     quantize_after: int = 0  # steps that decode only unquantized latents (the codebooks still follow them)
     quantize_ramp: int = 0  # then steps over which the quantized share grows linearly to quantize_prob
@@ -121,8 +124,9 @@ class CodecTrainConfig:
                 if key in spectral:
                     spectral[key] = tuple(spectral[key])
             kwargs["spectral"] = SpectralLossConfig(**spectral)
-        if "betas" in data:
-            data["betas"] = tuple(data["betas"])
+        for key in ("betas", "frozen"):
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**kwargs, **data)
 
     @classmethod
@@ -200,6 +204,8 @@ class CodecTrainer(TrainingRun):
             _continue_from(self.model, _codec_state(config.init_from))
         if config.decoder_only:
             self._freeze_encode_path()
+        if config.frozen:
+            self._freeze(config.frozen)
         if config.weight_norm:
             add_weight_norm(self.model)
         self.spectral = MultiResolutionSpectralLoss(config.spectral)
@@ -235,6 +241,20 @@ class CodecTrainer(TrainingRun):
         trained = {id(p) for part in self.decode_path() for p in part.parameters()}
         for parameter in self.model.parameters():
             parameter.requires_grad_(id(parameter) in trained)
+
+    def _freeze(self, names: tp.Iterable[str]) -> None:
+        """Keep the sub-modules ``names`` (dotted paths in the codec) as loaded: no gradients, and eval mode,
+        which is what stops a quantizer's EMA codebook updates and dead-code restarts."""
+        if self.config.init_from is None:
+            raise ValueError("frozen parts are kept as loaded: set init_from")
+        for name in names:
+            try:
+                module = self.model.get_submodule(name)
+            except AttributeError as error:
+                raise ValueError(f"frozen: the codec has no part {name!r}") from error
+            module.eval()
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
 
     def _decode_codes(self, audio: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
         """The ``decoder_only`` forward: codes of the fixed encoder (a random number of acoustic codebooks
