@@ -215,8 +215,8 @@ class CodecTrainer(TrainingRun):
         self.phoneme_head: nn.Linear | None = None
         if config.phoneme_weight > 0:
             self._setup_phonemes(PhonemeInventory.from_rows(corpus.rows))
-        parts = self.decode_path() if config.decoder_only else [self.model]
-        trained = nn.ModuleList(parts + ([self.phoneme_head] if self.phoneme_head is not None else []))
+        # Frozen parameters (decoder_only, frozen) have requires_grad off: decay_groups leaves them out.
+        trained = nn.ModuleList([self.model] + ([self.phoneme_head] if self.phoneme_head is not None else []))
         self.optimizer = torch.optim.AdamW(decay_groups(trained, config.weight_decay), lr=config.lr,
                                            betas=config.betas)
         self.setup_run(run_dir, log, config.to_dict())
@@ -225,10 +225,11 @@ class CodecTrainer(TrainingRun):
 
     # ---- decoder-only training ----
 
-    def decode_path(self) -> list[nn.Module]:
-        """The modules between the quantizer and the waveform: upsample, decoder transformer, decoder."""
+    def encode_path(self) -> list[nn.Module]:
+        """The modules between the waveform and the codes: encoders, encoder transformer, downsample, quantizer."""
         model = self.model
-        parts = [getattr(model, "upsample", None), model.decoder_transformer, model.decoder]
+        parts = [model.encoder, model.encoder_transformer, getattr(model, "downsample", None), model.quantizer,
+                 model.semantic_encoder]
         return [part for part in parts if part is not None]
 
     def _freeze_encode_path(self) -> None:
@@ -238,23 +239,19 @@ class CodecTrainer(TrainingRun):
             raise ValueError("decoder_only trains a new decode path for an existing codec: set init_from")
         if self.config.phoneme_weight > 0:
             raise ValueError("decoder_only leaves the semantic codebook as it is: set phoneme_weight = 0")
-        trained = {id(p) for part in self.decode_path() for p in part.parameters()}
-        for parameter in self.model.parameters():
-            parameter.requires_grad_(id(parameter) in trained)
+        _keep_as_loaded(self.encode_path())
 
     def _freeze(self, names: tp.Iterable[str]) -> None:
-        """Keep the sub-modules ``names`` (dotted paths in the codec) as loaded: no gradients, and eval mode,
-        which is what stops a quantizer's EMA codebook updates and dead-code restarts."""
+        """Keep the sub-modules ``names`` (dotted paths in the codec) as loaded."""
         if self.config.init_from is None:
             raise ValueError("frozen parts are kept as loaded: set init_from")
+        modules = []
         for name in names:
             try:
-                module = self.model.get_submodule(name)
+                modules.append(self.model.get_submodule(name))
             except AttributeError as error:
                 raise ValueError(f"frozen: the codec has no part {name!r}") from error
-            module.eval()
-            for parameter in module.parameters():
-                parameter.requires_grad_(False)
+        _keep_as_loaded(modules)
 
     def _decode_codes(self, audio: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
         """The ``decoder_only`` forward: codes of the fixed encoder (a random number of acoustic codebooks
@@ -283,7 +280,8 @@ class CodecTrainer(TrainingRun):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         audio = self.sampler.next_batch()  # [B, 1, T]
-        recon, quantized = (self._decode_codes if cfg.decoder_only else self._forward)(audio)  # [B, 1, T], codes [B, K, T / frame_size]
+        forward = self._decode_codes if cfg.decoder_only else self._forward
+        recon, quantized = forward(audio)  # [B, 1, T], codes [B, K, T / frame_size]
         stft, mel = self.spectral(recon, audio)
         l1 = F.l1_loss(recon, audio)
         loss = (cfg.l1_weight * l1 + cfg.stft_weight * stft + cfg.mel_weight * mel
@@ -394,6 +392,15 @@ class CodecTrainer(TrainingRun):
                 raise ValueError("the data's phonemes differ from those this run was trained on: resume with "
                                  "the manifests it started with")
             self.phoneme_head.load_state_dict(state["phoneme_head"])
+
+
+def _keep_as_loaded(modules: tp.Iterable[nn.Module]) -> None:
+    """No gradients, and eval mode, which is what stops a quantizer's EMA codebook updates and dead-code
+    restarts."""
+    for module in modules:
+        module.eval()
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
 
 
 def _continue_from(model: CodecModel, state: dict[str, torch.Tensor]) -> None:
