@@ -2,7 +2,10 @@
 
 The text row of the LM's token matrix holds one token per 80 ms frame. Starting from a row of PAD, every word
 whose (shifted) start time has been reached is queued, and one queued token is emitted per frame; when the
-first token of a word follows a PAD, that PAD becomes EPAD ("end of padding: a word starts next"). Shifting
+first token of a word follows a PAD, that PAD becomes EPAD ("end of padding: a word starts next"). With
+``announce_every_word`` (the TTS layout) every word gets its EPAD: a word queued right behind another, or at the
+very first frame, waits one frame behind an EPAD of its own, since the TTS driver's only way to start a word
+is the model's WORD action (EPAD). Shifting
 the word times later than the audio (positive ``shift_seconds``) gives the ASR layout, where text trails the
 speech; shifting them earlier gives the TTS layout. The same builder makes training targets for every mode
 and the expected streams of the mode tests.
@@ -38,6 +41,8 @@ class TextStreamConfig:
     epad_id: int = EPAD_ID
     # Token emitted before the first word of each speaker turn (e.g. {"main": 1, "other": 2} for TTS).
     speaker_tokens: dict[str, int] = field(default_factory=dict)
+    # Every word's first token follows an EPAD frame, even with no padding to turn into one (TTS actions).
+    announce_every_word: bool = False
 
 
 @dataclass
@@ -73,9 +78,14 @@ def aligned_text_stream(words: tp.Sequence[TimedWord], tokenize: tp.Callable[[st
         if not queue:
             tokens.append(config.pad_id)
             continue
-        token, first_of_word = queue.popleft()
+        token, first_of_word = queue[0]
         if first_of_word and tokens and tokens[-1] == config.pad_id:
             tokens[-1] = config.epad_id
+        elif first_of_word and config.announce_every_word:
+            tokens.append(config.epad_id)  # this frame announces the word; its first token comes next frame
+            queue[0] = (token, False)
+            continue
+        queue.popleft()
         tokens.append(token)
     dropped = len(queue) + sum(len(tokenize(word.text)) for word in words[next_word:])
     return TextStream(tokens, dropped)

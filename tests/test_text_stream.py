@@ -26,6 +26,14 @@ def test_a_word_queued_behind_another_follows_it_without_epad():
     assert stream.tokens == [13, 14, 15, 12, P, E, 16, P, P, P]
 
 
+def test_every_word_announced_for_tts():
+    words = [TimedWord("again", 0.0, 0.1), TimedWord("world", 0.1, 0.2), TimedWord("yes", 0.6, 0.7)]
+    stream = aligned_text_stream(words, tokenize, 10, TextStreamConfig(announce_every_word=True))
+    # "again" at frame 0 and "world" queued behind it each get an EPAD frame of their own; "yes" follows
+    # padding, which becomes its EPAD as in the other layouts
+    assert stream.tokens == [E, 13, 14, 15, E, 12, E, 16, P, P]
+
+
 def test_text_behind_audio_for_asr():
     stream = aligned_text_stream(HELLO_WORLD, tokenize, 13, TextStreamConfig(shift_seconds=0.5))
     assert stream.tokens == [P, P, P, P, P, E, 10, 11, P, P, P, E, 12]

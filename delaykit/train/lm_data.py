@@ -90,7 +90,8 @@ class StreamBatcher:
         self.batch_size = batch_size
         self.start_prob = start_prob  # share of windows that open at their sequence's first frame
         self.rng = np.random.default_rng(seed)
-        text_config = TextStreamConfig(frame_rate=corpus.frame_rate, shift_seconds=spec.text_shift_seconds)
+        text_config = TextStreamConfig(frame_rate=corpus.frame_rate, shift_seconds=spec.text_shift_seconds,
+                                       announce_every_word=spec.mode == "tts")  # words start on WORD actions
         self.text: list[np.ndarray] = []
         self.no_voice: list[np.ndarray] = []
         self.dropped_tokens = 0
