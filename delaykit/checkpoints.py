@@ -7,6 +7,9 @@ A checkpoint is a directory in Kyutai's layout, so published models load as they
     <codec>.safetensors         Mimi codec weights    (config key ``mimi_name``)
     <tokenizer>.model           SentencePiece model   (config key ``tokenizer_name``)
 
+A shipped model may instead name the shipped checkpoint whose codec it uses (``"codec_from": "default"``, a
+delaykit key; ``mimi_name`` is then ``null``), so that ``checkpoints/`` holds one codec, not one per model.
+
 Meta keys missing from ``config.json`` take Kyutai's defaults (``model.safetensors``,
 ``tokenizer-e351c8d8-checkpoint125.safetensors``, ``tokenizer_spm_32k_3.model``); a key set to ``null``
 says the checkpoint has no such part (e.g. a codec-only checkpoint has ``"moshi_name": null``).
@@ -45,7 +48,9 @@ META_KEYS = (
     "moshi_name", "mimi_name", "mimi_config_name", "tokenizer_name", "lora_name", "model_type",
     "lm_gen_config", "tts_config", "stt_config", "model_id", "codec_config",
     "training",  # delaykit: how the model was trained (steps, data seen, the run config)
+    "codec_from",  # delaykit: the shipped checkpoint whose codec this one uses
 )
+CODEC_FROM_KEY = "codec_from"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
@@ -192,16 +197,35 @@ def _collect_files(
     if config.get("mimi_config_name"):
         name = _check_name(config["mimi_config_name"], "mimi_config_name", config_path)
         codec_config = _read_config(locate(name))
+    if config.get(CODEC_FROM_KEY) is not None:
+        codec_weights, codec_config = _shared_codec(config, config_path)
+    else:
+        codec_weights = weights("mimi_name", KYUTAI_CODEC_NAME)
     return CheckpointFiles(
         directory=directory,
         config=config,
         lm_weights=weights("moshi_name", LM_WEIGHTS_NAME),
-        codec_weights=weights("mimi_name", KYUTAI_CODEC_NAME),
+        codec_weights=codec_weights,
         tokenizer=tokenizer,
         lora_weights=weights("lora_name", None),
         codec_config=codec_config,
         source=source,
     )
+
+
+def _shared_codec(config: dict, config_path: Path) -> tuple[Path, dict | None]:
+    """The codec weights and shape of the shipped checkpoint that ``config``'s ``codec_from`` names."""
+    name = config[CODEC_FROM_KEY]
+    if name not in DEFAULT_NAMES:
+        raise CheckpointError(f"{config_path}: {CODEC_FROM_KEY} must name a shipped checkpoint "
+                              f"({', '.join(DEFAULT_NAMES)}), got {name!r}")
+    if config.get("mimi_name") is not None or config.get("mimi_config_name"):
+        raise CheckpointError(f"{config_path}: names a codec of its own (mimi_name) and {CODEC_FROM_KEY} "
+                              f"{name!r}; keep one")
+    shared = resolve_checkpoint(name)
+    if shared.codec_weights is None or shared.config.get(CODEC_FROM_KEY) is not None:
+        raise CheckpointError(f"{config_path}: {CODEC_FROM_KEY} {name!r} must hold a codec of its own")
+    return shared.codec_weights, shared.config.get("codec_config", shared.codec_config)
 
 
 def _check_name(name: tp.Any, key: str, config_path: Path | str = CONFIG_NAME) -> str:

@@ -317,11 +317,13 @@ def train_plot(run_dir: str, output) -> None:
 @click.argument("target", type=click.Path(file_okay=False))
 @click.option("--fp16", is_flag=True, help="store the LM's weights in float16 (half the size)")
 @click.option("--codec", default=None, help="codec checkpoint to bundle (default: the one the run used)")
-def train_export_lm(run_dir: str, target: str, fp16: bool, codec) -> None:
+@click.option("--codec-from", default=None, type=click.Choice(["default"]),
+              help="bundle no codec: use the shipped checkpoint's (it must encode like the run's codec)")
+def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from) -> None:
     """Write RUN_DIR's latest LM with its codec and tokenizer as checkpoint directory TARGET."""
     from .train.lm import export_lm
 
-    click.echo(str(export_lm(run_dir, target, fp16=fp16, codec=codec)))
+    click.echo(str(export_lm(run_dir, target, fp16=fp16, codec=codec, codec_from=codec_from)))
 
 
 @train.command("export-codec")
@@ -413,6 +415,44 @@ def eval_asr(model: str, data_dirs, count, batch_size: int, threads) -> None:
     _set_threads(threads)
     rows = [row for source in data_dirs for row in read_corpus(source)][:count]
     report = evaluate_asr(_load_model(model, "asr").transcriber(), rows, batch_size=batch_size)
+    report["model"] = model
+    click.echo(json.dumps(report, indent=2))
+
+
+@evaluate.command("tts")
+@click.option("--model", default="default", show_default=True, help="TTS checkpoint directory, hub id or default")
+@click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
+              help="corpus directory or manifest whose texts are spoken (repeatable)")
+@click.option("--count", type=int, default=30, show_default=True, help="use the first COUNT texts")
+@click.option("--seed", default=0, show_default=True, help="text i is sampled with seed SEED + i")
+@click.option("--temperature", type=float, default=None, help="sampling temperature (default 0.6; 0 = greedy)")
+@click.option("--judge", is_flag=True, help="transcribe with the judge, Whisper tiny.en (delaykit[judge])")
+@click.option("--asr", "asr_model", default=None, help="also transcribe with this delaykit ASR model (default: "
+              "the shipped one)")
+@click.option("--originals", is_flag=True, help="also score the corpus's own recordings of the texts")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="keep the wavs here")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+def eval_tts(model: str, data_dirs, count: int, seed: int, temperature, judge: bool, asr_model, originals: bool,
+             out_dir, threads) -> None:
+    """Intelligibility (WER of recognisers that did not make the speech), pace and speed of TTS."""
+    from .data.manifest import read_corpus
+    from .evaluation.tts import AsrRecognizer, evaluate_tts
+    from .modes.tts import SynthesisOptions
+
+    _set_threads(threads)
+    if not judge and asr_model is None:
+        raise click.UsageError("give --judge, --asr MODEL or both: something has to listen")
+    rows = [row for source in data_dirs for row in read_corpus(source)][:count]
+    recognizers: dict = {}
+    if judge:
+        from .evaluation.judge import WhisperJudge
+
+        recognizers["judge"] = WhisperJudge(threads=threads or 2)
+    if asr_model is not None:
+        recognizers["asr"] = AsrRecognizer(_load_model(asr_model, "asr"))
+    options = SynthesisOptions() if temperature is None else SynthesisOptions(temperature=temperature)
+    report = evaluate_tts(_load_model(model, "tts").engine, rows, recognizers, options, seed=seed,
+                          judge_originals=originals, out_dir=out_dir)
     report["model"] = model
     click.echo(json.dumps(report, indent=2))
 
@@ -706,7 +746,7 @@ def _asr_microphone(model: str, duration: float | None, vad: bool, threads: int 
 @click.option("--model", default="default", show_default=True, help="TTS checkpoint directory, hub id or default")
 @click.option("--seed", type=int, default=None, help="seed of the sampling (repeatable output)")
 @click.option("--temperature", type=float, default=None, help="sampling temperature (default 0.6; 0 = greedy)")
-@click.option("--cfg", type=float, default=None, help="classifier-free guidance strength (default 2.0)")
+@click.option("--cfg", type=float, default=None, help="classifier-free guidance strength (default 2.0, for models trained for it)")
 @click.option("--timings", type=click.Path(dir_okay=False), default=None,
               help="write each word's start and end as JSON [{word, start, end}] here")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
@@ -742,6 +782,8 @@ def tts(script: str, output: str | None, play: bool, model: str, seed: int | Non
         synthesizer = _load_model(model, "tts").synthesizer(SynthesisOptions(**overrides))
     except ValueError as exc:  # an option value this checkpoint does not take (e.g. a --cfg it has no bin for)
         raise click.UsageError(str(exc)) from exc
+    if cfg is not None and not synthesizer.supports_guidance:
+        raise click.UsageError(f"{model}: this model was not trained for classifier-free guidance; drop --cfg")
     sample_rate = synthesizer.codec.sample_rate
     pcm_out = None
     if to_stdout:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..streaming import StreamingContainer
 from ..transformer import ProjectedTransformer, TransformerConfig
@@ -194,6 +195,21 @@ class CodecModel(StreamingContainer):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [B, K, frames] -> audio [B, channels, frames * frame_size]."""
         return self.decode_latent(self.quantizer.decode(codes))
+
+    def encode_path(self) -> list[nn.Module]:
+        """The modules between the waveform and the codes: encoders, encoder transformer, downsample, quantizer."""
+        parts = [self.encoder, self.encoder_transformer, getattr(self, "downsample", None), self.quantizer,
+                 self.semantic_encoder]
+        return [part for part in parts if part is not None]
+
+    def encodes_like(self, other: CodecModel) -> bool:
+        """Whether ``other`` turns audio into the same codes: equal encode-path shapes and weights, whatever
+        either decodes with (so a model trained on one's codes can use the other)."""
+        mine = nn.ModuleList(self.encode_path()).state_dict()
+        theirs = nn.ModuleList(other.encode_path()).state_dict()
+        return mine.keys() == theirs.keys() and all(
+            mine[key].shape == theirs[key].shape and torch.equal(mine[key].float(), theirs[key].float())
+            for key in mine)
 
     def forward(self, audio: torch.Tensor, num_codebooks: int | None = None) -> tuple[torch.Tensor, QuantizerOutput]:
         """Training pass: (reconstruction [B, C, T], quantizer output with codes and losses)."""

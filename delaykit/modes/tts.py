@@ -269,7 +269,10 @@ class Synthesizer:
         self.max_delay = max(lm.delays)
         provider = lm.condition_provider
         self.distilled_cfg = provider is not None and "cfg" in provider.conditioners
-        generation = self.options.generation(direct_cfg=not self.distilled_cfg)
+        # Direct CFG contrasts the model with and without the text: meaningless for a model never trained with
+        # the text dropped, which its tts_config says with "direct_cfg": false (delaykit's own models).
+        self.direct_cfg = not self.distilled_cfg and bool(config["tts_config"].get("direct_cfg", True))
+        generation = self.options.generation(direct_cfg=self.direct_cfg)
         self.conditions = self._conditions(name, guided=generation.cfg_coef != 1.0)
         self.generator = LMGenerator(lm, generation, self.conditions)
         self.text_bias = None
@@ -279,6 +282,11 @@ class Synthesizer:
         # The tokenizer's unk id (<unk>); TextTokenizer has no public accessor for it.
         self.unknown_id = self.tokenizer.unk_id
         self._stream: SynthesisStream | None = None
+
+    @property
+    def supports_guidance(self) -> bool:
+        """Whether ``cfg_coef`` means anything for this checkpoint (distilled or direct CFG)."""
+        return self.distilled_cfg or self.direct_cfg
 
     @property
     def multi_speaker(self) -> bool:

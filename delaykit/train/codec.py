@@ -225,13 +225,6 @@ class CodecTrainer(TrainingRun):
 
     # ---- decoder-only training ----
 
-    def encode_path(self) -> list[nn.Module]:
-        """The modules between the waveform and the codes: encoders, encoder transformer, downsample, quantizer."""
-        model = self.model
-        parts = [model.encoder, model.encoder_transformer, getattr(model, "downsample", None), model.quantizer,
-                 model.semantic_encoder]
-        return [part for part in parts if part is not None]
-
     def _freeze_encode_path(self) -> None:
         """With ``decoder_only``: everything up to the codes is fixed (no gradients, no codebook updates), so
         the codes stay those of ``init_from`` and models trained on them (the default ASR) stay valid."""
@@ -239,7 +232,7 @@ class CodecTrainer(TrainingRun):
             raise ValueError("decoder_only trains a new decode path for an existing codec: set init_from")
         if self.config.phoneme_weight > 0:
             raise ValueError("decoder_only leaves the semantic codebook as it is: set phoneme_weight = 0")
-        _keep_as_loaded(self.encode_path())
+        _keep_as_loaded(self.model.encode_path())
 
     def _freeze(self, names: tp.Iterable[str]) -> None:
         """Keep the sub-modules ``names`` (dotted paths in the codec) as loaded."""

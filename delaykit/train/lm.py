@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from ..checkpoints import CODEC_FROM_KEY
 from ..data.codes import CodeCorpus
 from ..layout import MODE_OF_MODEL_TYPE
 from ..lm.model import LMConfig, LMModel, LMOutput
@@ -331,8 +332,13 @@ class LMTrainer(TrainingRun):
 
 
 def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool = False,
-              codec: str | None = None) -> Path:
-    """Write a run's latest LM, with its codec and tokenizer, as a checkpoint directory ``delaykit.load`` runs."""
+              codec: str | None = None, codec_from: str | None = None) -> Path:
+    """Write a run's latest LM, with its codec and tokenizer, as a checkpoint directory ``delaykit.load`` runs.
+
+    ``codec`` bundles another codec checkpoint than the run's; ``codec_from`` bundles none and names the
+    shipped checkpoint whose codec the model uses (``checkpoints.CODEC_FROM_KEY``), which must encode exactly
+    like the run's codec (same encoders and codebooks; its decoder may differ).
+    """
     from ..engine import load_engine, save_engine
 
     run_dir = Path(run_dir)
@@ -350,9 +356,17 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
         raise ValueError(f"{codec or config.codec}: has no codec")
     meta: dict = {"training": {"step": state["step"], "frames_seen": state["seen"],
                                "train_hours": round(state["train_seconds"] / 3600, 3), "run": config.to_dict()}}
+    if codec_from is not None:
+        shared = load_engine(codec_from, device="cpu").codec
+        if shared is None or not shared.encodes_like(codec_model):
+            raise ValueError(f"{codec_from}: its codec does not encode like {codec or config.codec}, whose codes "
+                             "the model was trained on")
+        meta[CODEC_FROM_KEY] = codec_from
+        codec_model = None
     if config.mode == "asr":
         meta["stt_config"] = {"audio_delay_seconds": config.text_shift, "audio_silence_prefix_seconds": 0.0}
     elif config.mode == "tts":
-        meta["tts_config"] = {"audio_delay": -config.text_shift}
+        # No text was dropped in training, so direct CFG's text-free half would be meaningless.
+        meta["tts_config"] = {"audio_delay": -config.text_shift, "direct_cfg": False}
     save_engine(target, codec_model, lm, run_dir / TOKENIZER_NAME, MODEL_TYPE_OF_MODE[config.mode], meta)
     return Path(target)

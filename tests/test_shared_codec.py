@@ -1,0 +1,121 @@
+"""Checkpoints that use the shipped codec instead of bundling one (``codec_from``), and what export checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_train_lm import tiny_config, toy_corpus, tokenizer  # noqa: F401 (fixture)
+
+import delaykit
+from delaykit.checkpoints import default_checkpoint_dir, resolve_checkpoint
+from delaykit.errors import CheckpointError
+from delaykit.train.lm import LMTrainer, export_lm
+
+
+@pytest.fixture(scope="module")
+def tts_run(tokenizer, tmp_path_factory):  # noqa: F811
+    """A 2-step TTS run on the toy corpus, nominally encoded by the shipped codec."""
+    run = tmp_path_factory.mktemp("tts") / "run"
+    LMTrainer(tiny_config("tts", max_steps=2, codec="default"), toy_corpus(), tokenizer, run).fit()
+    return run
+
+
+def test_export_names_the_shipped_codec_instead_of_copying_it(tts_run, tmp_path):
+    target = export_lm(tts_run, tmp_path / "tts", codec_from="default")
+    config = json.loads((target / "config.json").read_text())
+    assert config["codec_from"] == "default" and config["mimi_name"] is None
+    assert not list(target.glob("codec*"))  # no codec file of its own
+    files = resolve_checkpoint(target)
+    assert files.codec_weights == default_checkpoint_dir() / "codec.safetensors"
+    model = delaykit.load(target, device="cpu")
+    shipped = delaykit.load("default", device="cpu").engine.codec
+    for key, value in shipped.state_dict().items():  # encoders and decoder alike
+        assert torch.equal(value, model.engine.codec.state_dict()[key]), key
+    audio, _ = model.synthesize("one two")
+    assert audio.shape[-1] > 0 and torch.isfinite(audio).all()
+
+
+def test_export_refuses_a_codec_that_encodes_otherwise(tokenizer, tmp_path):  # noqa: F811
+    from test_codec_cli import make_checkpoint
+
+    make_checkpoint(tmp_path / "codec")
+    LMTrainer(tiny_config("asr", max_steps=1, codec=str(tmp_path / "codec")), toy_corpus(), tokenizer,
+              tmp_path / "run").fit()
+    with pytest.raises(ValueError, match="does not encode like"):
+        export_lm(tmp_path / "run", tmp_path / "asr", codec_from="default")
+    assert not (tmp_path / "asr").exists()
+
+
+def test_encodes_like_ignores_the_decoder_only():
+    codec = delaykit.load("default", device="cpu").engine.codec
+    other = delaykit.load("default", device="cpu").engine.codec
+    with torch.no_grad():
+        next(other.decoder.parameters()).add_(1.0)
+        assert codec.encodes_like(other)
+        other.quantizer.state_dict()[next(iter(other.quantizer.state_dict()))].add_(1.0)
+        assert not codec.encodes_like(other)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"codec_from": "../default"}, "must name a shipped checkpoint"),
+    ({"codec_from": "default", "mimi_name": "codec.safetensors"}, "keep one"),
+])
+def test_bad_codec_references_are_refused(tts_run, tmp_path, change, message):
+    target = export_lm(tts_run, tmp_path / "tts", codec_from="default")
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(CheckpointError, match=message):
+        resolve_checkpoint(target)
+
+
+def test_models_not_trained_for_guidance_refuse_cfg(tts_run, tmp_path):
+    from click.testing import CliRunner
+
+    from delaykit.cli import main
+
+    target = export_lm(tts_run, tmp_path / "tts", codec_from="default")
+    synthesizer = delaykit.load(target, device="cpu").synthesizer()
+    assert not synthesizer.supports_guidance and synthesizer.generator.options.cfg_coef == 1.0
+    script = tmp_path / "script.txt"
+    script.write_text("one two")
+    runner = CliRunner()
+    refused = runner.invoke(main, ["tts", str(script), "--model", str(target), "-o", str(tmp_path / "a.wav"),
+                                   "--cfg", "2"])
+    assert refused.exit_code == 2 and "classifier-free guidance" in refused.output
+    spoken = runner.invoke(main, ["tts", str(script), "--model", str(target), "-o", str(tmp_path / "b.wav")])
+    assert spoken.exit_code == 0, spoken.output
+    assert np.isfinite(delaykit.audio.load_audio(tmp_path / "b.wav", 24000)).all()
+
+
+def test_tts_evaluation_scores_what_the_recognisers_hear(tts_run, tmp_path):
+    import soundfile as sf
+
+    from delaykit.evaluation.tts import evaluate_tts
+
+    engine = delaykit.load(export_lm(tts_run, tmp_path / "tts", codec_from="default"), device="cpu").engine
+    original = tmp_path / "original.wav"
+    sf.write(original, np.zeros(24000, np.float32), 24000)
+    rows = [{"text": "one two three", "path": str(original)}, {"text": "red green", "path": str(original)}]
+
+    class Echo:  # hears the first reference whatever it is given: WER 0 on it, 2 substitutions and 1 insertion on the other: 3 / 5
+        def transcribe(self, audio, sample_rate):
+            assert sample_rate == 24000 and audio.ndim == 1
+            return "one two three"
+
+    class Deaf:
+        def transcribe(self, audio, sample_rate):
+            return ""
+
+    report = evaluate_tts(engine, rows, {"echo": Echo(), "deaf": Deaf()}, seed=3, judge_originals=True,
+                          out_dir=tmp_path / "wavs")
+    assert report["wer"]["echo"] == pytest.approx(3 / 5) and report["wer"]["deaf"] == 1.0
+    assert report["wer"]["echo on originals"] == pytest.approx(3 / 5)
+    assert report["original_seconds_per_word"] == pytest.approx(2 / 5)
+    wavs = sorted((tmp_path / "wavs").glob("*.wav"))
+    assert len(wavs) == 2 and report["audio_seconds"] > 0
+    assert report["examples"][0]["echo"] == "one two three"
+    again = evaluate_tts(engine, rows[:1], {"deaf": Deaf()}, seed=3, out_dir=tmp_path / "again")
+    assert np.array_equal(sf.read(wavs[0])[0], sf.read(tmp_path / "again" / "0000.wav")[0])  # seeded
