@@ -1,11 +1,12 @@
-"""One batched recognition stream shared by every connected session, stepped by a single worker.
+"""One batched stream shared by every connected session, stepped by a single worker: recognition here
+(:class:`AsrScheduler`), dialogue in :mod:`delaykit.serve.chat` (both on :class:`BatchScheduler`).
 
-The scheduler owns a :class:`~delaykit.modes.asr.TranscriptionStream` of ``max_sessions`` items. A session
-takes a free item (its slot) on admission and gives it back when it leaves; past ``max_sessions`` admission
-fails with :class:`Busy`. Sessions append PCM to their buffers from the event loop; the worker repeatedly takes
-one 80 ms frame from every session that has one and runs one batched step for all of them (items without a
-frame are masked out, so each session gets exactly the words it would get alone), then hands each session
-its events. Starting, flushing and stopping an item are queued and run by the same worker between steps: the
+The recognition scheduler owns a :class:`~delaykit.modes.asr.TranscriptionStream` of ``max_sessions``
+items. A session takes a free item (its slot) on admission and gives it back when it leaves; past
+``max_sessions`` admission fails with :class:`Busy`. Sessions append PCM to their buffers from the event
+loop; the worker repeatedly takes one 80 ms frame from every session that has one and runs one batched step
+for all of them (items without a frame are masked out, so each session gets exactly the words it would get
+alone), then hands each session its events. Starting, flushing and stopping an item are queued and run by the same worker between steps: the
 stream is only ever touched by one thread.
 """
 
@@ -60,6 +61,8 @@ class Session:
     buffer: deque = field(default_factory=deque)  # float32 arrays not yet stepped
     buffered: int = 0  # samples in buffer
     started: bool = False  # its item has been started by the worker (only then are its frames stepped)
+    taken: int = 0  # samples taken from the buffer since admission
+    marks: deque = field(default_factory=deque)  # (samples fed before it, payload): see ChatScheduler.mark
 
 
 def asyncio_delivery(outbox: asyncio.Queue, loop: asyncio.AbstractEventLoop) -> tp.Callable[[tuple], None]:
@@ -67,29 +70,32 @@ def asyncio_delivery(outbox: asyncio.Queue, loop: asyncio.AbstractEventLoop) -> 
     return lambda event: loop.call_soon_threadsafe(outbox.put_nowait, event)
 
 
-class AsrScheduler:
-    """Admits sessions into slots of one batched stream and steps them; see the module docstring."""
+class BatchScheduler:
+    """What the batched schedulers share: admission into ``max_sessions`` slots, each session's buffered
+    audio, the queue of per-session actions and the worker that runs them and steps every session that has a
+    whole frame, in one batch. Subclasses own ``stream`` (closed with the scheduler) and implement
+    ``_apply(action, session)`` and ``_step(pcm [N, frame], active [N], stepping)``."""
 
-    def __init__(self, transcriber: Transcriber, max_sessions: int = 16):
-        self.transcriber = transcriber
-        self.frame_size = transcriber.frame_size
-        self.sample_rate = transcriber.sample_rate
+    worker_name = "delaykit-scheduler"
+    stream: tp.Any
+
+    def __init__(self, frame_size: int, sample_rate: int, max_sessions: int):
+        self.frame_size = frame_size
+        self.sample_rate = sample_rate
         self.max_sessions = max_sessions
-        self.stream = TranscriptionStream(transcriber, max_sessions, start=False)
         self.sessions: dict[int, Session] = {}
         self.metrics = Metrics()
         self._actions: deque[tuple[str, Session]] = deque()
         self._lock = threading.Lock()  # guards sessions, buffers and actions between the loop and the worker
         self._wake = threading.Event()
         self._closed = False
-        self._worker = threading.Thread(target=self._run, name="delaykit-asr-scheduler", daemon=True)
+        self._worker = threading.Thread(target=self._run, name=self.worker_name, daemon=True)
         self._worker.start()
 
     # -- called from the event loop -----------------------------------------------------------------------
 
     def admit(self, deliver: tp.Callable[[tuple[str, tp.Any]], None]) -> Session:
-        """A new session with a free slot; its events (``("event", Word | EndOfSpeech)``, ``("flushed",
-        None)``, ``("error", message)``) are passed to ``deliver``."""
+        """A new session with a free slot; its events are passed to ``deliver`` (from the worker thread)."""
         with self._lock:
             free = [slot for slot in range(self.max_sessions) if slot not in self.sessions]
             if not free:
@@ -118,7 +124,7 @@ class AsrScheduler:
         self._wake.set()
 
     def request(self, session: Session, action: str) -> None:
-        """Queue ``flush`` (end of input: last words, then start afresh) or ``reset`` for the session."""
+        """Queue an action for the session, run by the worker between steps (in order with the others)."""
         with self._lock:
             self._actions.append((action, session))
         self._wake.set()
@@ -161,7 +167,7 @@ class AsrScheduler:
             return bool(actions)
         started = time.perf_counter()
         try:
-            events = self.stream.push(pcm, active)
+            self._step(pcm, active, stepping)
         except Exception as exc:  # noqa: BLE001  (a failing step must not take the server down)
             self.metrics.errors += 1
             for session in stepping:
@@ -171,8 +177,29 @@ class AsrScheduler:
         self.metrics.steps += 1
         self.metrics.frames += len(stepping)
         self.metrics.max_batch = max(self.metrics.max_batch, len(stepping))
-        self._dispatch(events)
         return True
+
+    def _apply(self, action: str, session: Session) -> None:
+        raise NotImplementedError
+
+    def _step(self, pcm: torch.Tensor, active: torch.Tensor, stepping: list[Session]) -> None:
+        raise NotImplementedError
+
+
+class AsrScheduler(BatchScheduler):
+    """Admits sessions into slots of one batched recognition stream and steps them; see the module
+    docstring. Session events: ``("event", Word | EndOfSpeech)``, ``("flushed", None)``, ``("error",
+    message)``; actions: ``flush`` (end of input: last words, then start afresh) and ``reset``."""
+
+    worker_name = "delaykit-asr-scheduler"
+
+    def __init__(self, transcriber: Transcriber, max_sessions: int = 16):
+        self.transcriber = transcriber
+        self.stream = TranscriptionStream(transcriber, max_sessions, start=False)
+        super().__init__(transcriber.frame_size, transcriber.sample_rate, max_sessions)
+
+    def _step(self, pcm: torch.Tensor, active: torch.Tensor, stepping: list[Session]) -> None:
+        self._dispatch(self.stream.push(pcm, active))
 
     def _apply(self, action: str, session: Session) -> None:
         mask = torch.zeros(self.max_sessions, dtype=torch.bool)
@@ -223,6 +250,7 @@ def _take(session: Session, count: int) -> np.ndarray:
             session.buffer[0] = head[needed:]
             needed = 0
     session.buffered -= count - needed
+    session.taken += count - needed
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
