@@ -143,3 +143,56 @@ def test_chat_answers_each_frame_like_the_library_session(chat_checkpoint, tmp_p
         assert "".join(pieces).replace("\u2581", " ").split() == expected.text.split()
     finally:
         running.close()
+
+
+def chat(url: str, pcm: np.ndarray, chunk: int = 2500) -> tuple[np.ndarray, list[str]]:
+    """Send ``pcm`` (int16) in chunks and wait until every whole frame is answered: (agent audio, pieces)."""
+    audio, pieces = b"", []
+    with connect(url, max_size=None) as ws:
+        assert protocol.decode(ws.recv(timeout=10)).kind == Kind.HANDSHAKE
+        for start in range(0, pcm.shape[0], chunk):
+            ws.send(protocol.encode(Kind.AUDIO, pcm[start:start + chunk].tobytes()))
+        ws.send(protocol.encode(Kind.PING, b"last"))
+        while (message := protocol.decode(ws.recv(timeout=60))).kind != Kind.PING:
+            if message.kind == Kind.AUDIO:
+                audio += message.payload
+            elif message.kind == Kind.TEXT:
+                pieces.append(message.payload.decode())
+    return np.frombuffer(audio, "<i2"), pieces
+
+
+def test_chat_sessions_at_once_each_answered_alone(chat_checkpoint, tmp_path):  # noqa: F811
+    """Two clients talk at once (one batch), a third is refused while they do, and once one leaves the next
+    starts from a fresh state: each gets what it gets alone."""
+    import threading
+
+    model = delaykit.load(chat_checkpoint[0], device="cpu")
+    rng = np.random.default_rng(3)
+    users = [np.round(np.clip(0.2 * rng.standard_normal(8 * FRAME), -1, 1) * 32767).astype("<i2") for _ in range(2)]
+    running = RunningServer(make=lambda config: ChatServer(model.conversation(DialogueOptions(seed=2)), config),
+                            max_sessions=2)
+    try:
+        alone = [chat(running.url, user) for user in users]  # one after the other: each alone in the batch
+        results: dict[int, tuple] = {}
+        with connect(running.url) as held, connect(running.url) as other:  # both slots taken
+            held.recv(timeout=10)
+            other.recv(timeout=10)
+            other.send(protocol.encode(Kind.AUDIO, users[1][:3 * FRAME].tobytes()))  # leaves a used slot
+            with connect(running.url) as third:
+                error = json.loads(protocol.decode(third.recv(timeout=10)).payload)
+                assert error["fatal"] and "all 2 sessions" in error["error"]
+        both = [threading.Thread(target=lambda i=i: results.update({i: chat(running.url, users[i], 1000 + i)}))
+                for i in range(2)]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join(60)
+        for (audio, pieces), (expected_audio, expected_pieces) in zip([results[0], results[1]], alone):
+            assert audio.shape == (8 * FRAME,) and pieces == expected_pieces
+            assert np.abs(audio.astype(int) - expected_audio).max() <= 1
+        metrics = running.server.scheduler.metrics
+        assert metrics.rejected_busy >= 1 and metrics.sessions_total >= 6
+        print(f"chat: {metrics.steps} steps for {metrics.frames} frames, max batch {metrics.max_batch}, "
+              f"{1000 * metrics.step_seconds / max(metrics.steps, 1):.1f} ms per step")
+    finally:
+        running.close()

@@ -56,6 +56,7 @@ class ServerBase:
     ``health`` and ``metrics_text``."""
 
     endpoint = ""
+    pings_follow_audio = False  # True: pings go to the handler (answered after the audio sent before them)
 
     def __init__(self, config: ServeConfig, model_name: str):
         self.config = config
@@ -118,7 +119,7 @@ class ServerBase:
                 return
             try:
                 message = protocol.decode(data)
-                if message.kind == Kind.PING:
+                if message.kind == Kind.PING and not self.pings_follow_audio:
                     await connection.send(protocol.encode(Kind.PING, message.payload))
                 else:
                     await handle(message)
@@ -149,17 +150,30 @@ class ServerBase:
         """Release what the server holds (threads, sessions)."""
 
 
-class AsrServer(ServerBase):
-    """The recognition server: a scheduler plus the WebSocket handler around it."""
+@dataclass
+class Link:
+    """One connected client of a batched server: its session and its audio codecs."""
 
-    endpoint = "/api/asr"
+    session: Session
+    decoder: protocol.AudioDecoder  # the client's audio (pcm16 or Ogg/Opus, from its first message)
+    format: str | None = None  # the audio it asked for (``?format=``); None: its own format
+    encoder: protocol.AudioEncoder | None = None  # audio sent back, made on the first use
 
-    def __init__(self, transcriber: Transcriber, config: ServeConfig = ServeConfig(), model_name: str = ""):
+
+class BatchedServer(ServerBase):
+    """A server whose sessions are items of one batched stream (``scheduler``): admission, handshake, the
+    receive loop with backpressure, and a sender task per session. Subclasses implement ``on_message`` and
+    ``send_event``; those that send audio back set ``sends_audio`` (the client may then ask for a format
+    with ``?format=pcm16|opus``)."""
+
+    sends_audio = False
+
+    def __init__(self, scheduler: tp.Any, config: ServeConfig, model_name: str):
         super().__init__(config, model_name)
-        self.scheduler = AsrScheduler(transcriber, config.max_sessions)
+        self.scheduler = scheduler
 
     def health(self) -> dict:
-        return {"sessions": self.scheduler.metrics.sessions, "capacity": self.config.max_sessions}
+        return {"sessions": self.scheduler.metrics.sessions, "capacity": self.scheduler.max_sessions}
 
     def metrics_text(self) -> str:
         return self.scheduler.metrics.prometheus()
@@ -174,36 +188,34 @@ class AsrServer(ServerBase):
         except Busy as exc:
             await self._busy(connection, str(exc))
             return
-        handshake = {"sample_rate": self.scheduler.sample_rate, "frame_size": self.scheduler.frame_size,
-                     "model": self.model_name, "version": __version__}
-        await connection.send(protocol.encode(Kind.HANDSHAKE, handshake))
-        sender = asyncio.create_task(self._send_events(connection, outbox))
+        link = Link(session, protocol.AudioDecoder(self.scheduler.sample_rate))
+        if self.sends_audio:
+            link.format = parse_qs(urlsplit(connection.request.path).query).get("format", [None])[0]
+        sender = asyncio.create_task(self._send_events(connection, outbox, link))
         try:
-            await self._receive(connection, session)
+            if link.format is not None:
+                link.encoder = protocol.AudioEncoder(self.scheduler.sample_rate, link.format)
+            handshake = {"sample_rate": self.scheduler.sample_rate, "frame_size": self.scheduler.frame_size,
+                         "model": self.model_name, "version": __version__}
+            await connection.send(protocol.encode(Kind.HANDSHAKE, handshake))
+            await self._receive_loop(connection, self.scheduler.metrics,
+                                     lambda message: self.on_message(connection, link, message))
+        except ProtocolError as exc:
+            await self._fatal(connection, str(exc))
         finally:
             self.scheduler.leave(session)
             sender.cancel()
 
-    async def _receive(self, connection: tp.Any, session: Session) -> None:
-        audio = protocol.AudioDecoder(self.scheduler.sample_rate)
-        await self._receive_loop(connection, self.scheduler.metrics,
-                                 lambda message: self._on_message(connection, session, message, audio))
+    async def on_message(self, connection: tp.Any, link: Link, message: protocol.Message) -> None:
+        raise NotImplementedError
 
-    async def _on_message(self, connection: tp.Any, session: Session, message: protocol.Message,
-                          audio: protocol.AudioDecoder) -> None:
-        if message.kind == Kind.AUDIO:
-            self.scheduler.feed(session, audio.decode(message.payload))
-            await self._backpressure(connection, session)
-        elif message.kind == Kind.CONTROL:
-            request = protocol.control(message.payload)
-            if request["type"] == "end":
-                self.scheduler.request(session, "flush")
-            elif request["type"] == "reset":
-                self.scheduler.request(session, "reset")
-            else:
-                raise ProtocolError(f"unknown control type {request['type']!r} (expected end or reset)")
-        else:
-            raise ProtocolError(f"clients do not send {message.kind.name.lower()} messages")
+    async def send_event(self, connection: tp.Any, link: Link, kind: str, event: tp.Any) -> None:
+        raise NotImplementedError
+
+    async def _feed(self, connection: tp.Any, link: Link, payload: bytes) -> None:
+        """Decode a client's audio message into its session's buffer, then apply backpressure."""
+        self.scheduler.feed(link.session, link.decoder.decode(payload))
+        await self._backpressure(connection, link.session)
 
     async def _backpressure(self, connection: tp.Any, session: Session) -> None:
         """Stop reading while the session has more unprocessed audio than allowed; tell the client once."""
@@ -215,25 +227,52 @@ class AsrServer(ServerBase):
         while self.scheduler.buffered_seconds(session) > limit / 2:
             await asyncio.sleep(0.02)
 
-    async def _send_events(self, connection: tp.Any, outbox: asyncio.Queue) -> None:
+    async def _send_events(self, connection: tp.Any, outbox: asyncio.Queue, link: Link) -> None:
         while True:
             kind, event = await outbox.get()
             try:
-                if kind == "event" and isinstance(event, Word):
-                    await connection.send(protocol.encode(Kind.TEXT, event.text))
-                    await connection.send(protocol.encode(Kind.METADATA, {
-                        "type": "word", "text": event.text, "start": round(event.start, 3),
-                        "end": round(event.end, 3)}))
-                elif kind == "event" and isinstance(event, EndOfSpeech):
-                    await connection.send(protocol.encode(Kind.METADATA, {
-                        "type": "end_of_speech", "time": round(event.time, 3),
-                        "probability": round(event.probability, 4)}))
-                elif kind == "flushed":
-                    await connection.send(protocol.encode(Kind.METADATA, {"type": "flushed"}))
-                elif kind == "error":
+                if kind == "error":
                     await connection.send(protocol.encode(Kind.ERROR, {"error": event, "fatal": False}))
+                else:
+                    await self.send_event(connection, link, kind, event)
             except (ConnectionClosed, OSError):  # the client is gone; the receiver notices and cleans up
                 return
 
     def close(self) -> None:
         self.scheduler.close()
+
+
+class AsrServer(BatchedServer):
+    """The recognition server: a scheduler plus the WebSocket handler around it."""
+
+    endpoint = "/api/asr"
+
+    def __init__(self, transcriber: Transcriber, config: ServeConfig = ServeConfig(), model_name: str = ""):
+        super().__init__(AsrScheduler(transcriber, config.max_sessions), config, model_name)
+
+    async def on_message(self, connection: tp.Any, link: Link, message: protocol.Message) -> None:
+        if message.kind == Kind.AUDIO:
+            await self._feed(connection, link, message.payload)
+        elif message.kind == Kind.CONTROL:
+            request = protocol.control(message.payload)
+            if request["type"] == "end":
+                self.scheduler.request(link.session, "flush")
+            elif request["type"] == "reset":
+                self.scheduler.request(link.session, "reset")
+            else:
+                raise ProtocolError(f"unknown control type {request['type']!r} (expected end or reset)")
+        else:
+            raise ProtocolError(f"clients do not send {message.kind.name.lower()} messages")
+
+    async def send_event(self, connection: tp.Any, link: Link, kind: str, event: tp.Any) -> None:
+        if kind == "event" and isinstance(event, Word):
+            await connection.send(protocol.encode(Kind.TEXT, event.text))
+            await connection.send(protocol.encode(Kind.METADATA, {
+                "type": "word", "text": event.text, "start": round(event.start, 3),
+                "end": round(event.end, 3)}))
+        elif kind == "event" and isinstance(event, EndOfSpeech):
+            await connection.send(protocol.encode(Kind.METADATA, {
+                "type": "end_of_speech", "time": round(event.time, 3),
+                "probability": round(event.probability, 4)}))
+        elif kind == "flushed":
+            await connection.send(protocol.encode(Kind.METADATA, {"type": "flushed"}))

@@ -1,8 +1,10 @@
 """``delaykit serve`` for the modes that speak: streaming TTS (``/api/tts``) and full-duplex dialogue (``/api/chat``).
 
-Both use the framing of :mod:`delaykit.serve.protocol` and hold one session at a time (an engine streams one
-session; a second client gets a fatal ``busy`` error and close code 1013). The model runs in a worker thread,
-so the event loop keeps answering pings, health checks and other clients meanwhile.
+Both use the framing of :mod:`delaykit.serve.protocol`. ``/api/tts`` holds one session at a time (a second
+client gets a fatal ``busy`` error and close code 1013); ``/api/chat`` holds up to ``max_sessions``
+conversations, stepped together in one batch by a :class:`~delaykit.serve.chat.ChatScheduler`, each
+answered exactly as it would be alone, and refuses more the same way. The model runs in a worker thread, so
+the event loop keeps answering health checks and other clients meanwhile.
 
 ``/api/tts`` (``?format=pcm16|opus`` picks the audio sent back; pcm16 by default):
 
@@ -16,7 +18,9 @@ so the event loop keeps answering pings, health checks and other clients meanwhi
 ``/api/asr``); every whole 80 ms frame is one step of the conversation, and the server answers each with
 ``0x01`` the agent's 80 ms of audio (in the client's format unless ``?format=`` says otherwise) and, when the
 agent's inner monologue has one, ``0x02`` its text piece (SentencePiece, a leading space starting a word).
-``0x03 {"type": "reset"}`` starts the conversation over.
+``0x03 {"type": "reset"}`` starts the conversation over (the audio not yet answered is dropped). A ``0x06``
+ping is answered once every whole frame sent before it has been answered. A conversation that leaves frees
+its slot; the next one to take it starts from a fresh state.
 """
 
 from __future__ import annotations
@@ -26,17 +30,15 @@ import threading
 import typing as tp
 from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
-import torch
-
 from .. import __version__
 from ..errors import TextError
 from ..modes.dialogue import Conversation
 from ..modes.tts import AudioFrame, SpokenWord, Synthesizer
 from . import protocol
+from .chat import ChatScheduler
 from .protocol import Kind, ProtocolError
 from .scheduler import Metrics
-from .server import ServeConfig, ServerBase
+from .server import BatchedServer, Link, ServeConfig, ServerBase
 
 
 def _query(connection: tp.Any, name: str) -> str | None:
@@ -162,59 +164,48 @@ class TtsServer(OneAtATimeServer):
                     "type": "word", "text": event.text, "start": round(event.start, 3)}))
 
 
-class ChatServer(OneAtATimeServer):
-    """Full-duplex dialogue over WebSocket; see the module docstring."""
+class ChatServer(BatchedServer):
+    """Full-duplex dialogue over WebSocket, up to ``config.max_sessions`` conversations in one batch (a
+    :class:`~delaykit.serve.chat.ChatScheduler`); see the module docstring. ``conversation`` may also be a
+    scheduler already made (the dialogue app shares one between its pages and its recording tab)."""
 
     endpoint = "/api/chat"
+    sends_audio = True
+    pings_follow_audio = True  # a ping is answered once every whole frame sent before it is answered
 
-    def __init__(self, conversation: Conversation, config: ServeConfig | None = None, model_name: str = ""):
-        super().__init__(config or ServeConfig(), model_name, conversation.codec.sample_rate,
-                         conversation.frame_size)
-        self.conversation = conversation
-        self._session: tp.Any = None
-        self._decoder = protocol.AudioDecoder(self.sample_rate)
-        self._encoder: protocol.AudioEncoder | None = None
-        self._format: str | None = None
-        self._pending = np.zeros(0, np.float32)
+    def __init__(self, conversation: Conversation | ChatScheduler, config: ServeConfig | None = None,
+                 model_name: str = ""):
+        config = config or ServeConfig()
+        scheduler = conversation if isinstance(conversation, ChatScheduler) else ChatScheduler(
+            conversation, config.max_sessions)
+        super().__init__(scheduler, config, model_name)
 
-    def open_session(self, connection: tp.Any) -> None:
-        self._format = _query(connection, "format")
-        self._encoder = None if self._format is None else protocol.AudioEncoder(self.sample_rate, self._format)
-        self._decoder = protocol.AudioDecoder(self.sample_rate)
-        self._pending = np.zeros(0, np.float32)
-        self._session = self.conversation.stream(1)
-
-    def close_session(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-
-    async def on_message(self, connection: tp.Any, message: protocol.Message) -> None:
+    async def on_message(self, connection: tp.Any, link: Link, message: protocol.Message) -> None:
         if message.kind == Kind.AUDIO:
-            samples = self._decoder.decode(message.payload)  # [T]
-            if self._encoder is None:  # answer in the client's own format
-                self._encoder = protocol.AudioEncoder(self.sample_rate, self._decoder.format or "pcm16")
-            self._pending = np.concatenate([self._pending, samples])
-            frame = self.frame_size
-            while self._pending.shape[0] >= frame:
-                user = torch.from_numpy(np.ascontiguousarray(self._pending[:frame]))[None]  # [1, frame]
-                self._pending = self._pending[frame:]
-                step = await asyncio.to_thread(self._session.step, user)
-                self.metrics.frames += 1
-                data = self._encoder.encode(step.agent_pcm[0].cpu().numpy())
-                if data:
-                    await connection.send(protocol.encode(Kind.AUDIO, data))
-                if step.text_pieces[0]:
-                    await connection.send(protocol.encode(Kind.TEXT, step.text_pieces[0]))
+            await self._feed(connection, link, message.payload)
         elif message.kind == Kind.CONTROL:
             request = protocol.control(message.payload)
             if request["type"] != "reset":
                 raise ProtocolError(f"unknown control type {request['type']!r} (expected reset)")
-            self._session.reset()
-            self._pending = np.zeros(0, np.float32)
+            self.scheduler.reset(link.session)
+        elif message.kind == Kind.PING:
+            self.scheduler.mark(link.session, message.payload)
         else:
             raise ProtocolError(f"clients of {self.endpoint} send audio and control messages, not "
                                 f"{message.kind.name.lower()}")
+
+    async def send_event(self, connection: tp.Any, link: Link, kind: str, event: tp.Any) -> None:
+        if kind == "frame":
+            if link.encoder is None:  # answer in the client's own format
+                format = link.decoder.format or "pcm16"
+                link.encoder = protocol.AudioEncoder(self.scheduler.sample_rate, format)
+            data = link.encoder.encode(event.pcm)
+            if data:
+                await connection.send(protocol.encode(Kind.AUDIO, data))
+            if event.piece:
+                await connection.send(protocol.encode(Kind.TEXT, event.piece))
+        elif kind == "mark":
+            await connection.send(protocol.encode(Kind.PING, event))
 
 
 async def _in_thread(produce: tp.Callable[[], tp.Iterator[tp.Any]]) -> tp.AsyncIterator[tp.Any]:
