@@ -493,7 +493,8 @@ def bench_asr(model: str, data_dirs, count: int, streams: str, frames: int, thre
               help="with --model default: which shipped model (default asr)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (0.0.0.0: every interface)")
 @click.option("--port", default=8998, show_default=True)
-@click.option("--max-sessions", default=16, show_default=True, help="asr: concurrent sessions (one batch)")
+@click.option("--max-sessions", default=16, show_default=True,
+              help="asr, dialogue: concurrent sessions (one batch)")
 @click.option("--token", default=None, envvar="DELAYKIT_TOKEN", help="API token clients must present")
 @click.option("--seed", type=int, default=None, help="tts, dialogue: seed of the sampling")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
@@ -543,7 +544,8 @@ def serve(model: str, mode: str | None, host: str, port: int, max_sessions: int,
 @click.option("--model", default="default", show_default=True, help="checkpoint directory, hub id or default")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=7860, show_default=True)
-@click.option("--max-sessions", default=8, show_default=True, help="asr: browser sessions recognised at once")
+@click.option("--max-sessions", default=8, show_default=True,
+              help="asr, dialogue: browser sessions served at once (one batch)")
 def app(mode: str, model: str, host: str, port: int, max_sessions: int) -> None:
     """Launch the Gradio app of MODE (needs delaykit[app])."""
     try:
@@ -561,7 +563,7 @@ def app(mode: str, model: str, host: str, port: int, max_sessions: int) -> None:
     else:
         from .apps.dialogue import make_demo as make_dialogue_demo
 
-        demo = make_dialogue_demo(model)
+        demo = make_dialogue_demo(model, max_sessions)
     demo.launch(server_name=host, server_port=port)
 
 

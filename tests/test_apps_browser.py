@@ -4,8 +4,9 @@ ASR: an uploaded examples/speech.wav shows the words that offline recognition gi
 from the fake microphone, the app hears the file's audio and the page shows the words that offline
 recognition gives for what it heard (not the file's words: the shipped model gives largely different words
 for the same speech after another lead-in and another chain of resamplers). TTS (a tiny model): the speech
-plays in the page and the words are listed. Dialogue (a tiny model): the agent's audio reaches the page and
-plays while the microphone is still sending, and is the agent channel of the conversation the app records.
+plays in the page and the words are listed. Dialogue (a tiny model): the live tab streams both ways at once,
+the agent's 80 ms frames coming back about as fast as the microphone's go up while the microphone is still
+sending; each tab gets a conversation of its own, and closing one frees its slot.
 Screenshots go to artifacts/browser/. Needs Chromium (Debian's ``chromium``) and the ``playwright`` package;
 nothing is downloaded.
 """
@@ -229,63 +230,89 @@ def test_tts_speech_plays_in_the_page(page, tts_url):
 
 
 @pytest.fixture(scope="module")
-def dialogue_url(tmp_path_factory):
-    yield from tiny_model_app(tmp_path_factory, "dialogue")
+def dialogue_app(tmp_path_factory):
+    """(URL, DialogueApp) of the dialogue app with a tiny random model and two conversation slots."""
+    pytest.importorskip("moshi")  # the tiny checkpoint is built with the reference's constructors
+    from test_dialogue import build_checkpoint
+
+    from delaykit.apps.dialogue import make_demo
+
+    demo = make_demo(str(build_checkpoint(tmp_path_factory.mktemp("dialogue-browser"))[0]), max_sessions=2)
+    try:
+        with served(demo) as url:
+            yield url, demo.dialogue_app
+    finally:
+        demo.dialogue_app.close()
 
 
-class AgentAudio:
-    """The agent's audio files the page fetches (one WAV per reply chunk), read back through the page."""
-
-    def __init__(self, page):
-        self.page, self.urls, self.chunks = page, [], []
-        page.on("response", self._seen)
-
-    def _seen(self, response) -> None:
-        if "/gradio_api/file=" in response.url and response.url.endswith(".wav"):
-            self.urls.append(response.url)
-
-    def seconds(self) -> float:
-        """Seconds of agent audio fetched so far (reading the files not yet read)."""
-        for url in self.urls[len(self.chunks):]:
-            self.chunks.append(soundfile.read(io.BytesIO(self.page.request.get(url).body()), dtype="int16"))
-        return sum(samples.shape[0] / rate for samples, rate in self.chunks)
+def chat_state(page) -> dict:
+    """The live tab's counters (window.__delaykitChat): frames sent and received, with their times (ms)."""
+    return page.evaluate("() => window.__delaykitChat")
 
 
-def places_in(channel: np.ndarray, chunks: list[np.ndarray], frame: int) -> list[int | None]:
-    """Where each int16 chunk [T] lies in ``channel`` [T'] (within 2 steps), each searched frame by frame
-    after the previous one found; None for a chunk found nowhere there."""
-    places, start = [], 0
-    for chunk in chunks:
-        place = next((at for at in range(start, channel.shape[0] - chunk.shape[0] + 1, frame)
-                      if np.abs(channel[at:at + chunk.shape[0]].astype(int) - chunk).max() <= 2), None)
-        places.append(place)
-        start = start if place is None else place + chunk.shape[0]
-    return places
+def start_call(page, url: str, name: str) -> None:
+    """Open the app in ``page`` and press Start; wait for the agent's first frame."""
+    page.goto(url)
+    page.get_by_role("button", name="Start").click()
+    wait_until(page, lambda: chat_state(page)["received"] > 0, 60, "the agent's first frame",
+               lambda: f"({chat_state(page)}) {page_state(page, f'{name}-failed')}")
 
 
-@pytest.mark.skipif(not can_stream_audio(), reason="the live dialogue sends audio back only with ffmpeg")
-def test_dialogue_agent_plays_while_the_microphone_sends(page, dialogue_url):
-    agent = AgentAudio(page)
-    page.goto(dialogue_url)
-    panel = visible_panel(page)
-    start_recording(page, panel)
-    wait_until(page, lambda: agent.seconds() >= LEAD + 2 and media_state(page)["playing"] >= 3, 60,
-               "the agent's audio to reach the page and play",
-               lambda: f"(fetched {agent.seconds():.2f} s, {media_state(page)['playing']} playing events) "
-                       f"{page_state(page, 'dialogue-failed')}")
-    expect(panel.get_by_role("button", name="Stop")).to_be_visible()  # the microphone is still sending
-    screenshot(page, "dialogue")
-    panel.get_by_role("button", name="Stop").click()
-    call_link = panel.locator("a[href*='call.wav']").first
-    expect(call_link).to_be_attached()
-    conversation, rate = soundfile.read(io.BytesIO(page.request.get(call_link.get_attribute("href")).body()),
-                                        dtype="int16")
-    assert conversation.ndim == 2 and rate == 24_000
-    user, said = conversation[:, 0], conversation[:, 1]
-    assert all(chunk_rate == rate and chunk.ndim == 1 for chunk, chunk_rate in agent.chunks)
-    places = places_in(said, [chunk for chunk, _ in agent.chunks], frame=round(0.08 * rate))
-    assert None not in places, f"the page got audio the agent did not say, or out of order: {places}"
-    speech = load_audio(SPEECH, rate)[:round(1.5 * rate)]
-    offset, correlation = aligned(user.astype(np.float32) / 32768, speech)
-    assert correlation > 0.95, f"the agent heard something else than the file (correlation {correlation:.3f})"
-    assert 0 <= offset <= user.shape[0] - speech.shape[0], "the speech was cut"
+def frames_per_second(times: list[float], start: float, end: float) -> float:
+    return sum(start <= t < end for t in times) / ((end - start) / 1000)
+
+
+def test_dialogue_is_full_duplex_per_tab(browser, dialogue_app):
+    """Both directions stream at once in 80 ms frames: the agent's frames keep coming (and playing) while the
+    fake microphone is still sending the file; a second tab gets a conversation of its own in the same
+    batch, a third is told every slot is taken, and closing a tab frees its slot."""
+    url, app = dialogue_app
+    metrics = app.scheduler.metrics
+    contexts = []
+
+    def new_page():
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.add_init_script(PAGE_PROBES)
+        context.set_default_timeout(WAIT_MS)
+        contexts.append(context)
+        return context, context.new_page()
+
+    try:
+        _, first = new_page()
+        start_call(first, url, "dialogue-first")
+        first.wait_for_timeout(4_000)  # the fake microphone's file lasts 12 s: it is still sending
+        state = chat_state(first)
+        end = state["sentTimes"][-1]
+        sent = frames_per_second(state["sentTimes"], end - 3_000, end)
+        received = frames_per_second(state["receivedTimes"], end - 3_000, end)
+        print(f"dialogue page: over the last 3 s, {sent:.1f} frames/s sent, {received:.1f} frames/s received, "
+              f"{state['underruns']} player underruns, {state['pieces']} text pieces")
+        assert sent > 10, f"the microphone sent {sent:.1f} frames/s (12.5 expected)"
+        assert received > 0.8 * sent, f"the agent answered {received:.1f} of {sent:.1f} frames/s"
+        expect(first.get_by_role("button", name="Stop")).to_be_enabled()
+        screenshot(first, "dialogue-live")
+
+        second_context, second = new_page()
+        start_call(second, url, "dialogue-second")
+        assert metrics.sessions == 2
+        before = chat_state(first)["received"]
+        second.wait_for_timeout(2_000)
+        assert chat_state(first)["received"] - before > 12 and chat_state(second)["received"] > 12
+        _, third = new_page()
+        third.goto(url)
+        third.get_by_role("button", name="Start").click()
+        expect(third.locator(".dk-status")).to_contain_text("no call: all 2 sessions are in use")
+        screenshot(third, "dialogue-busy")
+
+        second_context.close()  # closing the tab closes its socket: its slot is free again
+        wait_until(first, lambda: metrics.sessions == 1, 10, "the closed tab's slot to be freed")
+        start_call(third, url, "dialogue-third")
+        assert metrics.sessions == 2 and metrics.max_batch == 2
+        if chat_state(first)["pieces"]:
+            expect(first.get_by_label("Agent's text")).not_to_be_empty()
+        first.get_by_role("button", name="Stop").click()
+        wait_until(first, lambda: metrics.sessions == 1, 10, "the stopped call's slot to be freed")
+        screenshot(first, "dialogue-stopped")
+    finally:
+        for context in contexts:
+            context.close()

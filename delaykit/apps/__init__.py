@@ -1,8 +1,8 @@
 """Gradio apps, one per mode: ``make_demo(model)`` factories; nothing launches at import.
 
 Gradio plays streamed audio outputs only through ffmpeg (it re-encodes the chunks to AAC). Without ffmpeg on
-the PATH the TTS app shows its audio once complete (the word table still grows live) and the dialogue app's
-live tab says that live replies need ffmpeg; ``can_stream_audio`` tells which.
+the PATH the TTS app shows its audio once complete (the word table still grows live); ``can_stream_audio``
+tells which. The dialogue app's live tab needs no ffmpeg: its page streams audio over a WebSocket itself.
 """
 
 import shutil

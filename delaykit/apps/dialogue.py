@@ -1,61 +1,86 @@
-"""The dialogue app: talk to the agent live from the browser's microphone, or let it answer a recording.
+"""The dialogue app: a full-duplex conversation with the agent from the browser's microphone, or the agent's
+answer to a recording.
 
 ``make_demo(model)`` builds the Blocks; ``delaykit app dialogue`` launches it (gradio is the optional extra
-``app``). Live: the microphone streams to the server in short chunks; every whole 80 ms frame is one step of a
-full-duplex session (the agent hears while it speaks), and the agent's audio streams back and plays as it comes,
-with its words so far (streaming audio to the browser needs ffmpeg; without it the live tab says so). Stopping
-the recording ends the session and offers the stereo recording (you left, the agent right). One engine holds one session at a time: a second live visitor is told the agent is busy.
-Recording: a file (or a take from the microphone) is answered offline on the same streaming path.
+``app``).
+
+Live tab: the page opens a WebSocket to ``/api/chat`` on the app's own server and speaks ``delaykit serve``'s
+chat protocol (:mod:`delaykit.serve.speech`): an AudioWorklet captures the microphone at the model's rate and
+sends an 80 ms frame of 16-bit PCM as soon as it fills, while every frame the agent says comes back at once
+and plays through a second AudioWorklet's ring buffer; both directions run all the time, so the agent hears
+you while it speaks and you can talk over it. The agent's text shows as it comes, and a canvas draws both
+channels' levels over the last 10 s. The page's script is ``dialogue_live.js`` beside this module.
+
+Why a WebSocket and not WebRTC: FastRTC, Gradio's WebRTC route, needs gradio 5 (>= 5.46, < 6) and a TURN
+server past NATs, and this app runs on gradio 6; a WebSocket needs neither, reuses the chat server's code and
+protocol as they are (``delaykit serve`` clients and this page are interchangeable), and over TCP it never
+drops a frame, which the model would hear as a gap. Why the same server: the WebSocket route is added to the
+FastAPI app that ``launch`` builds (``DialogueBlocks.launch``), so the page connects to its own origin (no
+second port to open, proxy or tell the page about, no cross-origin rules) and the route and the Gradio
+handlers share one :class:`~delaykit.serve.chat.ChatScheduler`. Mounting the Blocks into an app of your own
+instead (``gr.mount_gradio_app``)? Add ``demo.chat_route`` to that app's routes.
+
+Every browser tab is one conversation in a slot of that scheduler: up to ``max_sessions`` talk at once,
+stepped together in one batch and each answered exactly as it would be alone; one more is told that every
+slot is in use. Stop, or closing the tab, closes the socket and frees the slot for the next visitor, who
+starts a fresh conversation.
+
+Recording tab: a file (or a take from the microphone) is answered offline in a slot of the same scheduler,
+as ``converse_file`` would answer it.
 """
 
 from __future__ import annotations
 
 import tempfile
-import threading
 import typing as tp
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import delaykit
-from delaykit.apps import can_stream_audio
-from delaykit.apps.live import LiveInput
-from delaykit.audio import float_to_pcm16, write_audio
+from delaykit.audio import write_audio
 from delaykit.checkpoints import default_name
 from delaykit.errors import CheckpointError
-from delaykit.modes.dialogue import (
-    Conversation,
-    DialogueOptions,
-    DialogueSession,
-    converse_file,
-    words_from_pieces,
-)
+from delaykit.modes.dialogue import Conversation, DialogueOptions
+from delaykit.serve.chat import ChatScheduler, answer_recording
+from delaykit.serve.scheduler import Busy
+from delaykit.serve.server import ServeConfig
+from delaykit.serve.speech import ChatServer
 
-Chunk = tuple[int, np.ndarray]  # (sample rate, int16 samples [T]): what a streaming gr.Audio plays
+LIVE_SCRIPT = Path(__file__).with_name("dialogue_live.js")
+LIVE_HTML = """
+<div class="dk-live">
+  <div class="dk-buttons">
+    <button class="dk-start" type="button">Start</button>
+    <button class="dk-stop" type="button" disabled>Stop</button>
+  </div>
+  <p class="dk-status" role="status">Press Start and allow the microphone; use headphones, or the agent hears
+  itself.</p>
+  <canvas class="dk-levels" width="960" height="200" aria-label="Levels: you and the agent"></canvas>
+  <div class="dk-text" aria-label="Agent's text"></div>
+</div>
+"""
+LIVE_CSS = """
+.dk-live { display: flex; flex-direction: column; gap: 8px; }
+.dk-buttons button { padding: 8px 24px; margin-right: 8px; border-radius: 6px; border: 1px solid #999;
+  font-size: 16px; cursor: pointer; }
+.dk-start { background: #f97316; color: white; }
+.dk-buttons button:disabled { opacity: 0.4; cursor: default; }
+.dk-levels { width: 100%; max-width: 960px; border: 1px solid #ccc; }
+.dk-text { min-height: 4em; max-height: 12em; overflow-y: auto; padding: 8px; border: 1px solid #ccc;
+  white-space: pre-wrap; }
+"""
 
 
 class AgentBusy(RuntimeError):
-    """Another visitor is talking to the agent."""
-
-
-@dataclass
-class LiveCall:
-    """One live conversation: its session and everything heard and said so far."""
-
-    session: DialogueSession
-    input: LiveInput  # the microphone at the model's rate; orders the chunk being heard and the end
-    pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # samples short of a frame
-    heard: list[np.ndarray] = field(default_factory=list)  # user frames [frame_size]
-    said: list[np.ndarray] = field(default_factory=list)  # agent frames [frame_size]
-    pieces: list[tuple[float, str]] = field(default_factory=list)  # (time, text piece) of the agent
+    """Every conversation slot is taken."""
 
 
 class DialogueApp:
-    """The app's state: the model's conversation and the one live call it may hold."""
+    """The app's state: the model's conversation, the scheduler of its live calls and the chat server that
+    speaks to the pages."""
 
-    def __init__(self, model: str = "default", seed: int | None = None):
+    def __init__(self, model: str = "default", seed: int | None = None, max_sessions: int = 4):
         name = default_name("dialogue") if model == "default" else model
         loaded = delaykit.load(name, device="cpu")
         if loaded.mode != "dialogue":
@@ -63,87 +88,29 @@ class DialogueApp:
         self.conversation: Conversation = loaded.conversation(DialogueOptions(seed=seed))
         self.sample_rate = self.conversation.codec.sample_rate
         self.frame_size = self.conversation.frame_size
-        self._line = threading.Lock()  # held by the live call, or by a recording being answered
+        self.scheduler = ChatScheduler(self.conversation, max_sessions)
+        self.chat = ChatServer(self.scheduler, ServeConfig(max_sessions=max_sessions), model_name=model)
 
-    # -- a recording ------------------------------------------------------------------------------------
+    def route(self) -> tp.Any:
+        """The Starlette WebSocket route of the live tab (``/api/chat``)."""
+        from delaykit.serve.asgi import route
+
+        return route(self.chat)
 
     def answer_file(self, path: str | None) -> tuple[str | None, list[list]]:
         """(stereo WAV path, the agent's word rows) for the user recorded in ``path``."""
         if not path:
             return None, []
-        if not self._line.acquire(blocking=False):
-            raise AgentBusy("the agent is in a live conversation; try again when it ends")
         try:
-            result = converse_file(self.conversation, path, self._new_wav("answer"))
-        finally:
-            self._line.release()
-        return str(result.output_path), _rows(result.agent_words)
+            answer = answer_recording(self.scheduler, path)
+        except Busy as exc:
+            raise AgentBusy(f"{exc} (live conversations take them too)") from exc
+        out = self._new_wav("answer")
+        write_audio(out, np.stack([answer.user, answer.agent]), self.sample_rate)  # [2, T]
+        return str(out), _rows(answer.words)
 
-    # -- live -------------------------------------------------------------------------------------------
-
-    def live_chunk(self, chunk: tuple[int, np.ndarray] | None, call: LiveCall | None
-                   ) -> tuple[Chunk | None, list[list], LiveCall | None]:
-        """Hear a microphone chunk; returns the agent's audio for the frames it completed, its words so far
-        and the call (opened on the first chunk; None once the call has ended, so that a chunk arriving after
-        the end is dropped and the next one opens a new call)."""
-        if chunk is None:
-            return None, [], call
-        if call is None:
-            if not self._line.acquire(blocking=False):
-                raise AgentBusy("the agent is talking with someone else; try again in a moment")
-            try:
-                call = LiveCall(self.conversation.stream(1), LiveInput(self.sample_rate))
-            except BaseException:
-                self._line.release()
-                raise
-        with call.input.hearing(chunk) as samples:
-            if samples is None:
-                return None, self._words(call), None
-            said = self._hear(call, samples)
-        reply = None
-        if said:
-            reply = self.sample_rate, np.frombuffer(float_to_pcm16(np.concatenate(said)), dtype="<i2")
-        return reply, self._words(call), call
-
-    def _hear(self, call: LiveCall, samples: np.ndarray) -> list[np.ndarray]:
-        """Step the call through every whole frame of its pending samples and ``samples`` [T]; the agent's
-        frames [frame_size] said meanwhile."""
-        audio = np.concatenate([call.pending, samples])  # [T']
-        whole = audio.shape[0] // self.frame_size * self.frame_size
-        said = []
-        for start in range(0, whole, self.frame_size):
-            frame = audio[start:start + self.frame_size]  # [frame_size]
-            step = call.session.step(torch.from_numpy(np.ascontiguousarray(frame))[None])
-            call.heard.append(frame)
-            said.append(step.agent_pcm[0].cpu().numpy())
-            call.said.append(said[-1])
-            if step.text_pieces[0]:
-                call.pieces.append((step.time[0], step.text_pieces[0]))
-        call.pending = audio[whole:]
-        return said
-
-    def live_end(self, call: LiveCall | None) -> tuple[str | None, list[list], None]:
-        """End the call (after the chunk being heard, if any): (stereo WAV of the call, the agent's word rows,
-        None for the state). Ending an ended call gives nothing. The resampler's last samples join the
-        partial frame, which the agent never hears."""
-        if call is None:
-            return None, [], None
-        with call.input.ending() as tail:
-            if tail is None:
-                return None, [], None
-            try:
-                call.session.close()
-            finally:
-                self._line.release()
-        if not call.heard:
-            return None, [], None
-        stereo = np.stack([np.concatenate(call.heard), np.concatenate(call.said)])  # [2, T]
-        path = self._new_wav("call")
-        write_audio(path, stereo, self.sample_rate)
-        return str(path), self._words(call), None
-
-    def _words(self, call: LiveCall) -> list[list]:
-        return _rows(words_from_pieces(call.pieces, self.conversation.frame_duration))
+    def close(self) -> None:
+        self.scheduler.close()
 
     @staticmethod
     def _new_wav(stem: str) -> Path:
@@ -154,49 +121,40 @@ def _rows(words: tp.Sequence[tp.Any]) -> list[list]:
     return [[round(w.start, 2), round(w.end, 2), w.text] for w in words]
 
 
-def make_demo(model: str = "default") -> tp.Any:
-    """The Blocks of the dialogue app for checkpoint ``model`` (``default``: the shipped dialogue model)."""
+def make_demo(model: str = "default", max_sessions: int = 4, seed: int | None = None) -> tp.Any:
+    """The Blocks of the dialogue app for checkpoint ``model`` (``default``: the shipped dialogue model), with
+    up to ``max_sessions`` conversations at once (live pages and recordings being answered); ``seed`` seeds
+    each conversation's sampling."""
     import gradio as gr
 
-    app = DialogueApp(model)
+    app = DialogueApp(model, seed=seed, max_sessions=max_sessions)
 
-    def busy_to_error(function: tp.Callable) -> tp.Callable:
-        def wrapped(*args: tp.Any) -> tp.Any:
-            try:
-                return function(*args)
-            except AgentBusy as exc:
-                raise gr.Error(str(exc)) from exc
-        return wrapped
+    class DialogueBlocks(gr.Blocks):
+        """Blocks whose server also serves the live tab's WebSocket (``/api/chat``)."""
 
-    streaming = can_stream_audio()
+        def launch(self, *args: tp.Any, app_kwargs: dict | None = None, **kwargs: tp.Any) -> tp.Any:
+            app_kwargs = dict(app_kwargs or {})
+            app_kwargs["routes"] = [*app_kwargs.get("routes", []), self.chat_route]
+            return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
 
-    def live_chunk(chunk: tp.Any, call: LiveCall | None) -> tuple:
-        reply, rows, call = app.live_chunk(chunk, call)
-        return (gr.skip() if reply is None or not streaming else reply), rows, call
+    def answer(path: str | None) -> tuple:
+        try:
+            return app.answer_file(path)
+        except AgentBusy as exc:
+            raise gr.Error(str(exc)) from exc
 
-    with gr.Blocks(title="delaykit dialogue") as demo:
+    with DialogueBlocks(title="delaykit dialogue") as demo:
         gr.Markdown(f"# delaykit full-duplex dialogue\nModel: `{model}`. The agent listens while it speaks: "
                     "talk over it, and it hears you. Times are seconds into the conversation.")
         with gr.Tab("Live"):
-            if not can_stream_audio():
-                gr.Markdown("**Live replies need ffmpeg on the server** (gradio streams audio through it): "
-                            "install it and restart, or use the Recording tab.")
-            call = gr.State(None, delete_callback=lambda c: app.live_end(c) if c is not None else None)
-            mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="You")
-            agent = gr.Audio(label="Agent", streaming=streaming, autoplay=True, type="numpy")
-            live_words = gr.Dataframe(headers=["start", "end", "word"], label="Agent's words")
-            recording = gr.File(label="Conversation (you left, agent right)")
-            # One queue for the chunks and the stop, so that the stop comes after the chunks sent before it
-            mic.stream(busy_to_error(live_chunk), [mic, call], [agent, live_words, call], stream_every=0.24,
-                       time_limit=600, concurrency_limit=1, concurrency_id="live")
-            mic.stop_recording(app.live_end, [call], [recording, live_words, call], concurrency_limit=1,
-                               concurrency_id="live")
+            gr.HTML(LIVE_HTML, css_template=LIVE_CSS, js_on_load=LIVE_SCRIPT.read_text(encoding="utf-8"))
         with gr.Tab("Recording"):
             upload = gr.Audio(sources=["upload", "microphone"], type="filepath", label="You")
             button = gr.Button("Answer", variant="primary")
-            answer = gr.Audio(label="Conversation (you left, agent right)", type="filepath")
+            answer_audio = gr.Audio(label="Conversation (you left, agent right)", type="filepath")
             file_words = gr.Dataframe(headers=["start", "end", "word"], label="Agent's words")
-            button.click(busy_to_error(app.answer_file), [upload], [answer, file_words], api_name="answer",
-                         concurrency_limit=1)
+            button.click(answer, [upload], [answer_audio, file_words], api_name="answer",
+                         concurrency_limit=max_sessions)
+    demo.chat_route = app.route()
     demo.dialogue_app = app  # for tests
     return demo
