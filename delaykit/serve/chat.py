@@ -6,7 +6,8 @@ takes a free item on admission; the worker starts it over (``DialogueSession.res
 it begins from a fresh state whoever held the slot before; past ``max_sessions`` admission fails with
 :class:`~delaykit.serve.scheduler.Busy`. Each worker round steps every conversation that has a whole 80 ms
 frame of user audio buffered, all in one batch; the others are masked out (their state stays as it was), so
-every conversation hears and says exactly what it would alone. Each stepped conversation gets a
+every conversation hears and says what it would alone: the same tokens, and the same audio to within float
+rounding (a batched matrix product may round apart from a batch of one, by ~1e-5). Each stepped conversation gets a
 :class:`ChatFrame`: the agent's next 80 ms and its text piece.
 
 Conversations run at the pace their audio arrives (a browser sends in real time), so a round steps those
