@@ -115,7 +115,7 @@ def test_tts_evaluation_scores_what_the_recognisers_hear(tts_run, tmp_path):
     assert report["wer"]["echo on originals"] == pytest.approx(3 / 5)
     assert report["original_seconds_per_word"] == pytest.approx(2 / 5)
     wavs = sorted((tmp_path / "wavs").glob("*.wav"))
-    assert len(wavs) == 2 and report["audio_seconds"] > 0
+    assert len(wavs) == 2 and report["audio_seconds"] > 0 and report["first_audio_seconds_median"] > 0
     assert report["examples"][0]["echo"] == "one two three"
     again = evaluate_tts(engine, rows[:1], {"deaf": Deaf()}, seed=3, out_dir=tmp_path / "again")
     assert np.array_equal(sf.read(wavs[0])[0], sf.read(tmp_path / "again" / "0000.wav")[0])  # seeded

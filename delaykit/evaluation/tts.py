@@ -5,7 +5,8 @@ transcribed by recognisers that did not make it: the independent judge (Whisper 
 given, a delaykit ASR model. Their WER against the text is the intelligibility figure; the judge's WER on the
 original recordings of the same texts, when asked for, is the bar (the judge is far from perfect on synthetic
 voices). Duration per word is compared with the originals' to catch speech that is too fast, too slow or cut.
-Speed is audio seconds made per wall-clock second.
+Speed is audio seconds made per wall-clock second, and the latency of streaming is the time from handing over
+a text to its first 80 ms of audio.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
 from ..audio import load_audio
 from ..engine import Engine
-from ..modes.tts import SynthesisOptions, Synthesizer
+from ..modes.script import parse_turns
+from ..modes.tts import AudioFrame, SynthesisOptions, Synthesizer
 from .wer import word_error_rate
 
 
@@ -39,10 +42,20 @@ def evaluate_tts(engine: Engine, rows: tp.Sequence[dict], recognizers: dict[str,
     sample_rate = engine.codec.sample_rate
     audios: list[np.ndarray] = []
     audio_seconds, started = 0.0, time.monotonic()
+    first_audio: list[float] = []  # seconds from the text to the first audio frame, per utterance
     for index, text in enumerate(texts):
         synthesizer = Synthesizer(engine, dataclasses.replace(options, seed=seed + index))
-        pcm, _ = synthesizer.synthesize(text)
-        audio = pcm.reshape(-1).float().cpu().numpy()  # [T] mono
+        frames: list[torch.Tensor] = []
+        asked = time.monotonic()
+        with synthesizer.stream() as stream:
+            stream.push_items(parse_turns(text))
+            stream.end_of_text()
+            for event in stream.events():
+                if isinstance(event, AudioFrame):
+                    if not frames:
+                        first_audio.append(time.monotonic() - asked)
+                    frames.append(event.pcm)
+        audio = torch.cat(frames).float().cpu().numpy() if frames else np.zeros(0, np.float32)  # [T] mono
         audios.append(audio)
         audio_seconds += audio.shape[0] / sample_rate
     elapsed = time.monotonic() - started
@@ -56,6 +69,7 @@ def evaluate_tts(engine: Engine, rows: tp.Sequence[dict], recognizers: dict[str,
         "utterances": len(texts), "reference_words": words, "seed": seed,
         "audio_seconds": round(audio_seconds, 2), "seconds_per_word": round(audio_seconds / max(words, 1), 3),
         "real_time_factor": round(audio_seconds / max(elapsed, 1e-9), 2),
+        "first_audio_seconds_median": round(float(np.median(first_audio)), 3) if first_audio else None,
         "wer": {}, "examples": [{"reference": text} for text in texts[:examples]],
     }
     if judge_originals:
