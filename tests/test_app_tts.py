@@ -38,6 +38,23 @@ def test_chunks_stream_the_library_synthesis(tts_dir):
     assert outputs[-1][1] == [[round(w.start, 2), round(w.end, 2), w.text] for w in words]
 
 
+def test_pace_is_the_padding_bonus(tts_dir, monkeypatch):
+    app = TtsApp(str(tts_dir))
+    used = []
+    make = app.model.synthesizer
+    monkeypatch.setattr(app.model, "synthesizer", lambda options: used.append(options) or make(options))
+    list(app.speak(SCRIPT, seed=3, temperature=0.5, pace=1.5))
+    assert used == [SynthesisOptions(seed=3, temperature=0.5, padding_bonus=1.5)]
+    # (that the bonus lengthens speech is tested on the shipped model: test_default_tts.py)
+
+
+def test_an_uploaded_script_fills_the_text_box(tmp_path):
+    from delaykit.apps.tts import read_script
+
+    (tmp_path / "script.txt").write_text("Hello, world. <break time=\"1s\"/> Ça va?", encoding="utf-8")
+    assert read_script(str(tmp_path / "script.txt")) == "Hello, world. <break time=\"1s\"/> Ça va?"
+
+
 def test_a_script_without_words_is_an_error(tts_dir):
     from delaykit.errors import TextError
 
@@ -49,7 +66,7 @@ def test_gradio_client_speaks(tts_dir):
     demo = make_demo(str(tts_dir))
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None)
     try:
-        _, rows, wav = Client(url, verbose=False).predict(SCRIPT, 3, 0.6, api_name="/speak")
+        _, rows, wav = Client(url, verbose=False).predict(SCRIPT, 3, 0.6, 0.0, api_name="/speak")
         assert [row[2] for row in rows["data"]] == ["one", "two", "three"]
         saved, rate = soundfile.read(wav, dtype="float32")
         expected, _ = load(tts_dir, device="cpu").synthesize(SCRIPT, SynthesisOptions(seed=3))

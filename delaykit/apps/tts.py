@@ -39,10 +39,12 @@ class TtsApp:
         self.chunk_seconds = chunk_seconds
         self._lock = threading.Lock()
 
-    def speak(self, script: str, seed: float | None = None, temperature: float = 0.6
+    def speak(self, script: str, seed: float | None = None, temperature: float = 0.6, pace: float = 0.0
               ) -> tp.Iterator[tuple[Chunk | None, list[list], str | None]]:
-        """Yields (audio chunk, word rows so far, None) while generating, then (None, all word rows, WAV path)."""
-        options = SynthesisOptions(seed=None if seed is None else int(seed), temperature=float(temperature))
+        """Yields (audio chunk, word rows so far, None) while generating, then (None, all word rows, WAV path).
+        ``pace`` is added to the pause (PAD) logit: > 0 speaks more slowly, < 0 faster (about -2..2)."""
+        options = SynthesisOptions(seed=None if seed is None else int(seed), temperature=float(temperature),
+                                   padding_bonus=float(pace))
         synthesizer = self.model.synthesizer(options)
         items = parse_turns(script)  # TextError for a script without words
         frames: list[np.ndarray] = []
@@ -77,6 +79,11 @@ class TtsApp:
         return [[round(w.start, 2), round(w.end, 2), w.text] for w in word_times(spoken, seconds)]
 
 
+def read_script(path: str) -> str:
+    """The text of an uploaded script file (UTF-8)."""
+    return Path(path).read_text(encoding="utf-8")
+
+
 def make_demo(model: str = "default") -> tp.Any:
     """The Blocks of the TTS app for checkpoint ``model`` (``default``: the shipped TTS model)."""
     import gradio as gr
@@ -84,8 +91,8 @@ def make_demo(model: str = "default") -> tp.Any:
     app = TtsApp(model)
     streaming = can_stream_audio()
 
-    def speak(script: str, seed: float | None, temperature: float) -> tp.Iterator[tuple]:
-        for chunk, rows, path in app.speak(script, seed, temperature):
+    def speak(script: str, seed: float | None, temperature: float, pace: float) -> tp.Iterator[tuple]:
+        for chunk, rows, path in app.speak(script, seed, temperature, pace):
             if streaming:
                 yield (gr.skip() if chunk is None else chunk), rows, (gr.skip() if path is None else path)
             else:  # the whole WAV at the end, in the player and as the download
@@ -95,15 +102,19 @@ def make_demo(model: str = "default") -> tp.Any:
         gr.Markdown(f"# delaykit streaming TTS\nModel: `{model}`. `<break time=\"0.5s\"/>` makes a pause. "
                     "Audio starts while the rest is still being generated.")
         script = gr.Textbox(label="Script", lines=6, value="Hello there. This is delaykit speaking.")
+        upload = gr.UploadButton("Load a script (.txt)", file_types=[".txt"])
+        upload.upload(read_script, upload, script)
         with gr.Row():
-            seed = gr.Number(label="Seed", value=1, precision=0)
+            seed = gr.Number(label="Seed (also picks the voice of a model without voice conditioning)", value=1,
+                             precision=0)
             temperature = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Temperature")
+            pace = gr.Slider(-2.0, 2.0, value=0.0, step=0.25, label="Pauses (> 0 slower, < 0 faster)")
         button = gr.Button("Speak", variant="primary")
         audio = gr.Audio(label="Speech", streaming=streaming, autoplay=True,
                          type="numpy" if streaming else "filepath")
         words = gr.Dataframe(headers=["start", "end", "word"], label="Words")
         wav = gr.File(label="Download WAV")
-        button.click(speak, [script, seed, temperature], [audio, words, wav], api_name="speak",
+        button.click(speak, [script, seed, temperature, pace], [audio, words, wav], api_name="speak",
                      concurrency_limit=1)
     demo.tts_app = app  # for tests
     return demo
