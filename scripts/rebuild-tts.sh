@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Rebuild the shipped TTS model (checkpoints/default-tts) from the speech corpora and codec that
+# scripts/rebuild-asr.sh and the codec configs make (checkpoints/README.md has the figures and timings).
+# About 2.5 hours on 2 CPU cores; every step skips work whose output exists, and training resumes.
+# Needs: bash scripts/install.sh test, runs/data/train-{a,b,c,e,f,g}, runs/tokenizer/bpe1500.model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dk() { python -m delaykit.cli "$@"; }
+mkdir -p runs/codes-tts runs/eval
+
+# 1. Codes: the first 4 codebooks of the shipped codec (the semantic one and 3 acoustic ones), 27 h in all.
+#    The shipped run read a, b, c from 8-codebook files packed with seeds 10-12 (the same first 4 codebooks).
+for part in "a 10" "b 11" "c 12" "e 0" "f 0" "g 0"; do
+  set -- $part
+  [ -f "runs/codes-tts/train-$1.npz" ] || dk data encode --data "runs/data/train-$1" --codec default \
+    --out "runs/codes-tts/train-$1.npz" --seed "$2" --codebooks 4
+done
+codes() { for part in "$@"; do printf -- "--codes runs/codes-tts/train-%s.npz " "$part"; done; }
+
+# 2. Training as the shipped run went: 686 steps on a, b, c (15 h), then on all six with the cosine schedule
+#    stretched to 3200 steps, for 85 more minutes.
+if [ ! -f runs/tts/checkpoint.pt ]; then
+  dk train lm --config configs/tts-default.toml $(codes a b c) --tokenizer runs/tokenizer/bpe1500.model \
+    --out runs/tts --set max_steps=686
+fi
+dk train lm --resume $(codes a b c e f g) --tokenizer runs/tokenizer/bpe1500.model --out runs/tts \
+  --set decay_steps=3200 --set minutes=85 --set max_steps=null
+
+# 3. Export (fp16, using the shipped codec) and measure.
+dk train export-lm runs/tts runs/tts-export --fp16 --codec-from default
+dk eval tts --model runs/tts-export --data runs/data/heldout --count 30 --judge --asr default --originals \
+  > runs/eval/tts-heldout30.json

@@ -1,0 +1,116 @@
+"""The shipped TTS model (checkpoints/default-tts): loads offline in its layout with the shipped codec, speaks
+held-out sentences well enough for the shipped ASR model to recognise them, streams word by word exactly as it
+speaks a whole script, and the CLI's timings for examples/script.txt match a golden file.
+
+The golden file (tests/golden/default-tts/) was written by the shipped model; after shipping a new model,
+regenerate it with `python tests/test_default_tts.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import delaykit
+from delaykit.checkpoints import default_checkpoint_dir
+from delaykit.evaluation.wer import word_error_rate
+from delaykit.modes.tts import AudioFrame, SynthesisOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "script.txt"
+GOLDEN = Path(__file__).parent / "golden" / "default-tts" / "script.timings.json"
+# Sentences of the held-out split's kind (names, numbers, questions); the recogniser is the shipped ASR model.
+SENTENCES = [
+    "The meeting to Valparaiso leaves at ten forty-five.",
+    "How many metres is it from Marrakesh to Auckland?",
+    "She packed the curious mirror, my engine, a bread and his clock.",
+    "Please call me back before six o'clock on Friday.",
+    "The train to Paris leaves at half past nine.",
+    "My brother bought three green apples and a loaf of bread.",
+    "What time does the library open on Monday?",
+    "It was raining in London on the twelfth of May.",
+]
+# The shipped model measured 85.5 % here (seed i for sentence i; 78.1 % on 30 held-out utterances, where the
+# ASR model gets 57.6 % on the original recordings: checkpoints/README.md). Its training snapshot at step 1050
+# scored 96 % on held-out texts; speech the ASR model cannot follow at all scores 100 % or more.
+WER_CEILING = 0.95
+
+
+@pytest.fixture(scope="module")
+def model():
+    return delaykit.load("default-tts", device="cpu")
+
+
+def test_layout_and_codec(model):
+    synthesizer = model.synthesizer()
+    assert model.mode == "tts" and synthesizer.layout.text_shift_seconds == pytest.approx(-0.48)
+    assert synthesizer.lm.dep_q == 4  # the semantic codebook and three acoustic ones
+    assert model.engine.files.codec_weights == default_checkpoint_dir() / "codec.safetensors"
+    assert not synthesizer.supports_guidance  # trained without dropped text: no CFG
+
+
+def test_asr_recognises_what_it_says(model):
+    asr = delaykit.load("default-asr", device="cpu")
+    hypotheses = []
+    for seed, text in enumerate(SENTENCES):
+        audio, words = model.synthesizer(SynthesisOptions(seed=seed)).synthesize(text)
+        assert [w.text for w in words] == text.split()
+        hypotheses.append(asr.transcribe(audio.numpy()).text)
+    counts = word_error_rate(SENTENCES, hypotheses, numbers=True)
+    assert counts.wer < WER_CEILING, list(zip(SENTENCES, hypotheses))
+
+
+def test_word_by_word_streaming_equals_the_whole_script(model):
+    text = SENTENCES[0]
+    whole, _ = model.synthesizer(SynthesisOptions(seed=5)).synthesize(text)
+    frames = []
+    with model.synthesizer(SynthesisOptions(seed=5)).stream() as stream:
+        for word in text.split():
+            stream.push_text(word + " ")
+            frames += [e.pcm for e in stream.events() if isinstance(e, AudioFrame)]
+        stream.end_of_text()
+        frames += [e.pcm for e in stream.events() if isinstance(e, AudioFrame)]
+    assert torch.equal(torch.cat(frames), whole)
+
+
+def test_pauses_follow_the_padding_bonus(model):
+    def seconds(bonus: float) -> float:
+        audio, _ = model.synthesizer(SynthesisOptions(seed=1, padding_bonus=bonus)).synthesize(SENTENCES[4])
+        return audio.shape[-1] / 24_000
+
+    assert seconds(-2.0) < seconds(0.0) < seconds(2.0)
+
+
+def cli_timings(tmp_path: Path) -> str:
+    from click.testing import CliRunner
+
+    from delaykit.cli import main
+
+    timings = tmp_path / "timings.json"
+    result = CliRunner().invoke(main, ["tts", str(SCRIPT), "-o", str(tmp_path / "out.wav"), "--seed", "0",
+                                       "--timings", str(timings), "--force"])
+    assert result.exit_code == 0, result.output
+    return timings.read_text(encoding="utf-8")
+
+
+def test_cli_timings_match_golden(tmp_path):
+    timings = cli_timings(tmp_path)
+    assert timings == GOLDEN.read_text(encoding="utf-8")
+    words = [entry["word"] for entry in json.loads(timings)]
+    assert words == SCRIPT.read_text().replace('<break time="0.5s"/>', "").split()
+    audio = delaykit.audio.load_audio(tmp_path / "out.wav", 24_000)
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 0.01
+
+
+if __name__ == "__main__":  # regenerate the golden file
+    import tempfile
+
+    GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        GOLDEN.write_text(cli_timings(Path(tmp)), encoding="utf-8")
+    print(f"wrote {GOLDEN}", file=sys.stderr)
