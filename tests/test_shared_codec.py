@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_train_lm import tiny_config, toy_corpus, tokenizer  # noqa: F401 (fixture)
+from test_train_lm import tiny_config, tokenizer, toy_corpus  # noqa: F401 (fixture)
 
 import delaykit
 from delaykit.checkpoints import default_checkpoint_dir, resolve_checkpoint
@@ -117,5 +117,5 @@ def test_tts_evaluation_scores_what_the_recognisers_hear(tts_run, tmp_path):
     wavs = sorted((tmp_path / "wavs").glob("*.wav"))
     assert len(wavs) == 2 and report["audio_seconds"] > 0 and report["first_audio_seconds_median"] > 0
     assert report["examples"][0]["echo"] == "one two three"
-    again = evaluate_tts(engine, rows[:1], {"deaf": Deaf()}, seed=3, out_dir=tmp_path / "again")
+    evaluate_tts(engine, rows[:1], {"deaf": Deaf()}, seed=3, out_dir=tmp_path / "again")
     assert np.array_equal(sf.read(wavs[0])[0], sf.read(tmp_path / "again" / "0000.wav")[0])  # seeded
