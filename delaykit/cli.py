@@ -749,12 +749,14 @@ def _asr_microphone(model: str, duration: float | None, vad: bool, threads: int 
 @click.option("--seed", type=int, default=None, help="seed of the sampling (repeatable output)")
 @click.option("--temperature", type=float, default=None, help="sampling temperature (default 0.6; 0 = greedy)")
 @click.option("--cfg", type=float, default=None, help="classifier-free guidance strength (default 2.0, for models trained for it)")
+@click.option("--pace", type=float, default=None,
+              help="added to the pause (PAD) logit: > 0 speaks more slowly, < 0 faster (about -2..2; default 0)")
 @click.option("--timings", type=click.Path(dir_okay=False), default=None,
               help="write each word's start and end as JSON [{word, start, end}] here")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--force", is_flag=True, help="overwrite existing output files")
 def tts(script: str, output: str | None, play: bool, model: str, seed: int | None, temperature: float | None,
-        cfg: float | None, timings: str | None, threads: int | None, force: bool) -> None:
+        cfg: float | None, pace: float | None, timings: str | None, threads: int | None, force: bool) -> None:
     """Speak the text of SCRIPT ("-": stdin) and write it to a WAV file, stream it as raw PCM (-o -), or play it
     (--play; with -o as well, both).
 
@@ -778,8 +780,8 @@ def tts(script: str, output: str | None, play: bool, model: str, seed: int | Non
     from .modes.tts import AudioFrame, SpokenWord, SynthesisOptions, word_times
 
     items = parse_turns(text)  # TextError (exit 1) for invalid UTF-8 or a script without words
-    overrides = {key: value for key, value in (("seed", seed), ("temperature", temperature), ("cfg_coef", cfg))
-                 if value is not None}
+    overrides = {key: value for key, value in (("seed", seed), ("temperature", temperature), ("cfg_coef", cfg),
+                                               ("padding_bonus", pace)) if value is not None}
     try:
         synthesizer = _load_model(model, "tts").synthesizer(SynthesisOptions(**overrides))
     except ValueError as exc:  # an option value this checkpoint does not take (e.g. a --cfg it has no bin for)

@@ -86,14 +86,14 @@ def test_pauses_follow_the_padding_bonus(model):
     assert seconds(-2.0) < seconds(0.0) < seconds(2.0)
 
 
-def cli_timings(tmp_path: Path) -> str:
+def cli_timings(tmp_path: Path, *options: str) -> str:
     from click.testing import CliRunner
 
     from delaykit.cli import main
 
     timings = tmp_path / "timings.json"
     result = CliRunner().invoke(main, ["tts", str(SCRIPT), "-o", str(tmp_path / "out.wav"), "--seed", "0",
-                                       "--timings", str(timings), "--force"])
+                                       "--timings", str(timings), "--force", *options])
     assert result.exit_code == 0, result.output
     return timings.read_text(encoding="utf-8")
 
@@ -105,6 +105,8 @@ def test_cli_timings_match_golden(tmp_path):
     assert words == SCRIPT.read_text().replace('<break time="0.5s"/>', "").split()
     audio = delaykit.audio.load_audio(tmp_path / "out.wav", 24_000)
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0.01
+    slower = json.loads(cli_timings(tmp_path, "--pace", "3"))
+    assert slower[-1]["end"] > json.loads(timings)[-1]["end"]  # --pace is the padding bonus
 
 
 if __name__ == "__main__":  # regenerate the golden file
