@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import typing as tp
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,9 @@ class LMTrainConfig:
     mode: str = "asr"
     model: dict = field(default_factory=dict)  # LMConfig fields over small_lm_config(mode, ...)
     init_from: str | None = None  # a checkpoint to fine-tune (its LM config wins over ``model``)
+    # A checkpoint of any mode whose weights seed this run's fresh model where they fit
+    # (delaykit.train.warm_start): e.g. a dialogue model from the TTS model that speaks in the same codes.
+    warm_start: str | None = None
     lora_rank: int = 0  # > 0: train low-rank adapters only (delaykit.train.lora), merged on export
     lora_scaling: float = 2.0
     codec: str = "default"  # checkpoint whose codec encoded the corpus (exported with the model)
@@ -130,9 +134,13 @@ class LMTrainConfig:
         return load_config(defaults, cls.from_dict, path, overrides)
 
 
-def build_lm(config: LMTrainConfig, tokenizer: TextTokenizer, codebooks: int) -> LMModel:
+def build_lm(config: LMTrainConfig, tokenizer: TextTokenizer, codebooks: int,
+             log: tp.TextIO | None = None) -> LMModel:
     """A fresh model of the run's shape, or the ``init_from`` checkpoint's LM to fine-tune."""
     if config.init_from is not None:
+        if config.warm_start is not None:
+            raise ValueError("init_from (fine-tune a checkpoint) and warm_start (seed a fresh model) exclude "
+                             "each other")
         from ..engine import load_engine
 
         engine = load_engine(config.init_from, device="cpu")
@@ -142,7 +150,17 @@ def build_lm(config: LMTrainConfig, tokenizer: TextTokenizer, codebooks: int) ->
     shape = small_lm_config(config.mode, text_card=tokenizer.vocab_size, codebooks=codebooks,
                             vad_heads=len(config.vad_horizons)).to_kyutai()
     shape.update(config.model)
-    return LMModel(LMConfig.from_kyutai(shape)).train()
+    lm = LMModel(LMConfig.from_kyutai(shape))
+    if config.warm_start is not None:
+        from ..engine import load_engine
+        from .warm_start import warm_start
+
+        source = load_engine(config.warm_start, device="cpu").lm
+        if source is None:
+            raise ValueError(f"{config.warm_start}: has no LM to warm-start from")
+        print(f"{config.warm_start}: {warm_start(lm, source.float()).summary()}", file=log or sys.stderr,
+              flush=True)
+    return lm.train()
 
 
 def stream_spec(config: LMTrainConfig, lm: LMModel) -> StreamSpec:
@@ -205,7 +223,7 @@ class LMTrainer(TrainingRun):
         self.tokenizer = TextTokenizer(tokenizer)
         if config.codebooks is not None and not 0 < config.codebooks <= corpus.num_codebooks:
             raise ValueError(f"codebooks={config.codebooks}: the corpus has {corpus.num_codebooks} per channel")
-        self.lm = build_lm(config, self.tokenizer, config.codebooks or corpus.num_codebooks)
+        self.lm = build_lm(config, self.tokenizer, config.codebooks or corpus.num_codebooks, log)
         if config.lora_rank:
             add_lora(self.lm, config.lora_rank, config.lora_scaling)
         if self.lm.config.text_card < self.tokenizer.vocab_size:
