@@ -457,6 +457,42 @@ def eval_tts(model: str, data_dirs, count: int, seed: int, temperature, judge: b
     click.echo(json.dumps(report, indent=2))
 
 
+@evaluate.command("dialogue")
+@click.option("--model", default="default", show_default=True,
+              help="dialogue checkpoint directory, hub id or default")
+@click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
+              help="conversations of `delaykit data dialogues --split heldout` (repeatable)")
+@click.option("--count", type=int, default=40, show_default=True, help="use the first COUNT conversations")
+@click.option("--seed", default=0, show_default=True, help="seed of the agent's sampling")
+@click.option("--judge", is_flag=True, help="transcribe the agent with the judge, Whisper tiny.en (delaykit[judge])")
+@click.option("--asr", "asr_model", default=None, help="transcribe the agent with this delaykit ASR model")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="keep the stereo sessions here (user left, agent right)")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+def eval_dialogue(model: str, data_dirs, count: int, seed: int, judge: bool, asr_model, out_dir, threads) -> None:
+    """Answers right (heard and in the agent's text), response and stop latency, step time of dialogue."""
+    from .data.manifest import read_corpus
+    from .evaluation.dialogue import evaluate_dialogue
+    from .evaluation.tts import AsrRecognizer
+    from .modes.dialogue import DialogueOptions
+
+    _set_threads(threads)
+    if judge and asr_model is not None:
+        raise click.UsageError("give --judge or --asr MODEL, not both")
+    rows = [row for source in data_dirs for row in read_corpus(source)][:count]
+    recognizer = None
+    if judge:
+        from .evaluation.judge import WhisperJudge
+
+        recognizer = WhisperJudge(threads=threads or 2)
+    elif asr_model is not None:
+        recognizer = AsrRecognizer(_load_model(asr_model, "asr"))
+    conversation = _load_model(model, "dialogue").conversation(DialogueOptions(seed=seed))
+    report = evaluate_dialogue(conversation, rows, recognizer, out_dir=out_dir)
+    report.update(model=model, recognizer="judge" if judge else asr_model)
+    click.echo(json.dumps(report, indent=2))
+
+
 @main.group()
 def bench() -> None:
     """Measure speed on this machine (JSON figures on stdout)."""

@@ -54,6 +54,10 @@ def test_interruption_cuts_the_agent_and_its_words():
     assert np.abs(out.audio[0, int((cut + 0.01) * RATE):int((cut + 0.3) * RATE)]).max() == 0  # fell silent
     okay = next(w for w in out.words if w.text == "okay")
     assert abs(okay.start - (max(cut, stop.end) + 0.3)) < 1e-3
+    # The turns say what evaluation needs: kinds, and spans of the words kept (the answer ends at the cut).
+    assert [t.kind for t in out.turns] == ["question", "answer", "interruption", "answer"]
+    assert [t.speaker for t in out.turns] == [USER, AGENT, USER, AGENT]
+    assert abs(out.turns[1].end - answer[-1].end) < 1e-6 and abs(out.turns[2].start - stop.start) < 1e-6
 
 
 def test_corpus_files(tmp_path):
@@ -68,3 +72,5 @@ def test_corpus_files(tmp_path):
         beside = json.loads((tmp_path / row["path"]).with_suffix(".json").read_text())
         assert beside["alignments"] == row["alignments"]
         assert {speaker for _, _, speaker in row["alignments"]} == {AGENT, USER}
+        questions = [t for t in row["turns"] if t["kind"] == "question"]
+        assert questions and all(t["speaker"] == USER and t["start"] < t["end"] for t in questions)

@@ -38,10 +38,22 @@ class DialogueRenderConfig:
     tail_seconds: float = 1.0
 
 
+@dataclass(frozen=True)
+class RenderedTurn:
+    """Where a planned turn landed: what evaluation compares a model's behaviour against."""
+
+    speaker: str  # AGENT | USER
+    text: str  # as planned (an interrupted agent turn says only part of it)
+    start: float  # seconds: the first word's start
+    end: float  # the last (kept) word's end
+    kind: str  # question | answer | backchannel | interruption
+
+
 @dataclass
 class RenderedDialogue:
     audio: np.ndarray  # [2, T]: agent, user
     words: list[TimedWord]  # both speakers, in start order
+    turns: list[RenderedTurn]  # in plan order
 
 
 def render_dialogue(plan: ConversationPlan, user_voice: str, speak: Speak, seed: int,
@@ -49,6 +61,7 @@ def render_dialogue(plan: ConversationPlan, user_voice: str, speak: Speak, seed:
     """Voice ``plan`` and lay it on two channels."""
     rate = config.sample_rate
     placed: list[tuple[str, int, np.ndarray, list[TimedWord]]] = []  # (speaker, start sample, audio, words)
+    kinds: list[str] = []
     timeline_end = 0
     for index, turn in enumerate(plan.turns):
         speaker = AGENT if turn.speaker == "agent" else USER
@@ -69,6 +82,7 @@ def render_dialogue(plan: ConversationPlan, user_voice: str, speak: Speak, seed:
         else:
             start = timeline_end + int(turn.gap * rate)
         placed.append((speaker, start, audio, words))
+        kinds.append(_turn_kind(turn.speaker, turn.cut_in is not None, turn.interrupts))
         timeline_end = max(timeline_end, start + audio.shape[0])
     total = timeline_end + int(config.tail_seconds * rate)
     channels = np.zeros((2, total), dtype=np.float32)
@@ -79,7 +93,24 @@ def render_dialogue(plan: ConversationPlan, user_voice: str, speak: Speak, seed:
         offset = start / rate
         all_words.extend(TimedWord(w.text, w.start + offset, w.end + offset, speaker) for w in words)
     all_words.sort(key=lambda w: w.start)
-    return RenderedDialogue(np.clip(channels, -1.0, 1.0), all_words)
+    turns = [RenderedTurn(speaker, turn.text, *_speech_span(words, start / rate, audio.shape[0] / rate), kind)
+             for (speaker, start, audio, words), turn, kind in zip(placed, plan.turns, kinds)]
+    return RenderedDialogue(np.clip(channels, -1.0, 1.0), all_words, turns)
+
+
+def _speech_span(words: list[TimedWord], offset: float, duration: float) -> tuple[float, float]:
+    """(first word start, last word end) of a turn placed at ``offset``; its audio's bounds without words."""
+    if not words:
+        return offset, offset + duration
+    return offset + words[0].start, offset + max(w.end for w in words)
+
+
+def _turn_kind(speaker: str, cuts_in: bool, interrupts: bool) -> str:
+    if speaker == "agent":
+        return "answer"
+    if interrupts:
+        return "interruption"
+    return "backchannel" if cuts_in else "question"
 
 
 def synthesize_dialogues(out_dir: str | Path, count: int, speak: Speak, user_voices: tp.Sequence[str],
@@ -100,7 +131,9 @@ def synthesize_dialogues(out_dir: str | Path, count: int, speak: Speak, user_voi
             (out_dir / rel).with_suffix(".json").write_text(json.dumps({"alignments": alignments}) + "\n")
             row = {"path": str(rel), "duration": round(rendered.audio.shape[1] / config.sample_rate, 4),
                    "channels": 2, "text": " ".join(w.text for w in rendered.words if w.speaker == AGENT),
-                   "alignments": alignments}
+                   "alignments": alignments,
+                   "turns": [{"speaker": t.speaker, "text": t.text, "start": round(t.start, 3),
+                              "end": round(t.end, 3), "kind": t.kind} for t in rendered.turns]}
             f.write(json.dumps(row) + "\n")
     return manifest
 

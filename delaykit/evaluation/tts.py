@@ -17,10 +17,9 @@ import typing as tp
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from ..audio import load_audio
+from ..audio import load_audio, write_audio
 from ..engine import Engine
 from ..modes.script import parse_turns
 from ..modes.tts import AudioFrame, SynthesisOptions, Synthesizer
@@ -63,7 +62,7 @@ def evaluate_tts(engine: Engine, rows: tp.Sequence[dict], recognizers: dict[str,
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for index, audio in enumerate(audios):
-            sf.write(out / f"{index:04d}.wav", audio, sample_rate)
+            write_audio(out / f"{index:04d}.wav", audio, sample_rate)
     words = sum(len(text.split()) for text in texts)
     report: dict = {
         "utterances": len(texts), "reference_words": words, "seed": seed,
