@@ -121,3 +121,18 @@ def test_reset_starts_the_conversation_over(model):
         assert_alone(client.sync(), expected)
     finally:
         scheduler.close()
+
+
+def test_frames_out_of_phase_share_a_step_when_gathered(model):
+    """A frame waits (up to ``gather_seconds``) for the other conversations' frames, then all go in one step."""
+    scheduler = ChatScheduler(model.conversation(DialogueOptions.greedy()), max_sessions=2, gather_seconds=30.0)
+    try:
+        first, second = Client(scheduler), Client(scheduler)
+        audio = user_audio(1, 5)
+        first.send(audio)
+        time.sleep(0.3)  # the second client's frame comes 300 ms later
+        second.send(audio)
+        assert len(first.sync()) == 1 and len(second.sync()) == 1
+        assert (scheduler.metrics.steps, scheduler.metrics.max_batch, scheduler.metrics.frames) == (1, 2, 2)
+    finally:
+        scheduler.close()

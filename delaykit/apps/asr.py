@@ -19,6 +19,7 @@ from delaykit.apps.live import Chunk, LiveInput
 from delaykit.audio import load_audio
 from delaykit.formats import render
 from delaykit.serve.scheduler import AsrScheduler, LocalSession
+from delaykit.serve.server import ServeConfig
 
 DOWNLOADS = ("srt", "vtt", "json")
 
@@ -60,7 +61,7 @@ class AsrApp:
     def __init__(self, model: str = "default", max_sessions: int = 8):
         name = "default-asr" if model == "default" else model
         self.model = delaykit.load(name, device="cpu")
-        self.scheduler = AsrScheduler(self.model.transcriber(), max_sessions)
+        self.scheduler = AsrScheduler(self.model.transcriber(), max_sessions, ServeConfig.gather_seconds)
         self.sample_rate = self.scheduler.sample_rate
 
     def transcribe_file(self, path: str | None) -> tuple[str, list[list], list[str]]:

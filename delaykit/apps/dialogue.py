@@ -88,7 +88,7 @@ class DialogueApp:
         self.conversation: Conversation = loaded.conversation(DialogueOptions(seed=seed))
         self.sample_rate = self.conversation.codec.sample_rate
         self.frame_size = self.conversation.frame_size
-        self.scheduler = ChatScheduler(self.conversation, max_sessions)
+        self.scheduler = ChatScheduler(self.conversation, max_sessions, ServeConfig.gather_seconds)
         self.chat = ChatServer(self.scheduler, ServeConfig(max_sessions=max_sessions), model_name=model)
 
     def route(self) -> tp.Any:

@@ -49,10 +49,10 @@ class ChatScheduler(BatchScheduler):
 
     worker_name = "delaykit-chat-scheduler"
 
-    def __init__(self, conversation: Conversation, max_sessions: int = 4):
+    def __init__(self, conversation: Conversation, max_sessions: int = 4, gather_seconds: float = 0.0):
         self.conversation = conversation
         self.stream = conversation.stream(max_sessions)
-        super().__init__(conversation.frame_size, conversation.codec.sample_rate, max_sessions)
+        super().__init__(conversation.frame_size, conversation.codec.sample_rate, max_sessions, gather_seconds)
 
     def mark(self, session: Session, payload: tp.Any) -> None:
         """Deliver ``("mark", payload)`` once every whole frame fed before it has been answered (the samples

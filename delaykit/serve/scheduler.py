@@ -79,10 +79,15 @@ class BatchScheduler:
     worker_name = "delaykit-scheduler"
     stream: tp.Any
 
-    def __init__(self, frame_size: int, sample_rate: int, max_sessions: int):
+    def __init__(self, frame_size: int, sample_rate: int, max_sessions: int, gather_seconds: float = 0.0):
         self.frame_size = frame_size
         self.sample_rate = sample_rate
         self.max_sessions = max_sessions
+        # How long a ready frame may wait for the frames of the other started sessions, so that sessions whose
+        # audio arrives out of phase share a step instead of each costing one (a step costs about the same for
+        # one session as for all: every slot is computed).
+        self.gather_seconds = gather_seconds
+        self._ready_since: float | None = None  # when the oldest frame now waiting for a step was seen
         self.sessions: dict[int, Session] = {}
         self.metrics = Metrics()
         self._actions: deque[tuple[str, Session]] = deque()
@@ -159,10 +164,18 @@ class BatchScheduler:
         active = torch.zeros(self.max_sessions, dtype=torch.bool)  # [N]
         with self._lock:
             # A session admitted after this round's actions were taken waits for its start in the next round.
-            stepping = [s for s in self.sessions.values() if s.started and s.buffered >= frame]
+            started = [s for s in self.sessions.values() if s.started]
+            stepping = [s for s in started if s.buffered >= frame]
+            wait = self._gather_wait(len(stepping), len(started))
+            if wait > 0:
+                stepping = []
             for session in stepping:
                 pcm[session.slot] = torch.from_numpy(_take(session, frame))
                 active[session.slot] = True
+        if wait > 0:
+            self._wake.wait(timeout=wait)  # a frame coming in wakes the worker early
+            self._wake.clear()
+            return True
         if not stepping:
             return bool(actions)
         started = time.perf_counter()
@@ -179,6 +192,19 @@ class BatchScheduler:
         self.metrics.max_batch = max(self.metrics.max_batch, len(stepping))
         return True
 
+    def _gather_wait(self, ready: int, started: int) -> float:
+        """Seconds the ``ready`` sessions' frames are held for the other ``started`` ones (0: step now)."""
+        if not ready or ready == started or self.gather_seconds <= 0:
+            self._ready_since = None
+            return 0.0
+        now = time.perf_counter()
+        if self._ready_since is None:
+            self._ready_since = now
+        wait = self._ready_since + self.gather_seconds - now
+        if wait <= 0:
+            self._ready_since = None
+        return max(wait, 0.0)
+
     def _apply(self, action: str, session: Session) -> None:
         raise NotImplementedError
 
@@ -193,10 +219,10 @@ class AsrScheduler(BatchScheduler):
 
     worker_name = "delaykit-asr-scheduler"
 
-    def __init__(self, transcriber: Transcriber, max_sessions: int = 16):
+    def __init__(self, transcriber: Transcriber, max_sessions: int = 16, gather_seconds: float = 0.0):
         self.transcriber = transcriber
         self.stream = TranscriptionStream(transcriber, max_sessions, start=False)
-        super().__init__(transcriber.frame_size, transcriber.sample_rate, max_sessions)
+        super().__init__(transcriber.frame_size, transcriber.sample_rate, max_sessions, gather_seconds)
 
     def _step(self, pcm: torch.Tensor, active: torch.Tensor, stepping: list[Session]) -> None:
         self._dispatch(self.stream.push(pcm, active))

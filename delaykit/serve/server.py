@@ -48,6 +48,9 @@ class ServeConfig:
     max_buffered_seconds: float = 2.0  # unprocessed audio per session before reading pauses
     idle_timeout: float = 60.0  # seconds without a client message
     max_session_seconds: float = 3600.0 * 4
+    # A session's ready frame waits up to this long for the other sessions' frames, so that clients sending
+    # out of phase share one batched step (see BatchScheduler.gather_seconds); adds at most this to latency.
+    gather_seconds: float = 0.05
 
 
 class ServerBase:
@@ -248,7 +251,7 @@ class AsrServer(BatchedServer):
     endpoint = "/api/asr"
 
     def __init__(self, transcriber: Transcriber, config: ServeConfig = ServeConfig(), model_name: str = ""):
-        super().__init__(AsrScheduler(transcriber, config.max_sessions), config, model_name)
+        super().__init__(AsrScheduler(transcriber, config.max_sessions, config.gather_seconds), config, model_name)
 
     async def on_message(self, connection: tp.Any, link: Link, message: protocol.Message) -> None:
         if message.kind == Kind.AUDIO:

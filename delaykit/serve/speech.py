@@ -177,7 +177,7 @@ class ChatServer(BatchedServer):
                  model_name: str = ""):
         config = config or ServeConfig()
         scheduler = conversation if isinstance(conversation, ChatScheduler) else ChatScheduler(
-            conversation, config.max_sessions)
+            conversation, config.max_sessions, config.gather_seconds)
         super().__init__(scheduler, config, model_name)
 
     async def on_message(self, connection: tp.Any, link: Link, message: protocol.Message) -> None:
