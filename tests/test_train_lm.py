@@ -208,3 +208,30 @@ def test_a_model_can_read_fewer_codebooks_than_the_corpus_has(tokenizer, tmp_pat
     assert isinstance(model.transcribe(np.zeros(24000, np.float32)).text, str)
     with pytest.raises(ValueError, match="codebooks=5"):
         LMTrainer(tiny_config("asr", codebooks=5), toy_corpus(), tokenizer, tmp_path / "other")
+
+
+def test_dialogue_user_text_head_learns_the_user_and_is_not_exported(tokenizer, tmp_path):
+    from delaykit.train.lm import export_lm
+
+    corpus = toy_corpus(channels=2)
+    trainer = LMTrainer(tiny_config("dialogue", user_text_weight=1.0), corpus, tokenizer, tmp_path / "run")
+    batch = trainer.batcher.next_batch()
+    heard = batch.user_text  # [B, T]: the other channel's words, 0.48 s behind their audio
+    assert heard is not None and heard.shape == batch.codes[:, 0].shape
+    assert bool((heard > PAD_ID).any()) and not torch.equal(heard.clamp(min=0), batch.codes[:, 0])
+    with torch.no_grad():
+        first = trainer.losses(batch)
+    trainer.fit()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["user_text"] < 0.75 * float(first["user_text"])  # 4.02 -> 2.70 when written
+    resumed = LMTrainer(tiny_config("dialogue", user_text_weight=1.0), corpus, tokenizer, tmp_path / "run",
+                        resume=True)
+    assert torch.equal(resumed.user_text_head.weight, trainer.user_text_head.weight)
+    from test_codec_cli import make_checkpoint
+
+    make_checkpoint(tmp_path / "codec")
+    export_lm(tmp_path / "run", tmp_path / "export", codec=str(tmp_path / "codec"))
+    import delaykit
+
+    exported = delaykit.load(tmp_path / "export", device="cpu").engine.lm.state_dict()
+    assert sorted(exported) == sorted(trainer.lm.state_dict())  # the head stays behind

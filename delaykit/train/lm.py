@@ -84,6 +84,12 @@ class LMTrainConfig:
     text_padding_weight: float = 0.5
     first_codebook_weight: float = 100.0
     vad_weight: float = 0.2
+    # dialogue: > 0 adds a training-only head on the temporal transformer that transcribes the user, its words
+    # ``user_text_shift_seconds`` behind the user's audio, at this loss weight. The agent's own text holds only
+    # a word or two per answer that depends on what the user said, too little to learn listening from; the
+    # head asks for every word heard. It is not exported.
+    user_text_weight: float = 0.0
+    user_text_shift_seconds: float = 0.48
     # Probability that a word token of the text the model reads back (its own past output, teacher-forced)
     # is swapped for a random one; targets stay clean. Makes the model listen instead of leaning on the
     # text history, which on a small corpus of generated sentences it otherwise does (fluent nonsense when
@@ -168,7 +174,8 @@ def stream_spec(config: LMTrainConfig, lm: LMModel) -> StreamSpec:
     horizons = config.vad_horizons if lm.config.extra_heads_num_heads else ()
     if horizons and len(horizons) != lm.config.extra_heads_num_heads:
         raise ValueError(f"{len(horizons)} vad_horizons for {lm.config.extra_heads_num_heads} extra heads")
-    return StreamSpec(config.mode, config.text_shift, lm.dep_q, fed, tuple(horizons))
+    user_shift = config.user_text_shift_seconds if config.user_text_weight > 0 else None
+    return StreamSpec(config.mode, config.text_shift, lm.dep_q, fed, tuple(horizons), user_shift)
 
 
 def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor
@@ -186,19 +193,23 @@ def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor
 
 
 class TrainingForward(torch.nn.Module):
-    """The LM's teacher-forced forward plus its extra heads, as one module (what DDP wraps)."""
+    """The LM's teacher-forced forward plus its extra heads and the training-only user-text head, as one
+    module (what DDP wraps)."""
 
-    def __init__(self, lm: LMModel):
+    def __init__(self, lm: LMModel, user_text_head: torch.nn.Module | None = None):
         super().__init__()
         self.lm = lm
+        self.user_text_head = user_text_head
 
     def forward(self, codes: torch.Tensor, input_codes: torch.Tensor | None = None
-                ) -> tuple[LMOutput, torch.Tensor | None]:
+                ) -> tuple[LMOutput, torch.Tensor | None, torch.Tensor | None]:
         out = self.lm(codes, input_codes=input_codes)
-        if not self.lm.extra_heads:
-            return out, None
         assert out.hidden is not None
-        return out, torch.stack([head(out.hidden) for head in self.lm.extra_heads], dim=1)  # [B, H, T, C]
+        heads = None
+        if self.lm.extra_heads:
+            heads = torch.stack([head(out.hidden) for head in self.lm.extra_heads], dim=1)  # [B, H, T, C]
+        user_logits = None if self.user_text_head is None else self.user_text_head(out.hidden)  # [B, T, V]
+        return out, heads, user_logits
 
 
 class LMTrainer(TrainingRun):
@@ -235,7 +246,14 @@ class LMTrainer(TrainingRun):
             # that never get a gradient.
             for parameter in self.lm.depformer_in.parameters():
                 parameter.requires_grad_(False)
-        self.model: torch.nn.Module = TrainingForward(self.lm)  # what the step calls, or DDP around it
+        self.user_text_head: torch.nn.Linear | None = None
+        if config.user_text_weight > 0:
+            if config.mode != "dialogue":
+                raise ValueError("user_text_weight is for dialogue (the head transcribes the user)")
+            self.user_text_head = torch.nn.Linear(self.lm.config.dim, self.lm.text_linear.out_features,
+                                                  bias=False).to(self.device)
+        # what the step calls, or DDP around it
+        self.model: torch.nn.Module = TrainingForward(self.lm, self.user_text_head)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -246,13 +264,17 @@ class LMTrainer(TrainingRun):
         self.batcher = StreamBatcher(corpus, self.tokenizer.encode, self.spec, config.window_frames,
                                      config.batch_size, seed=config.seed + 1009 * self.dist.rank,
                                      start_prob=config.window_start_prob)
-        self.optimizer = torch.optim.AdamW(decay_groups(self.lm, config.weight_decay), lr=config.lr,
+        self.optimizer = torch.optim.AdamW(decay_groups(self._trained(), config.weight_decay), lr=config.lr,
                                            betas=config.betas)
         self.setup_run(run_dir, log, config.to_dict())
         if self.dist.is_main and Path(tokenizer).resolve() != (self.run_dir / TOKENIZER_NAME).resolve():
             shutil.copyfile(tokenizer, self.run_dir / TOKENIZER_NAME)
         if resume:
             self.load_checkpoint()
+
+    def _trained(self) -> torch.nn.Module:
+        """The modules the optimizer updates: the LM, and the user-text head when there is one."""
+        return torch.nn.ModuleList([self.lm] + ([self.user_text_head] if self.user_text_head is not None else []))
 
     def learning_rate(self, step: int) -> float:
         cfg = self.config
@@ -264,7 +286,8 @@ class LMTrainer(TrainingRun):
         codes = batch.codes.to(self.device)  # [B, K, T]
         noisy = self.lm.training and (cfg.text_input_noise > 0 or cfg.audio_input_noise > 0)
         input_codes = self.noisy_inputs(codes) if noisy else None
-        out, heads = self.model(codes, input_codes)  # LMOutput, [B, H, T, 2] end-of-speech logits
+        # LMOutput, [B, H, T, 2] end-of-speech logits, [B, T, V] user-text logits
+        out, heads, user_logits = self.model(codes, input_codes)
         text = codes[:, 0]  # [B, T]
         text_weights = torch.where(text == PAD_ID, cfg.text_padding_weight, 1.0)  # [B, T]
         text_loss, text_accuracy = weighted_ce(out.text_logits[:, 0], text, out.text_mask[:, 0], text_weights)
@@ -287,6 +310,14 @@ class LMTrainer(TrainingRun):
             vad_loss, vad_accuracy = weighted_ce(heads, classes, known, torch.ones_like(classes, dtype=torch.float))
             total = total + cfg.vad_weight * vad_loss
             result.update(vad=vad_loss, vad_acc=vad_accuracy)
+        if user_logits is not None and batch.user_text is not None:
+            heard = batch.user_text.to(self.device)  # [B, T]
+            known = heard >= 0
+            weights = torch.where(heard == PAD_ID, cfg.text_padding_weight, 1.0)
+            user_loss, _ = weighted_ce(user_logits, heard.clamp(min=0), known, weights)
+            _, user_word_accuracy = weighted_ce(user_logits, heard.clamp(min=0), known & (heard != PAD_ID), weights)
+            total = total + cfg.user_text_weight * user_loss
+            result.update(user_text=user_loss, user_word_acc=user_word_accuracy)
         result["total"] = total
         return result
 
@@ -315,7 +346,7 @@ class LMTrainer(TrainingRun):
         losses = self.losses(batch)
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
-        trained = [p for p in self.lm.parameters() if p.requires_grad]
+        trained = [p for p in self._trained().parameters() if p.requires_grad]
         grad_norm = torch.nn.utils.clip_grad_norm_(trained, self.config.grad_clip)
         self.optimizer.step()
         self.step += 1
@@ -330,16 +361,23 @@ class LMTrainer(TrainingRun):
             parts.append(f"audio {row['audio']:.3f}")
         if "vad" in row:
             parts.append(f"vad {row['vad']:.3f}")
+        if "user_text" in row:
+            parts.append(f"user text {row['user_text']:.3f} acc {row['user_word_acc']:.3f}")
         hours = row["seen"] / self.batcher.corpus.frame_rate / 3600
         return " ".join(parts) + f" lr {row['lr']:.2e}, {hours:.1f} h seen"
 
     def model_state(self) -> dict:
-        return {"model": {k: v.cpu() for k, v in self.lm.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(), "lm_config": self.lm.config.to_kyutai(),
-                "config": self.config.to_dict()}
+        state = {"model": {k: v.cpu() for k, v in self.lm.state_dict().items()},
+                 "optimizer": self.optimizer.state_dict(), "lm_config": self.lm.config.to_kyutai(),
+                 "config": self.config.to_dict()}
+        if self.user_text_head is not None:
+            state["user_text_head"] = {k: v.cpu() for k, v in self.user_text_head.state_dict().items()}
+        return state
 
     def load_model_state(self, state: dict) -> None:
         self.lm.load_state_dict(state["model"], strict=True)
+        if self.user_text_head is not None:
+            self.user_text_head.load_state_dict(state["user_text_head"])
         self.optimizer.load_state_dict(state["optimizer"])
 
     def rank_state(self) -> dict:

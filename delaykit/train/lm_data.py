@@ -35,12 +35,16 @@ class StreamSpec:
     generated_codebooks: int  # rows 1 .. generated_codebooks: the agent's / synthesized audio
     fed_codebooks: int  # the next rows: audio the model listens to
     vad_horizons: tuple[float, ...] = ()  # seconds ahead for each P(no voice) target
+    # dialogue: also lay the user's words on a row of their own this far behind the user's audio (the target
+    # of a training-only head that transcribes the user); None: no such row
+    user_text_shift_seconds: float | None = None
 
 
 @dataclass
 class Batch:
     codes: torch.Tensor  # [B, K, T] long: row 0 text, then audio; ZERO_TOKEN past a sequence's end
     no_voice: torch.Tensor  # [B, H, T] long: 1 where nobody speaks over the horizon after frame t, -100 = ignore
+    user_text: torch.Tensor | None = None  # [B, T] long: the user's text row (see StreamSpec), -100 = ignore
 
 
 def voice_activity(words: tp.Sequence[TimedWord], frames: int, frame_rate: float) -> np.ndarray:
@@ -93,7 +97,13 @@ class StreamBatcher:
         text_config = TextStreamConfig(frame_rate=corpus.frame_rate, shift_seconds=spec.text_shift_seconds,
                                        announce_every_word=spec.mode == "tts")  # words start on WORD actions
         self.text: list[np.ndarray] = []
+        self.user_text: list[np.ndarray] = []  # only with spec.user_text_shift_seconds
         self.no_voice: list[np.ndarray] = []
+        user_config = None
+        if spec.user_text_shift_seconds is not None:
+            if spec.mode != "dialogue":
+                raise ValueError("a user text row is for dialogue, where a user speaks")
+            user_config = TextStreamConfig(frame_rate=corpus.frame_rate, shift_seconds=spec.user_text_shift_seconds)
         self.dropped_tokens = 0
         for index in range(len(corpus)):
             frames = corpus.frames(index)
@@ -102,6 +112,10 @@ class StreamBatcher:
             stream = aligned_text_stream(spoken, tokenize, frames, text_config)
             self.dropped_tokens += stream.dropped_tokens
             self.text.append(np.asarray(stream.tokens, dtype=np.int64))
+            if user_config is not None:
+                heard = [w for w in words if w.speaker not in (None, AGENT_SPEAKER)]
+                self.user_text.append(np.asarray(aligned_text_stream(heard, tokenize, frames, user_config).tokens,
+                                                 dtype=np.int64))
             active = voice_activity(words, frames, corpus.frame_rate)
             self.no_voice.append(no_voice_targets(active, spec.vad_horizons, corpus.frame_rate))
         lengths = np.array([corpus.frames(i) for i in range(len(corpus))], dtype=np.float64)
@@ -123,6 +137,7 @@ class StreamBatcher:
         K = 1 + self.spec.generated_codebooks + self.spec.fed_codebooks
         codes = np.full((self.batch_size, K, T), ZERO_TOKEN, dtype=np.int64)
         no_voice = np.full((self.batch_size, len(self.spec.vad_horizons), T), -100, dtype=np.int64)
+        user_text = np.full((self.batch_size, T), -100, dtype=np.int64) if self.user_text else None
         for b in range(self.batch_size):
             index = int(self.rng.choice(len(self.weights), p=self.weights))
             frames = self.corpus.frames(index)
@@ -132,7 +147,10 @@ class StreamBatcher:
             length = min(T, frames - start)
             codes[b, :, :length] = self.rows(index)[:, start:start + length]
             no_voice[b, :, :length] = self.no_voice[index][:, start:start + length]
-        return Batch(torch.from_numpy(codes), torch.from_numpy(no_voice))
+            if user_text is not None:
+                user_text[b, :length] = self.user_text[index][start:start + length]
+        return Batch(torch.from_numpy(codes), torch.from_numpy(no_voice),
+                     None if user_text is None else torch.from_numpy(user_text))
 
     def state(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
