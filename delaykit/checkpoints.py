@@ -46,7 +46,7 @@ PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", 
 # Keys of config.json that describe files and use rather than LM hyper-parameters (as in Kyutai's loader).
 META_KEYS = (
     "moshi_name", "mimi_name", "mimi_config_name", "tokenizer_name", "lora_name", "model_type",
-    "lm_gen_config", "tts_config", "stt_config", "model_id", "codec_config",
+    "lm_gen_config", "tts_config", "stt_config", "dialogue_config", "model_id", "codec_config",
     "training",  # delaykit: how the model was trained (steps, data seen, the run config)
     "codec_from",  # delaykit: the shipped checkpoint whose codec this one uses
 )

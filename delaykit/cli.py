@@ -936,7 +936,7 @@ def dialogue(audio_in: str | None, output: str | None, mic: bool, duration: floa
                 say(pieces)
                 pieces = []
             if piece:
-                pieces.append((step.time[0], piece))
+                pieces.append((step.text_time[0], piece))
     except KeyboardInterrupt:
         if not mic:
             raise

@@ -44,7 +44,7 @@ class StreamLayout:
     @classmethod
     def from_checkpoint(cls, config: dict, mode: str | None = None) -> StreamLayout:
         """The layout a checkpoint's ``config.json`` implies (``model_type``, ``n_q``, ``dep_q``, ``stt_config``,
-        ``tts_config``); ``mode`` overrides the model type where the streams allow it."""
+        ``tts_config``, ``dialogue_config``); ``mode`` overrides the model type where the streams allow it."""
         model_type = config.get("model_type", "moshi")
         mode = mode or MODE_OF_MODEL_TYPE.get(model_type)
         if mode is None:
@@ -62,5 +62,6 @@ class StreamLayout:
                        generated_codebooks=dep_q, fed_codebooks=n_q - dep_q)
         if dep_q == 0 or n_q == dep_q:
             raise ValueError("dialogue needs both generated and fed audio streams")
-        return cls("dialogue", text_shift_seconds=0.0, text_is_fed=False, generated_codebooks=dep_q,
-                   fed_codebooks=n_q - dep_q)
+        dialogue = config.get("dialogue_config") or {}  # delaykit's key; moshiko's text is level with its speech
+        return cls("dialogue", text_shift_seconds=-float(dialogue.get("audio_delay", 0.0)), text_is_fed=False,
+                   generated_codebooks=dep_q, fed_codebooks=n_q - dep_q)

@@ -211,10 +211,13 @@ def test_a_model_can_read_fewer_codebooks_than_the_corpus_has(tokenizer, tmp_pat
 
 
 def test_dialogue_user_text_head_learns_the_user_and_is_not_exported(tokenizer, tmp_path):
+    """Also: a dialogue model whose words lead its speech says so in its checkpoint, and its words are timed
+    when they are spoken."""
     from delaykit.train.lm import export_lm
 
     corpus = toy_corpus(channels=2)
-    trainer = LMTrainer(tiny_config("dialogue", user_text_weight=1.0), corpus, tokenizer, tmp_path / "run")
+    config = tiny_config("dialogue", user_text_weight=1.0, text_shift_seconds=-0.24)
+    trainer = LMTrainer(config, corpus, tokenizer, tmp_path / "run")
     batch = trainer.batcher.next_batch()
     heard = batch.user_text  # [B, T]: the other channel's words, 0.48 s behind their audio
     assert heard is not None and heard.shape == batch.codes[:, 0].shape
@@ -224,8 +227,7 @@ def test_dialogue_user_text_head_learns_the_user_and_is_not_exported(tokenizer, 
     trainer.fit()
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["user_text"] < 0.75 * float(first["user_text"])  # 4.02 -> 2.70 when written
-    resumed = LMTrainer(tiny_config("dialogue", user_text_weight=1.0), corpus, tokenizer, tmp_path / "run",
-                        resume=True)
+    resumed = LMTrainer(config, corpus, tokenizer, tmp_path / "run", resume=True)
     assert torch.equal(resumed.user_text_head.weight, trainer.user_text_head.weight)
     from test_codec_cli import make_checkpoint
 
@@ -233,5 +235,11 @@ def test_dialogue_user_text_head_learns_the_user_and_is_not_exported(tokenizer, 
     export_lm(tmp_path / "run", tmp_path / "export", codec=str(tmp_path / "codec"))
     import delaykit
 
-    exported = delaykit.load(tmp_path / "export", device="cpu").engine.lm.state_dict()
-    assert sorted(exported) == sorted(trainer.lm.state_dict())  # the head stays behind
+    model = delaykit.load(tmp_path / "export", device="cpu")
+    assert sorted(model.engine.lm.state_dict()) == sorted(trainer.lm.state_dict())  # the head stays behind
+    assert model.engine.files.config["dialogue_config"] == {"audio_delay": 0.24}
+    conversation = model.conversation()
+    assert conversation.layout.text_shift_seconds == -0.24
+    with conversation.stream(1) as session:
+        steps = [session.step(torch.zeros(1, conversation.frame_size)) for _ in range(3)]
+    assert [s.text_time[0] for s in steps] == pytest.approx([s.time[0] + 0.24 for s in steps])

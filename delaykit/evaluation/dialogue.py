@@ -92,7 +92,7 @@ def run_agent(conversation: Conversation, user: np.ndarray, config: DialogueEval
     for step in steps:
         step_seconds.append(time.perf_counter() - started)
         frames.append(step.agent_pcm[0].float().cpu().numpy())
-        pieces.append((step.time[0], step.text_pieces[0]))
+        pieces.append((step.text_time[0], step.text_pieces[0]))
         started = time.perf_counter()
     agent = np.concatenate(frames)[:user.shape[0]].astype(np.float32)  # [T]
     return AgentTrack(agent, words_from_pieces(pieces, conversation.frame_duration),

@@ -68,6 +68,7 @@ class DialogueStep:
     ready: torch.Tensor  # [B] bool: the model produced this item's frame (False: warm-up silence, or paused)
     active: torch.Tensor  # [B] bool: the item advanced on this step
     time: list[float]  # per item: start of this 80 ms in its conversation, seconds (paused: where it stands)
+    text_time: list[float]  # per item: when the text piece is spoken (``time`` plus the text's lead, if any)
 
 
 class Conversation:
@@ -233,9 +234,11 @@ class DialogueSession(EngineSession):
         text_tokens = tokens[:, 0]  # [B]
         pieces = [conversation.piece(int(token)) for token in text_tokens.tolist()]
         times = (self.frames_heard.double() * conversation.frame_duration).tolist()
+        lead = -layout.text_shift_seconds  # a model whose words lead its speech says each word this much later
         self.frames_heard += active.long()
         return DialogueStep(agent_pcm=agent_pcm, text_tokens=text_tokens, audio_tokens=tokens[:, 1:],
-                            text_pieces=pieces, ready=ready, active=active, time=times)
+                            text_pieces=pieces, ready=ready, active=active, time=times,
+                            text_time=[t + lead for t in times])
 
 
 def _checkpoint_name(engine: Engine) -> str:
@@ -328,7 +331,7 @@ def converse_file(engine: Engine | Conversation, in_wav: str | os.PathLike, out_
     for step in converse(conversation, user):
         agent_frames.append(step.agent_pcm[0].cpu().numpy())
         text_tokens.append(int(step.text_tokens[0]))
-        timed_pieces.append((step.time[0], step.text_pieces[0]))
+        timed_pieces.append((step.text_time[0], step.text_pieces[0]))
     agent = np.concatenate(agent_frames)[:length].astype(np.float32)  # [T]
     write_audio(out_path, np.stack([user, agent]), conversation.codec.sample_rate)  # [2, T]
     return DialogueResult(agent_words=words_from_pieces(timed_pieces, conversation.frame_duration),

@@ -38,6 +38,7 @@ class ChatFrame:
     pcm: np.ndarray  # [frame_size] float32: the agent's next 80 ms (silence while not ready)
     piece: str  # the agent's text piece ('▁' starts a word), "" for none
     time: float  # start of the user's frame in the conversation, seconds
+    text_time: float  # when the piece is spoken (``time`` plus the text's lead, if the model has one)
 
 
 class ChatScheduler(BatchScheduler):
@@ -88,7 +89,8 @@ class ChatScheduler(BatchScheduler):
         agent = step.agent_pcm.cpu().numpy()  # [N, frame]
         for session in stepping:
             slot = session.slot
-            session.deliver(("frame", ChatFrame(agent[slot].copy(), step.text_pieces[slot], step.time[slot])))
+            session.deliver(("frame", ChatFrame(agent[slot].copy(), step.text_pieces[slot], step.time[slot],
+                                                 step.text_time[slot])))
             self._deliver_marks(session)
 
     def _deliver_marks(self, session: Session) -> None:
@@ -157,5 +159,5 @@ def answer_recording(scheduler: ChatScheduler, path: str, timeout: float = 600.0
     with LocalChat(scheduler) as chat:
         frames = chat.answer(user, timeout)
     agent = np.concatenate([f.pcm for f in frames])[:user.shape[0]] if frames else np.zeros(0, np.float32)
-    words = words_from_pieces([(f.time, f.piece) for f in frames], scheduler.conversation.frame_duration)
+    words = words_from_pieces([(f.text_time, f.piece) for f in frames], scheduler.conversation.frame_duration)
     return ChatAnswer(user, agent.astype(np.float32), words)

@@ -424,5 +424,7 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
     elif config.mode == "tts":
         # No text was dropped in training, so direct CFG's text-free half would be meaningless.
         meta["tts_config"] = {"audio_delay": -config.text_shift, "direct_cfg": False}
+    elif config.text_shift != 0:  # dialogue whose words lead (or trail) the agent's speech
+        meta["dialogue_config"] = {"audio_delay": -config.text_shift}
     save_engine(target, codec_model, lm, run_dir / TOKENIZER_NAME, MODEL_TYPE_OF_MODE[config.mode], meta)
     return Path(target)
