@@ -19,3 +19,5 @@ echo "wrote $OUT/transcript.txt (the words recognised in $INPUT)" >&2
 echo "wrote $OUT/roundtrip.wav (the round trip of $INPUT)" >&2
 "$VENV/bin/delaykit" tts examples/script.txt -o "$OUT/speech.wav" --seed 0 --timings "$OUT/speech.timings.json" --force
 echo "wrote $OUT/speech.wav and $OUT/speech.timings.json (examples/script.txt spoken, with each word's time)" >&2
+"$VENV/bin/delaykit" dialogue examples/questions.flac -o "$OUT/dialogue.wav" --seed 0 --force | tee "$OUT/dialogue.txt"
+echo "wrote $OUT/dialogue.wav (the user of examples/questions.flac left, the agent's answers right)" >&2

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Rebuild the shipped dialogue model (checkpoints/default-dialogue) from scripted-assistant conversations
+# (checkpoints/README.md has the figures and timings). About 2.5 hours on 2 CPU cores; every step skips work
+# whose output exists, and training resumes.
+# Needs: bash scripts/install.sh test, espeak-ng, runs/tokenizer/bpe1500.model, checkpoints/default-tts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dk() { python -m delaykit.cli "$@"; }
+mkdir -p runs/codes2 runs/eval
+
+# 1. Data: 2 x 1250 conversations (12.6 h, espeak-ng, the agent always en-us+f2, users in training voices) and
+#    60 held-out ones (voices and variants training never uses), encoded to 4 codebooks per channel.
+for part in "a 100" "b 101"; do
+  set -- $part
+  [ -f "runs/data/dialogue-$1/manifest.jsonl" ] || dk data dialogues --out "runs/data/dialogue-$1" --count 1250 \
+    --seed "$2"
+  [ -f "runs/codes2/dialogue-$1.npz" ] || dk data encode --data "runs/data/dialogue-$1" --codec default \
+    --out "runs/codes2/dialogue-$1.npz" --codebooks 4
+done
+[ -f runs/data/dialogue-heldout/manifest.jsonl ] || dk data dialogues --out runs/data/dialogue-heldout \
+  --count 60 --seed 900 --split heldout
+codes="--codes runs/codes2/dialogue-a.npz --codes runs/codes2/dialogue-b.npz"
+
+# 2. Stage 1: from the shipped TTS model, text level with speech, no user-text head; the shipped run stopped at
+#    step 1191 (40 minutes) of a 3000-step schedule.
+if [ ! -d runs/dialogue-stage1-export ]; then
+  dk train lm --config configs/dialogue-default.toml $codes --tokenizer runs/tokenizer/bpe1500.model \
+    --out runs/dialogue-stage1 --set warm_start=default-tts --set user_text_weight=0 --set text_input_noise=0 \
+    --set text_shift_seconds=0 --set decay_steps=3000 --set max_steps=1191
+  dk train export-lm runs/dialogue-stage1 runs/dialogue-stage1-export --codec-from default
+fi
+
+# 3. Stage 2: from stage 1, with the head that transcribes the user and noisy text history; stopped at step 1351
+#    of a 2400-step schedule.
+if [ ! -d runs/dialogue-stage2-export ]; then
+  dk train lm --config configs/dialogue-default.toml $codes --tokenizer runs/tokenizer/bpe1500.model \
+    --out runs/dialogue-stage2 --set warm_start=runs/dialogue-stage1-export --set text_shift_seconds=0 \
+    --set decay_steps=2400 --set max_steps=1351
+  dk train export-lm runs/dialogue-stage2 runs/dialogue-stage2-export --codec-from default
+fi
+
+# 4. Stage 3 (this config): from stage 2, the agent's words 0.24 s ahead of its speech.
+if [ -f runs/dialogue/checkpoint.pt ]; then
+  dk train lm --resume $codes --out runs/dialogue --set max_steps=1270
+else
+  dk train lm --config configs/dialogue-default.toml $codes --tokenizer runs/tokenizer/bpe1500.model \
+    --out runs/dialogue --set max_steps=1270
+fi
+
+# 5. Export (fp16, using the shipped codec) and measure on the held-out conversations.
+dk train export-lm runs/dialogue runs/dialogue-export --fp16 --codec-from default
+dk eval dialogue --model runs/dialogue-export --data runs/data/dialogue-heldout --count 60 --judge --threads 2 \
+  > runs/eval/dialogue-heldout60.json
