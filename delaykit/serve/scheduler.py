@@ -164,9 +164,9 @@ class BatchScheduler:
         active = torch.zeros(self.max_sessions, dtype=torch.bool)  # [N]
         with self._lock:
             # A session admitted after this round's actions were taken waits for its start in the next round.
-            started = [s for s in self.sessions.values() if s.started]
-            stepping = [s for s in started if s.buffered >= frame]
-            wait = self._gather_wait(len(stepping), len(started))
+            running = [s for s in self.sessions.values() if s.started]
+            stepping = [s for s in running if s.buffered >= frame]
+            wait = self._gather_wait(len(stepping), len(running))
             if wait > 0:
                 stepping = []
             for session in stepping:
