@@ -210,6 +210,28 @@ def data_encode(data_dirs, output: str, codec: str, sequence_seconds: float, see
     click.echo(f"{output}: {len(corpus)} sequences, {corpus.seconds / 3600:.2f} h", err=True)
 
 
+@data.command("annotate")
+@click.option("--codes", "codes_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="code corpus (.npz) made by `data encode` before corpora recorded their utterances")
+@click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
+              help="the corpus directories or manifests it was encoded from, in the same order (repeatable)")
+def data_annotate(codes_path: str, data_dirs) -> None:
+    """Add each sequence's utterances (voice, pitch, speaking rate, end) to an older code corpus, in place:
+    what voice-conditioned TTS training reads. No audio is encoded again."""
+    from .data.codes import CodeCorpus, annotate_utterances
+    from .data.manifest import check_corpus, read_corpus
+
+    rows, _ = check_corpus([row for source in data_dirs for row in read_corpus(source)])
+    corpus = CodeCorpus.load(codes_path)
+    try:
+        annotate_utterances(corpus, rows)
+    except ValueError as exc:
+        raise DelaykitError(f"{codes_path}: {exc}") from exc
+    corpus.save(codes_path)
+    count = sum(len(u) for u in corpus.utterances or [])
+    click.echo(f"{codes_path}: {count} utterances in {len(corpus)} sequences", err=True)
+
+
 @main.group()
 def train() -> None:
     """Train models."""
@@ -319,11 +341,20 @@ def train_plot(run_dir: str, output) -> None:
 @click.option("--codec", default=None, help="codec checkpoint to bundle (default: the one the run used)")
 @click.option("--codec-from", default=None, type=click.Choice(["default"]),
               help="bundle no codec: use the shipped checkpoint's (it must encode like the run's codec)")
-def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from) -> None:
+@click.option("--default-voice", default=None,
+              help="voice-conditioned TTS: the voice used when none is asked for (e.g. en-us+f3)")
+@click.option("--default-pitch", type=click.IntRange(-2, 2), default=None, help="and its pitch step")
+def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, default_voice: str | None,
+                    default_pitch: int | None) -> None:
     """Write RUN_DIR's latest LM with its codec and tokenizer as checkpoint directory TARGET."""
     from .train.lm import export_lm
 
-    click.echo(str(export_lm(run_dir, target, fp16=fp16, codec=codec, codec_from=codec_from)))
+    voice = {key: value for key, value in (("voice", default_voice), ("pitch", default_pitch)) if value is not None}
+    try:
+        path = export_lm(run_dir, target, fp16=fp16, codec=codec, codec_from=codec_from, default_voice=voice or None)
+    except ValueError as exc:
+        raise DelaykitError(str(exc)) from exc
+    click.echo(str(path))
 
 
 @train.command("export-codec")
@@ -785,6 +816,12 @@ def _asr_microphone(model: str, duration: float | None, vad: bool, threads: int 
 @click.option("--seed", type=int, default=None, help="seed of the sampling (repeatable output)")
 @click.option("--temperature", type=float, default=None, help="sampling temperature (default 0.6; 0 = greedy)")
 @click.option("--cfg", type=float, default=None, help="classifier-free guidance strength (default 2.0, for models trained for it)")
+@click.option("--voice", default=None,
+              help="a voice of the model by name (`delaykit voices` lists them, e.g. en-us+f3), or for Kyutai's "
+                   "voice-conditioned TTS a .safetensors voice embedding file")
+@click.option("--pitch", type=click.IntRange(-2, 2), default=None, help="pitch step of a named voice, -2..2")
+@click.option("--rate", type=click.FloatRange(0.6, 1.5), default=None,
+              help="speaking rate relative to the voice's usual, 0.6..1.5 (models with named voices)")
 @click.option("--pace", type=float, default=None,
               help="added to the pause (PAD) logit: > 0 speaks more slowly, < 0 faster (about -2..2; default 0)")
 @click.option("--timings", type=click.Path(dir_okay=False), default=None,
@@ -792,7 +829,8 @@ def _asr_microphone(model: str, duration: float | None, vad: bool, threads: int 
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--force", is_flag=True, help="overwrite existing output files")
 def tts(script: str, output: str | None, play: bool, model: str, seed: int | None, temperature: float | None,
-        cfg: float | None, pace: float | None, timings: str | None, threads: int | None, force: bool) -> None:
+        cfg: float | None, voice: str | None, pitch: int | None, rate: float | None, pace: float | None,
+        timings: str | None, threads: int | None, force: bool) -> None:
     """Speak the text of SCRIPT ("-": stdin) and write it to a WAV file, stream it as raw PCM (-o -), or play it
     (--play; with -o as well, both).
 
@@ -817,7 +855,14 @@ def tts(script: str, output: str | None, play: bool, model: str, seed: int | Non
 
     items = parse_turns(text)  # TextError (exit 1) for invalid UTF-8 or a script without words
     overrides = {key: value for key, value in (("seed", seed), ("temperature", temperature), ("cfg_coef", cfg),
-                                               ("padding_bonus", pace)) if value is not None}
+                                               ("padding_bonus", pace), ("pitch", pitch), ("rate", rate))
+                 if value is not None}
+    if voice is not None and voice.endswith(".safetensors"):
+        from .modes.tts import load_voice
+
+        overrides["voices"] = (load_voice(voice),)  # CheckpointError (exit 1) for a file that is not one
+    elif voice is not None:
+        overrides["voice"] = voice
     try:
         synthesizer = _load_model(model, "tts").synthesizer(SynthesisOptions(**overrides))
     except ValueError as exc:  # an option value this checkpoint does not take (e.g. a --cfg it has no bin for)
@@ -873,6 +918,19 @@ def tts(script: str, output: str | None, play: bool, model: str, seed: int | Non
                                             ("speakers", play)) if used]
     click.echo(f"{len(words)} words, {seconds:.2f} s of audio in {elapsed:.2f} s -> {', '.join(destinations)}",
                err=True)
+
+
+@main.command()
+@click.option("--model", default="default", show_default=True, help="TTS checkpoint directory, hub id or default")
+def voices(model: str) -> None:
+    """List the named voices of a TTS model (for `delaykit tts --voice`), the default one first, marked *."""
+    synthesizer = _load_model(model, "tts").synthesizer()
+    names = synthesizer.voice_names
+    if not names:
+        raise DelaykitError(f"{model}: this model has no named voices")
+    default = synthesizer.default_voice.voice
+    for name in sorted(names, key=lambda n: n != default):
+        click.echo(f"{name} *" if name == default else name)
 
 
 @main.command()

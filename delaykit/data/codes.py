@@ -7,8 +7,10 @@ the codec and keeps the word timings shifted into the sequence's time. A two-cha
 one code matrix per channel.
 
 Stored as one ``.npz`` file: ``codes`` int16 [C, K, F_total] (the sequences end to end), ``offsets`` int64
-[S + 1] (frame where each sequence starts), and ``meta`` (JSON: frame rate, codec name, and the timed words of
-every sequence as ``[word, start, end, speaker]`` in seconds from the start of its sequence).
+[S + 1] (frame where each sequence starts), and ``meta`` (JSON: frame rate, codec name, the timed words of
+every sequence as ``[word, start, end, speaker]`` in seconds from the start of its sequence, and, for corpora
+encoded or annotated since voices became conditions, each sequence's utterances: where each ends and who spoke
+it at what pitch and rate, see ``utterance_info``).
 """
 
 from __future__ import annotations
@@ -53,11 +55,14 @@ class CodeSequence:
 class CodeCorpus:
     """Encoded sequences held in memory (a few MB per hour of speech)."""
 
-    def __init__(self, codes: np.ndarray, offsets: np.ndarray, words: list[list[TimedWord]], meta: dict):
+    def __init__(self, codes: np.ndarray, offsets: np.ndarray, words: list[list[TimedWord]], meta: dict,
+                 utterances: list[list[dict]] | None = None):
         self.codes = codes  # [C, K, F_total] int16
         self.offsets = offsets  # [S + 1]
         self.words = words
         self.meta = meta
+        # per sequence, its utterances in order (``utterance_info``); None for corpora made without them
+        self.utterances = utterances
 
     @property
     def frame_rate(self) -> float:
@@ -96,6 +101,8 @@ class CodeCorpus:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = dict(self.meta)
         meta["words"] = [[[w.text, w.start, w.end, w.speaker] for w in words] for words in self.words]
+        if self.utterances is not None:
+            meta["utterances"] = self.utterances
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, codes=self.codes, offsets=self.offsets, meta=np.array(json.dumps(meta)))
         os.replace(tmp, path)
@@ -107,7 +114,7 @@ class CodeCorpus:
             meta = json.loads(str(data["meta"]))
             codes, offsets = data["codes"], data["offsets"]
         words = [[TimedWord(str(t), float(s), float(e), sp) for t, s, e, sp in seq] for seq in meta.pop("words")]
-        return cls(codes, offsets, words, meta)
+        return cls(codes, offsets, words, meta, meta.pop("utterances", None))
 
     @classmethod
     def load_many(cls, paths: tp.Sequence[str | os.PathLike]) -> CodeCorpus:
@@ -121,13 +128,56 @@ class CodeCorpus:
         codebooks = min(c.num_codebooks for c in corpora)
         sequences = [CodeSequence(sequence.codes[:, :codebooks], sequence.words)
                      for c in corpora for sequence in (c.sequence(i) for i in range(len(c)))]
-        return cls.from_sequences(sequences, first.meta)
+        merged = cls.from_sequences(sequences, first.meta)
+        if all(c.utterances is not None for c in corpora):  # otherwise no sequence's voices are known
+            merged.utterances = [utterances for c in corpora for utterances in c.utterances]
+        return merged
 
 
 def row_words(row: dict, offset: float = 0.0) -> list[TimedWord]:
     """Timed words of a manifest row (``alignments``), moved by ``offset`` seconds."""
     return [TimedWord(str(word), float(start) + offset, float(end) + offset, speaker)
             for word, (start, end), speaker in row["alignments"]]
+
+
+def utterance_info(row: dict, offset: float) -> dict:
+    """What a voice-conditioned model is told of an utterance placed ``offset`` seconds into its sequence:
+    where its speech ends (seconds into the sequence), its voice and pitch setting (manifest row fields), and
+    its measured speaking rate (letters per second)."""
+    from ..voice import letters_per_second
+
+    words = row_words(row)
+    end = offset + (words[-1].end if words else 0.0)
+    return {"end": round(end, 3), "voice": row.get("voice"), "pitch": row.get("pitch"),
+            "letters_per_second": round(letters_per_second(words), 3)}
+
+
+def annotate_utterances(corpus: CodeCorpus, rows: tp.Sequence[dict]) -> CodeCorpus:
+    """Add ``utterances`` to a corpus encoded from ``rows`` (the same rows, in the same order) before corpora
+    kept them: the packing is recomputed from the corpus's own pack settings and each utterance's place in its
+    sequence is read off its words. Raises if the rows are not those the corpus was made from."""
+    config = PackConfig(**{key: tuple(value) if isinstance(value, list) else value
+                           for key, value in corpus.meta["pack"].items()})
+    groups = pack(rows, config)
+    if len(groups) != len(corpus):
+        raise ValueError(f"{len(groups)} sequences from these rows, the corpus has {len(corpus)}")
+    annotated = []
+    for index, group in enumerate(groups):
+        words, cursor, infos = corpus.words[index], 0, []
+        for row_index in group:
+            row = rows[row_index]
+            own = row_words(row)
+            placed = words[cursor:cursor + len(own)]
+            if [w.text for w in placed] != [w.text for w in own]:
+                raise ValueError(f"sequence {index}: its words are not those of {row.get('path')}")
+            offset = placed[0].start - own[0].start if own else 0.0
+            infos.append(utterance_info(row, offset))
+            cursor += len(own)
+        if cursor != len(words):
+            raise ValueError(f"sequence {index}: {len(words) - cursor} words that no row accounts for")
+        annotated.append(infos)
+    corpus.utterances = annotated
+    return corpus
 
 
 def pack(rows: tp.Sequence[dict], config: PackConfig) -> list[list[int]]:
@@ -146,11 +196,12 @@ def pack(rows: tp.Sequence[dict], config: PackConfig) -> list[list[int]]:
 
 
 def render_sequence(rows: tp.Sequence[dict], config: PackConfig, rng: np.random.Generator, sample_rate: int,
-                    load: tp.Callable[[str], np.ndarray]) -> tuple[np.ndarray, list[TimedWord]]:
-    """Audio [C, T] of ``rows`` (each loaded as [C, T]) one after the other with pauses, and their words on its
-    time line."""
+                    load: tp.Callable[[str], np.ndarray]) -> tuple[np.ndarray, list[TimedWord], list[dict]]:
+    """Audio [C, T] of ``rows`` (each loaded as [C, T]) one after the other with pauses, their words on its
+    time line, and each row's ``utterance_info``."""
     pieces: list[np.ndarray] = []
     words: list[TimedWord] = []
+    utterances: list[dict] = []
     channels = None
     cursor = 0
     for i, row in enumerate(rows):
@@ -163,13 +214,14 @@ def render_sequence(rows: tp.Sequence[dict], config: PackConfig, rng: np.random.
         elif audio.shape[0] != channels:
             raise ValueError(f"{row['path']}: {audio.shape[0]} channels where the corpus has {channels}")
         words.extend(row_words(row, cursor / sample_rate))
+        utterances.append(utterance_info(row, cursor / sample_rate))
         gap = rng.uniform(*config.gap_seconds) if i + 1 < len(rows) else config.tail_seconds
         pieces.extend([audio, np.zeros((channels, round(gap * sample_rate)), np.float32)])
         cursor += audio.shape[1] + pieces[-1].shape[1]
     signal = np.concatenate(pieces, axis=1)  # [C, T]
     floor = 10 ** (rng.uniform(*config.noise_floor_db) / 20)
     signal = signal + floor * rng.standard_normal(signal.shape).astype(np.float32)
-    return np.clip(signal, -1.0, 1.0), words
+    return np.clip(signal, -1.0, 1.0), words, utterances
 
 
 def load_channels(path: str, sample_rate: int) -> np.ndarray:
@@ -191,11 +243,13 @@ def encode_corpus(rows: tp.Sequence[dict], codec: CodecModel, config: PackConfig
     (default: the codec's number; a codec with a semantic encoder runs only that for its semantic ones)."""
     rng = np.random.default_rng([config.seed, 1])
     sequences: list[CodeSequence] = []
+    utterances: list[list[dict]] = []
     started, audio_seconds = time.monotonic(), 0.0
     groups = pack(rows, config)
     for number, group in enumerate(groups):
-        signal, words = render_sequence([rows[i] for i in group], config, rng, codec.sample_rate,
-                                        lambda p: load_channels(p, codec.sample_rate))  # [C, T]
+        signal, words, spoken = render_sequence([rows[i] for i in group], config, rng, codec.sample_rate,
+                                                lambda p: load_channels(p, codec.sample_rate))  # [C, T]
+        utterances.append(spoken)
         codes = codec.encode(torch.from_numpy(signal)[:, None], codebooks)  # [C, K, F]: channels as a batch
         sequences.append(CodeSequence(codes.numpy().astype(np.int16), words))
         audio_seconds += signal.shape[1] / codec.sample_rate
@@ -204,4 +258,6 @@ def encode_corpus(rows: tp.Sequence[dict], codec: CodecModel, config: PackConfig
             print(f"encode: {number + 1}/{len(groups)} sequences, {audio_seconds / 3600:.2f} h, "
                   f"{speed:.0f}x real time", file=log, flush=True)
     meta = {"frame_rate": codec.frame_rate, "codec": codec_name, "pack": asdict(config)}
-    return CodeCorpus.from_sequences(sequences, meta)
+    corpus = CodeCorpus.from_sequences(sequences, meta)
+    corpus.utterances = utterances
+    return corpus

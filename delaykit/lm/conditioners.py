@@ -81,6 +81,14 @@ class LookupConditioner(Conditioner):
         mask = torch.tensor([[value is not None] for value in values], device=device)  # [B, 1]
         return Condition(self.embed(ids), mask)
 
+    def embed_indices(self, ids: torch.Tensor) -> torch.Tensor:
+        """Projected embeddings [B, T, output_dim] of value indices ``ids`` [B, T] (``n_bins`` = absent): a
+        condition that changes over time, as training on packed utterances of several voices needs. Equal, at
+        each position, to what ``forward`` gives for that value."""
+        present = (ids != self.n_bins).float()[..., None]  # [B, T, 1]
+        padding = self.learnt_padding if self.learnt_padding is not None else 0.0
+        return self.output_proj(self.embed(ids)) * present + padding * (1 - present)
+
 
 class TensorConditioner(Conditioner):
     """A tensor attribute given as ``TensorInput`` (e.g. speaker embeddings)."""

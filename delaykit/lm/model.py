@@ -284,10 +284,11 @@ class LMModel(StreamingContainer):
     # -- training ----------------------------------------------------------------------------------------
 
     def forward(self, codes: torch.Tensor, conditions: dict[str, Condition] | None = None,
-                input_codes: torch.Tensor | None = None) -> LMOutput:
+                input_codes: torch.Tensor | None = None, frame_condition: torch.Tensor | None = None) -> LMOutput:
         """Teacher-forced logits for ``codes`` [B, K, T] (undelayed); logits[t] predicts codes[t].
         ``input_codes`` (same shape), when given, is what the temporal transformer reads instead of ``codes``
-        (e.g. a text history with noise); the targets stay ``codes``."""
+        (e.g. a text history with noise); the targets stay ``codes``. ``frame_condition`` [B, T, dim], when
+        given, is the summed condition of each frame (it replaces the summed part of ``conditions``)."""
         B, K, T = codes.shape
         if K != self.num_streams:
             raise ValueError(f"expected {self.num_streams} streams, got {K}")
@@ -297,6 +298,8 @@ class LMModel(StreamingContainer):
         if input_codes is not None:
             read = torch.cat([initial, delay_streams(input_codes, self.delays, initial)], dim=2)  # [B, K, T+1]
         condition_sum, cross_source = self.condition_inputs(conditions)
+        if frame_condition is not None:
+            condition_sum = frame_condition  # [B, T, dim]: step t reads the condition of the frame it predicts
         hidden, text_logits = self.forward_temporal(read[:, :, :-1], condition_sum, cross_source)
         targets = delayed[:, :, 1:]  # [B, K, T]
         if self.depformer is not None:

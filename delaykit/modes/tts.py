@@ -50,6 +50,7 @@ from ..lm.generate import GenerationOptions, LMGenerator, StepControl
 from ..lm.sampling import SamplingOptions
 from ..text import EPAD_ID, PAD_ID
 from ..text_stream import TimedWord
+from ..voice import VOICE_ATTRIBUTES, VoiceChoice, model_voices
 from .script import ScriptEntry, ScriptItem, ScriptTokenizer, parse_text, parse_turns
 from .session import EngineSession
 
@@ -74,6 +75,12 @@ class SynthesisOptions:
     # condition (None: absent); others run direct CFG (a second, unconditioned batch half) unless it is 1 or None.
     cfg_coef: float | None = 2.0
     voices: tuple[torch.Tensor, ...] = ()  # speaker embeddings [T, C] each (main first), for voice conditioning
+    # A named voice of a delaykit model conditioned on voice attributes (delaykit.voice): "en-us+f3",
+    # "flite:kal"; None: the checkpoint's default voice. Its pitch step (-2..2) and speaking rate relative to
+    # the usual (0.6-1.5); None: the default's, else the model's choice.
+    voice: str | None = None
+    pitch: int | None = None
+    rate: float | None = None
     padding_bonus: float = 0.0  # added to the PAD logit: > 0 slows speech down, < 0 speeds it up (about -2..2)
     padding_between: int = 1  # minimum PAD frames after each word (1 articulates better)
     max_padding: int = 8  # PADs the model may choose in a row before a word is forced
@@ -273,6 +280,7 @@ class Synthesizer:
         # the text dropped, which its tts_config says with "direct_cfg": false (delaykit's own models).
         self.direct_cfg = not self.distilled_cfg and bool(config["tts_config"].get("direct_cfg", True))
         generation = self.options.generation(direct_cfg=self.direct_cfg)
+        self.default_voice = VoiceChoice(**config["tts_config"].get("default_voice", {}))
         self.conditions = self._conditions(name, guided=generation.cfg_coef != 1.0)
         self.generator = LMGenerator(lm, generation, self.conditions)
         self.text_bias = None
@@ -294,15 +302,40 @@ class Synthesizer:
         provider = self.lm.condition_provider
         return provider is not None and "speaker_wavs" in provider.conditioners
 
+    @property
+    def voice_names(self) -> list[str]:
+        """The named voices this model takes (``SynthesisOptions.voice``); empty for models without them."""
+        provider = self.lm.condition_provider
+        if provider is None or not set(VOICE_ATTRIBUTES) <= set(provider.conditioners):
+            return []
+        return model_voices(provider.conditioners)
+
+    def voice_choice(self) -> VoiceChoice:
+        """The voice the options ask for, completed by the checkpoint's default voice."""
+        options, default = self.options, self.default_voice
+        return VoiceChoice(voice=options.voice or default.voice,
+                           pitch=options.pitch if options.pitch is not None else default.pitch,
+                           rate=options.rate if options.rate is not None else default.rate)
+
     def _conditions(self, name: str, guided: bool) -> dict | None:
-        """Condition tensors for the options (``cfg`` value, ``speaker_wavs`` voices, ``control``); ``guided``:
-        a second batch row with every condition dropped (absent values, masked voices)."""
+        """Condition tensors for the options (``cfg`` value, ``speaker_wavs`` voices, ``control``, the voice
+        attributes of a named voice); ``guided``: a second batch row with every condition dropped (absent
+        values, masked voices)."""
         provider = self.lm.condition_provider
         options = self.options
+        named = (options.voice, options.pitch, options.rate) != (None, None, None)
+        if named and not self.voice_names:
+            raise ValueError(f"{name}: this model has no named voices, pitch or rate conditions")
         if provider is None:
             if options.voices:
                 raise ValueError(f"{name}: this model takes no voice conditioning")
             return None  # direct CFG then only drops the text (GenerationOptions.cfg_text_free)
+        voice_values: dict[str, str | None] = {}
+        if self.voice_names:
+            choice = self.voice_choice()
+            if choice.voice is not None and choice.voice not in self.voice_names:
+                raise ValueError(f"{name}: no voice {choice.voice!r} (`delaykit voices` lists this model's)")
+            voice_values = choice.values()
         attributes: dict[str, tp.Any] = {}
         for attribute, conditioner in provider.conditioners.items():
             if attribute == "cfg":
@@ -311,6 +344,9 @@ class Synthesizer:
                 if value is not None and valid and value not in valid:
                     raise ValueError(f"cfg_coef {options.cfg_coef} is not supported by {name}; valid values: "
                                      f"{', '.join(sorted(valid))}")
+                attributes[attribute] = [value, None] if guided else [value]
+            elif attribute in voice_values:
+                value = voice_values[attribute]
                 attributes[attribute] = [value, None] if guided else [value]
             elif attribute == "control":
                 attributes[attribute] = ["ok", None] if guided else ["ok"]

@@ -33,6 +33,7 @@ from ..data.codes import CodeCorpus
 from ..layout import MODE_OF_MODEL_TYPE
 from ..lm.model import LMConfig, LMModel, LMOutput
 from ..text import PAD_ID, TextTokenizer
+from ..voice import VOICE_ATTRIBUTES, VoiceChoice, model_voices, utterance_values, voice_conditioners
 
 SPECIAL_TOKENS = range(4)  # EPAD/unk 0, BOS 1, EOS 2, PAD 3 (delaykit.train.tokenizer)
 from .distributed import init_distributed
@@ -90,6 +91,11 @@ class LMTrainConfig:
     # head asks for every word heard. It is not exported.
     user_text_weight: float = 0.0
     user_text_shift_seconds: float = 0.48
+    # tts: condition the model on the voice of what it says (accent, timbre, pitch step, speaking rate of each
+    # utterance; delaykit.voice), given per frame; each attribute is left out in ``condition_dropout`` of the
+    # windows so that any may be absent when synthesizing. Needs a corpus that records its utterances.
+    voice_conditions: bool = False
+    condition_dropout: float = 0.15
     # Probability that a word token of the text the model reads back (its own past output, teacher-forced)
     # is swapped for a random one; targets stay clean. Makes the model listen instead of leaning on the
     # text history, which on a small corpus of generated sentences it otherwise does (fluent nonsense when
@@ -141,8 +147,9 @@ class LMTrainConfig:
 
 
 def build_lm(config: LMTrainConfig, tokenizer: TextTokenizer, codebooks: int,
-             log: tp.TextIO | None = None) -> LMModel:
-    """A fresh model of the run's shape, or the ``init_from`` checkpoint's LM to fine-tune."""
+             log: tp.TextIO | None = None, voices: tuple[list[str], list[str]] | None = None) -> LMModel:
+    """A fresh model of the run's shape, or the ``init_from`` checkpoint's LM to fine-tune. ``voices``: the
+    accents and timbres of the corpus, for a voice-conditioned model (``config.voice_conditions``)."""
     if config.init_from is not None:
         if config.warm_start is not None:
             raise ValueError("init_from (fine-tune a checkpoint) and warm_start (seed a fresh model) exclude "
@@ -155,6 +162,10 @@ def build_lm(config: LMTrainConfig, tokenizer: TextTokenizer, codebooks: int,
         return engine.lm.float().train()
     shape = small_lm_config(config.mode, text_card=tokenizer.vocab_size, codebooks=codebooks,
                             vad_heads=len(config.vad_horizons)).to_kyutai()
+    if config.voice_conditions:
+        if voices is None:
+            raise ValueError("voice_conditions needs the corpus's voices")
+        shape.update(voice_conditioners(*voices))
     shape.update(config.model)
     lm = LMModel(LMConfig.from_kyutai(shape))
     if config.warm_start is not None:
@@ -169,13 +180,30 @@ def build_lm(config: LMTrainConfig, tokenizer: TextTokenizer, codebooks: int,
     return lm.train()
 
 
+def corpus_voices(corpus: CodeCorpus) -> tuple[list[str], list[str]]:
+    """The accents and timbres spoken in a corpus (sorted)."""
+    if corpus.utterances is None:
+        raise ValueError("voice_conditions need a corpus that records its utterances (`delaykit data annotate`)")
+    values = [utterance_values(u) for utterances in corpus.utterances for u in utterances]
+    accents = sorted({v["accent"] for v in values if v["accent"] is not None})
+    timbres = sorted({v["timbre"] for v in values if v["timbre"] is not None})
+    return accents, timbres
+
+
 def stream_spec(config: LMTrainConfig, lm: LMModel) -> StreamSpec:
     fed = lm.config.n_q - lm.dep_q
     horizons = config.vad_horizons if lm.config.extra_heads_num_heads else ()
     if horizons and len(horizons) != lm.config.extra_heads_num_heads:
         raise ValueError(f"{len(horizons)} vad_horizons for {lm.config.extra_heads_num_heads} extra heads")
     user_shift = config.user_text_shift_seconds if config.user_text_weight > 0 else None
-    return StreamSpec(config.mode, config.text_shift, lm.dep_q, fed, tuple(horizons), user_shift)
+    voice_values: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    if config.voice_conditions:
+        if lm.condition_provider is None:
+            raise ValueError("voice_conditions: the model has no conditioners")
+        conditioners = lm.condition_provider.conditioners
+        voice_values = tuple((name, tuple(conditioners[name].possible_values)) for name in VOICE_ATTRIBUTES)
+    return StreamSpec(config.mode, config.text_shift, lm.dep_q, fed, tuple(horizons), user_shift, voice_values,
+                      config.condition_dropout)
 
 
 def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor
@@ -201,9 +229,16 @@ class TrainingForward(torch.nn.Module):
         self.lm = lm
         self.user_text_head = user_text_head
 
-    def forward(self, codes: torch.Tensor, input_codes: torch.Tensor | None = None
-                ) -> tuple[LMOutput, torch.Tensor | None, torch.Tensor | None]:
-        out = self.lm(codes, input_codes=input_codes)
+    def forward(self, codes: torch.Tensor, input_codes: torch.Tensor | None = None,
+                conditions: torch.Tensor | None = None) -> tuple[LMOutput, torch.Tensor | None, torch.Tensor | None]:
+        """``conditions`` [B, A, T]: per-frame value indices of the voice attributes (``Batch.conditions``)."""
+        frame_condition = None
+        if conditions is not None:
+            assert self.lm.condition_provider is not None
+            lookups = self.lm.condition_provider.conditioners
+            frame_condition = sum(lookups[name].embed_indices(conditions[:, a])  # [B, T, dim]
+                                  for a, name in enumerate(VOICE_ATTRIBUTES))
+        out = self.lm(codes, input_codes=input_codes, frame_condition=frame_condition)
         assert out.hidden is not None
         heads = None
         if self.lm.extra_heads:
@@ -234,7 +269,8 @@ class LMTrainer(TrainingRun):
         self.tokenizer = TextTokenizer(tokenizer)
         if config.codebooks is not None and not 0 < config.codebooks <= corpus.num_codebooks:
             raise ValueError(f"codebooks={config.codebooks}: the corpus has {corpus.num_codebooks} per channel")
-        self.lm = build_lm(config, self.tokenizer, config.codebooks or corpus.num_codebooks, log)
+        self.lm = build_lm(config, self.tokenizer, config.codebooks or corpus.num_codebooks, log,
+                           corpus_voices(corpus) if config.voice_conditions else None)
         if config.lora_rank:
             add_lora(self.lm, config.lora_rank, config.lora_scaling)
         if self.lm.config.text_card < self.tokenizer.vocab_size:
@@ -287,7 +323,8 @@ class LMTrainer(TrainingRun):
         noisy = self.lm.training and (cfg.text_input_noise > 0 or cfg.audio_input_noise > 0)
         input_codes = self.noisy_inputs(codes) if noisy else None
         # LMOutput, [B, H, T, 2] end-of-speech logits, [B, T, V] user-text logits
-        out, heads, user_logits = self.model(codes, input_codes)
+        conditions = None if batch.conditions is None else batch.conditions.to(self.device)  # [B, A, T]
+        out, heads, user_logits = self.model(codes, input_codes, conditions)
         text = codes[:, 0]  # [B, T]
         text_weights = torch.where(text == PAD_ID, cfg.text_padding_weight, 1.0)  # [B, T]
         text_loss, text_accuracy = weighted_ce(out.text_logits[:, 0], text, out.text_mask[:, 0], text_weights)
@@ -388,10 +425,11 @@ class LMTrainer(TrainingRun):
 
 
 def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool = False,
-              codec: str | None = None, codec_from: str | None = None) -> Path:
+              codec: str | None = None, codec_from: str | None = None, default_voice: dict | None = None) -> Path:
     """Write a run's latest LM, with its codec and tokenizer, as a checkpoint directory ``delaykit.load`` runs.
 
-    ``codec`` bundles another codec checkpoint than the run's; ``codec_from`` bundles none and names the
+    ``default_voice`` (``VoiceChoice`` fields) is what a voice-conditioned TTS model speaks with when asked for
+    no voice. ``codec`` bundles another codec checkpoint than the run's; ``codec_from`` bundles none and names the
     shipped checkpoint whose codec the model uses (``checkpoints.CODEC_FROM_KEY``), which must encode exactly
     like the run's codec (same encoders and codebooks; its decoder may differ).
     """
@@ -424,6 +462,15 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
     elif config.mode == "tts":
         # No text was dropped in training, so direct CFG's text-free half would be meaningless.
         meta["tts_config"] = {"audio_delay": -config.text_shift, "direct_cfg": False}
+        if default_voice:
+            if not config.voice_conditions:
+                raise ValueError("a default voice is for a model trained with voice_conditions")
+            VoiceChoice(**default_voice).values()  # a valid pitch / rate, or ValueError
+            assert lm.condition_provider is not None
+            known = model_voices(lm.condition_provider.conditioners)
+            if default_voice.get("voice") is not None and default_voice["voice"] not in known:
+                raise ValueError(f"no voice {default_voice['voice']!r} in this model")
+            meta["tts_config"]["default_voice"] = default_voice
     elif config.text_shift != 0:  # dialogue whose words lead (or trail) the agent's speech
         meta["dialogue_config"] = {"audio_delay": -config.text_shift}
     save_engine(target, codec_model, lm, run_dir / TOKENIZER_NAME, MODEL_TYPE_OF_MODE[config.mode], meta)

@@ -7,7 +7,9 @@ with :func:`~delaykit.text_stream.aligned_text_stream` at the mode's text shift;
 sequences. A window opening mid-sequence teaches the model that a stream may begin mid-sentence, whereas a
 live stream always begins from an empty context before anyone speaks: ``start_prob`` makes that share of
 windows open at their sequence's first frame (measured: without it, a model emitted words before the first
-one was spoken).
+one was spoken). For voice-conditioned models a batch also holds, per frame, the index of each voice attribute
+(``delaykit.voice``) of the utterance being spoken then; each attribute is left out (its "absent" index) in a
+``condition_dropout`` share of windows.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class StreamSpec:
     # dialogue: also lay the user's words on a row of their own this far behind the user's audio (the target
     # of a training-only head that transcribes the user); None: no such row
     user_text_shift_seconds: float | None = None
+    # voice-conditioned models: each attribute's possible values, in the model's conditioner order
+    voice_values: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    condition_dropout: float = 0.0  # share of windows in which each attribute is left out
 
 
 @dataclass
@@ -45,6 +50,28 @@ class Batch:
     codes: torch.Tensor  # [B, K, T] long: row 0 text, then audio; ZERO_TOKEN past a sequence's end
     no_voice: torch.Tensor  # [B, H, T] long: 1 where nobody speaks over the horizon after frame t, -100 = ignore
     user_text: torch.Tensor | None = None  # [B, T] long: the user's text row (see StreamSpec), -100 = ignore
+    # [B, A, T] long: index of each voice attribute's value per frame (len(values) = absent); None without them
+    conditions: torch.Tensor | None = None
+
+
+def frame_conditions(utterances: tp.Sequence[dict], frames: int, frame_rate: float,
+                     voice_values: tp.Sequence[tuple[str, tp.Sequence[str]]]) -> np.ndarray:
+    """[A, frames] index of each attribute's value for each frame: the utterance whose speech ends next (the
+    pause before an utterance is its own; the tail after the last one is the last one's). Values the model
+    does not know, and attributes an utterance lacks, get the absent index."""
+    from ..voice import utterance_values
+
+    ends = np.array([u["end"] for u in utterances], dtype=np.float64)  # [U] seconds, increasing
+    times = np.arange(frames) / frame_rate  # [F]
+    owner = np.minimum(np.searchsorted(ends, times, side="right"), len(utterances) - 1)  # [F]
+    per_utterance = [utterance_values(u) for u in utterances]
+    out = np.empty((len(voice_values), frames), dtype=np.int64)
+    for a, (name, values) in enumerate(voice_values):
+        index = {value: i for i, value in enumerate(values)}
+        ids = np.array([index.get(v[name], len(values)) if v[name] is not None else len(values)
+                        for v in per_utterance], dtype=np.int64)  # [U]
+        out[a] = ids[owner]
+    return out
 
 
 def voice_activity(words: tp.Sequence[TimedWord], frames: int, frame_rate: float) -> np.ndarray:
@@ -99,6 +126,10 @@ class StreamBatcher:
         self.text: list[np.ndarray] = []
         self.user_text: list[np.ndarray] = []  # only with spec.user_text_shift_seconds
         self.no_voice: list[np.ndarray] = []
+        self.conditions: list[np.ndarray] = []  # [A, F] per sequence, with spec.voice_values
+        if spec.voice_values and corpus.utterances is None:
+            raise ValueError("voice conditions need a corpus that records its utterances (`delaykit data "
+                             "annotate`)")
         user_config = None
         if spec.user_text_shift_seconds is not None:
             if spec.mode != "dialogue":
@@ -116,6 +147,10 @@ class StreamBatcher:
                 heard = [w for w in words if w.speaker not in (None, AGENT_SPEAKER)]
                 self.user_text.append(np.asarray(aligned_text_stream(heard, tokenize, frames, user_config).tokens,
                                                  dtype=np.int64))
+            if spec.voice_values:
+                assert corpus.utterances is not None
+                self.conditions.append(frame_conditions(corpus.utterances[index], frames, corpus.frame_rate,
+                                                        spec.voice_values))
             active = voice_activity(words, frames, corpus.frame_rate)
             self.no_voice.append(no_voice_targets(active, spec.vad_horizons, corpus.frame_rate))
         lengths = np.array([corpus.frames(i) for i in range(len(corpus))], dtype=np.float64)
@@ -138,6 +173,10 @@ class StreamBatcher:
         codes = np.full((self.batch_size, K, T), ZERO_TOKEN, dtype=np.int64)
         no_voice = np.full((self.batch_size, len(self.spec.vad_horizons), T), -100, dtype=np.int64)
         user_text = np.full((self.batch_size, T), -100, dtype=np.int64) if self.user_text else None
+        conditions = None
+        if self.conditions:
+            absent = np.array([len(values) for _, values in self.spec.voice_values], dtype=np.int64)  # [A]
+            conditions = np.broadcast_to(absent[None, :, None], (self.batch_size, len(absent), T)).copy()
         for b in range(self.batch_size):
             index = int(self.rng.choice(len(self.weights), p=self.weights))
             frames = self.corpus.frames(index)
@@ -149,8 +188,13 @@ class StreamBatcher:
             no_voice[b, :, :length] = self.no_voice[index][:, start:start + length]
             if user_text is not None:
                 user_text[b, :length] = self.user_text[index][start:start + length]
+            if conditions is not None:
+                kept = self.rng.random(len(absent)) >= self.spec.condition_dropout  # [A]
+                window = self.conditions[index][:, start:start + length]  # [A, length]
+                conditions[b, :, :length] = np.where(kept[:, None], window, absent[:, None])
         return Batch(torch.from_numpy(codes), torch.from_numpy(no_voice),
-                     None if user_text is None else torch.from_numpy(user_text))
+                     None if user_text is None else torch.from_numpy(user_text),
+                     None if conditions is None else torch.from_numpy(conditions))
 
     def state(self) -> dict:
         return {"rng": self.rng.bit_generator.state}

@@ -5,7 +5,8 @@ codebooks, same acoustic delay) and reads the user's audio in the same codes. So
 take everything a trained TTS model has whose name and shape agree (temporal and depth transformers, text
 embedding and head, the generated streams' embeddings and heads), and its fed (user) audio embeddings can
 start from the generated embedding of the same codebook, which already maps those codes to what they sound
-like. Everything else keeps its fresh initialisation. Unlike ``init_from`` (fine-tuning one checkpoint in its
+like. Everything else keeps its fresh initialisation, except that new conditioners (e.g. voice conditions
+added to a TTS model) start with zero projections, so the warm model first behaves exactly as its source. Unlike ``init_from`` (fine-tuning one checkpoint in its
 own shape), the run's shape is the run's own.
 """
 
@@ -57,4 +58,6 @@ def warm_start(target: LMModel, source: LMModel) -> WarmStartReport:
             report.mapped[name] = mapped
         else:
             report.kept.append(name)
+            if name.startswith("condition_provider.") and not name.endswith("embed.weight"):
+                tensor.zero_()  # a new condition starts silent: the warm model behaves as its source at first
     return report
