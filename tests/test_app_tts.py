@@ -9,6 +9,7 @@ gradio = pytest.importorskip("gradio", reason="the apps are an optional extra: d
 pytest.importorskip("moshi")  # the fixture builds its checkpoint with the reference's constructors
 import soundfile
 from gradio_client import Client
+from test_train_lm import tokenizer  # noqa: F401  (a fixture)
 
 from delaykit.api import load
 from delaykit.apps.tts import TtsApp, make_demo
@@ -48,6 +49,21 @@ def test_pace_is_the_padding_bonus(tts_dir, monkeypatch):
     # (that the bonus lengthens speech is tested on the shipped model: test_default_tts.py)
 
 
+def test_a_model_with_named_voices_gets_its_voice_pitch_and_rate(tokenizer, tmp_path, monkeypatch):  # noqa: F811
+    from test_tts_voices import voiced_checkpoint
+
+    app = TtsApp(str(voiced_checkpoint(tokenizer, tmp_path)))
+    assert "en-us+f3" in app.voices and app.default_voice.voice == "en-gb+m1"
+    used = []
+    make = app.model.synthesizer
+    monkeypatch.setattr(app.model, "synthesizer", lambda options: used.append(options) or make(options))
+    list(app.speak("one two", seed=3, temperature=0.5, voice="en-us+f3", pitch=-1.0, rate=1.2))
+    assert used == [SynthesisOptions(seed=3, temperature=0.5, voice="en-us+f3", pitch=-1, rate=1.2)]
+    # a model without them ignores the controls (their sliders are hidden)
+    plain = TtsApp(str(tmp_path / "plain-export"))
+    assert plain.voices == [] and plain.default_voice is None
+
+
 def test_an_uploaded_script_fills_the_text_box(tmp_path):
     from delaykit.apps.tts import read_script
 
@@ -66,7 +82,7 @@ def test_gradio_client_speaks(tts_dir):
     demo = make_demo(str(tts_dir))
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None)
     try:
-        _, rows, wav = Client(url, verbose=False).predict(SCRIPT, 3, 0.6, 0.0, api_name="/speak")
+        _, rows, wav = Client(url, verbose=False).predict(SCRIPT, 3, 0.6, 0.0, None, 0, 1.0, api_name="/speak")
         assert [row[2] for row in rows["data"]] == ["one", "two", "three"]
         saved, rate = soundfile.read(wav, dtype="float32")
         expected, _ = load(tts_dir, device="cpu").synthesize(SCRIPT, SynthesisOptions(seed=3))

@@ -115,6 +115,18 @@ def voiced_corpus(sequences: int = 12) -> CodeCorpus:
     return corpus
 
 
+def voiced_checkpoint(tokenizer_path: str, root) -> object:
+    """A tiny voice-conditioned TTS checkpoint (root/export, default voice en-gb+m1) warm-started from a plain
+    one (root/plain-export), trained for a few steps."""
+    make_checkpoint(root / "codec")
+    codec = str(root / "codec")
+    LMTrainer(tiny_config("tts", max_steps=2, codec=codec), toy_corpus(), tokenizer_path, root / "plain").fit()
+    export_lm(root / "plain", root / "plain-export")
+    LMTrainer(tiny_config("tts", max_steps=2, codec=codec, voice_conditions=True,
+                          warm_start=str(root / "plain-export")), voiced_corpus(), tokenizer_path, root / "voiced").fit()
+    return export_lm(root / "voiced", root / "export", default_voice={"voice": "en-gb+m1", "pitch": 0})
+
+
 def test_voice_conditioned_training_warm_starts_silent_and_exports_named_voices(tokenizer, tmp_path):  # noqa: F811
     import delaykit
     from delaykit.modes.tts import SynthesisOptions

@@ -1,6 +1,7 @@
 """The TTS app: type or paste a script, hear it while it is generated, then get the WAV and each word's time.
 
 ``make_demo(model)`` builds the Blocks; ``delaykit app tts`` launches it (gradio is the optional extra ``app``).
+A model with named voices (``delaykit.voice``) gets a voice menu and pitch and speaking-rate sliders.
 Audio reaches the browser in chunks of about half a second as the model makes it (a streaming ``gr.Audio``,
 which needs ffmpeg: without it the audio appears once complete); the word table grows as words are spoken, and
 the whole WAV follows. One engine runs one synthesis stream at a time, so requests take turns (the event's
@@ -36,15 +37,22 @@ class TtsApp:
         if self.model.mode != "tts":
             raise CheckpointError(f"{name}: a {self.model.mode} checkpoint cannot do tts")
         self.sample_rate = self.model.sample_rate
+        probe = self.model.synthesizer()
+        self.voices = probe.voice_names  # empty for a model without named voices
+        self.default_voice = probe.voice_choice() if self.voices else None
         self.chunk_seconds = chunk_seconds
         self._lock = threading.Lock()
 
-    def speak(self, script: str, seed: float | None = None, temperature: float = 0.6, pace: float = 0.0
+    def speak(self, script: str, seed: float | None = None, temperature: float = 0.6, pace: float = 0.0,
+              voice: str | None = None, pitch: float | None = None, rate: float | None = None
               ) -> tp.Iterator[tuple[Chunk | None, list[list], str | None]]:
         """Yields (audio chunk, word rows so far, None) while generating, then (None, all word rows, WAV path).
-        ``pace`` is added to the pause (PAD) logit: > 0 speaks more slowly, < 0 faster (about -2..2)."""
+        ``pace`` is added to the pause (PAD) logit: > 0 speaks more slowly, < 0 faster (about -2..2); ``voice``,
+        ``pitch`` (-2..2) and ``rate`` (0.6-1.5) choose a named voice, for models that have them."""
+        named = {"voice": voice or None, "pitch": None if pitch is None else int(pitch),
+                 "rate": None if rate is None else float(rate)} if self.voices else {}
         options = SynthesisOptions(seed=None if seed is None else int(seed), temperature=float(temperature),
-                                   padding_bonus=float(pace))
+                                   padding_bonus=float(pace), **named)
         synthesizer = self.model.synthesizer(options)
         items = parse_turns(script)  # TextError for a script without words
         frames: list[np.ndarray] = []
@@ -91,8 +99,9 @@ def make_demo(model: str = "default") -> tp.Any:
     app = TtsApp(model)
     streaming = can_stream_audio()
 
-    def speak(script: str, seed: float | None, temperature: float, pace: float) -> tp.Iterator[tuple]:
-        for chunk, rows, path in app.speak(script, seed, temperature, pace):
+    def speak(script: str, seed: float | None, temperature: float, pace: float, voice: str | None,
+              pitch: float, rate: float) -> tp.Iterator[tuple]:
+        for chunk, rows, path in app.speak(script, seed, temperature, pace, voice, pitch, rate):
             if streaming:
                 yield (gr.skip() if chunk is None else chunk), rows, (gr.skip() if path is None else path)
             else:  # the whole WAV at the end, in the player and as the download
@@ -109,12 +118,19 @@ def make_demo(model: str = "default") -> tp.Any:
                              precision=0)
             temperature = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Temperature")
             pace = gr.Slider(-2.0, 2.0, value=0.0, step=0.25, label="Pauses (> 0 slower, < 0 faster)")
+        default = app.default_voice
+        with gr.Row(visible=bool(app.voices)):  # models with named voices
+            voice = gr.Dropdown(app.voices, value=default.voice if default else None, label="Voice")
+            pitch = gr.Slider(-2, 2, value=(default.pitch or 0) if default else 0, step=1, label="Pitch")
+            rate = gr.Slider(0.6, 1.5, value=(default.rate or 1.0) if default else 1.0, step=0.1,
+                             label="Speaking rate")
         button = gr.Button("Speak", variant="primary")
         audio = gr.Audio(label="Speech", streaming=streaming, autoplay=True,
                          type="numpy" if streaming else "filepath")
         words = gr.Dataframe(headers=["start", "end", "word"], label="Words")
         wav = gr.File(label="Download WAV")
-        button.click(speak, [script, seed, temperature, pace], [audio, words, wav], api_name="speak",
+        button.click(speak, [script, seed, temperature, pace, voice, pitch, rate], [audio, words, wav],
+                     api_name="speak",
                      concurrency_limit=1)
     demo.tts_app = app  # for tests
     return demo
