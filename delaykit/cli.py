@@ -461,10 +461,13 @@ def eval_asr(model: str, data_dirs, count, batch_size: int, threads) -> None:
 @click.option("--asr", "asr_model", default=None, help="also transcribe with this delaykit ASR model (default: "
               "the shipped one)")
 @click.option("--originals", is_flag=True, help="also score the corpus's own recordings of the texts")
+@click.option("--voice", default=None, help="a named voice of the model (default: its default voice)")
+@click.option("--pitch", type=click.IntRange(-2, 2), default=None, help="pitch step of the named voice")
+@click.option("--rate", type=click.FloatRange(0.6, 1.5), default=None, help="speaking rate of the named voice")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="keep the wavs here")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 def eval_tts(model: str, data_dirs, count: int, seed: int, temperature, judge: bool, asr_model, originals: bool,
-             out_dir, threads) -> None:
+             voice, pitch, rate, out_dir, threads) -> None:
     """Intelligibility (WER of recognisers that did not make the speech), pace and speed of TTS."""
     from .data.manifest import read_corpus
     from .evaluation.tts import AsrRecognizer, evaluate_tts
@@ -481,9 +484,48 @@ def eval_tts(model: str, data_dirs, count: int, seed: int, temperature, judge: b
         recognizers["judge"] = WhisperJudge(threads=threads or 2)
     if asr_model is not None:
         recognizers["asr"] = AsrRecognizer(_load_model(asr_model, "asr"))
-    options = SynthesisOptions() if temperature is None else SynthesisOptions(temperature=temperature)
+    overrides = {key: value for key, value in (("temperature", temperature), ("voice", voice), ("pitch", pitch),
+                                               ("rate", rate)) if value is not None}
+    options = SynthesisOptions(**overrides)
     report = evaluate_tts(_load_model(model, "tts").engine, rows, recognizers, options, seed=seed,
                           judge_originals=originals, out_dir=out_dir)
+    report["model"] = model
+    click.echo(json.dumps(report, indent=2))
+
+
+@evaluate.command("voices")
+@click.option("--model", default="default", show_default=True, help="TTS checkpoint with named voices")
+@click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
+              help="corpus directory or manifest whose texts are spoken (repeatable)")
+@click.option("--count", type=int, default=8, show_default=True, help="use the first COUNT texts")
+@click.option("--setting", "settings", multiple=True, required=True,
+              help="a voice setting VOICE[,pitch=P][,rate=R], e.g. en-us+f3,pitch=2 (repeatable)")
+@click.option("--seed", default=0, show_default=True, help="text i is sampled with seed SEED + i")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+def eval_voices(model: str, data_dirs, count: int, settings, seed: int, threads) -> None:
+    """Median F0 and speaking rate of each voice setting on the same texts and seeds: whether pitch steps,
+    rates and timbres do what they say."""
+    from .data.manifest import read_corpus
+    from .evaluation.voices import evaluate_voices
+    from .voice import VoiceChoice
+
+    _set_threads(threads)
+    choices = {}
+    for setting in settings:
+        voice, *pairs = setting.split(",")
+        fields: dict = {"voice": voice or None}
+        for pair in pairs:
+            key, _, value = pair.partition("=")
+            if key not in ("pitch", "rate") or not value:
+                raise click.UsageError(f"{setting!r}: expected VOICE[,pitch=P][,rate=R]")
+            fields[key] = int(value) if key == "pitch" else float(value)
+        choices[setting] = VoiceChoice(**fields)
+    rows = [row for source in data_dirs for row in read_corpus(source)][:count]
+    engine = _load_model(model, "tts").engine
+    try:
+        report = evaluate_voices(engine, [row["text"] for row in rows], choices, seed=seed)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     report["model"] = model
     click.echo(json.dumps(report, indent=2))
 

@@ -12,7 +12,6 @@ from test_train_lm import WORDS, tiny_config, tokenizer, toy_corpus  # noqa: F40
 from delaykit.audio import write_audio
 from delaykit.data.codes import CodeCorpus, PackConfig, annotate_utterances, encode_corpus
 from delaykit.lm.conditioners import LookupConditioner
-from delaykit.text_stream import TimedWord
 from delaykit.train.lm import LMTrainer, export_lm
 from delaykit.train.lm_data import frame_conditions
 from delaykit.voice import (
@@ -192,4 +191,69 @@ def test_condition_dropout_leaves_attributes_out(tokenizer, tmp_path):  # noqa: 
     conditions = trainer.batcher.next_batch().conditions  # [B, A, T]
     absent = [len(v) for _, v in trainer.spec.voice_values]
     assert all((conditions[:, a] == n).all() for a, n in enumerate(absent))
-    assert TimedWord  # the toy corpus's word type
+
+
+def test_f0_tracker_finds_the_pitch_of_a_voiced_sound_and_none_in_noise():
+    from delaykit.evaluation.voices import f0_track, median_f0
+
+    rate = 24_000
+    t = np.arange(rate) / rate
+    for f0 in (95.0, 140.0, 230.0):
+        # a buzz with falling harmonics, as a voice has; the first harmonic is not the loudest at 230 Hz
+        buzz = sum((0.6 if k == 2 else 1.0 / k) * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 8))
+        assert abs(median_f0(buzz.astype(np.float32), rate) - f0) < 0.03 * f0
+    noise = np.random.default_rng(0).standard_normal(rate).astype(np.float32)
+    assert median_f0(noise, rate) is None
+    # silence around a tone is not voiced
+    tone = np.concatenate([np.zeros(rate // 2), np.sin(2 * np.pi * 120 * t[: rate // 2]), np.zeros(rate // 2)])
+    track = f0_track(tone.astype(np.float32), rate)
+    assert np.isnan(track[:40]).all() and np.nanmedian(track) == pytest.approx(120, rel=0.03)
+
+
+@pytest.fixture(scope="module")
+def voiced_dir(tokenizer, tmp_path_factory):  # noqa: F811
+    root = tmp_path_factory.mktemp("voiced")
+    return voiced_checkpoint(tokenizer, root), root / "plain-export"
+
+
+def test_cli_lists_voices_and_speaks_in_one(voiced_dir, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from delaykit.cli import main
+
+    voiced, plain = voiced_dir
+    runner = CliRunner()
+    listed = runner.invoke(main, ["voices", "--model", str(voiced)])
+    assert listed.exit_code == 0, listed.output
+    names = listed.output.split("\n")
+    assert names[0] == "en-gb+m1 *" and "en-us+f3" in names and "flite:kal" in names
+    script = tmp_path / "script.txt"
+    script.write_text("one two three\n")
+    spoken = runner.invoke(main, ["tts", str(script), "-o", str(tmp_path / "out.wav"), "--model", str(voiced),
+                                  "--voice", "en-us+f3", "--pitch", "1", "--rate", "1.2"])
+    assert spoken.exit_code == 0, spoken.output
+    assert (tmp_path / "out.wav").stat().st_size > 44
+    unknown = runner.invoke(main, ["tts", str(script), "-o", str(tmp_path / "x.wav"), "--model", str(voiced),
+                                   "--voice", "en-zz"])
+    assert unknown.exit_code == 2 and "no voice 'en-zz'" in unknown.output
+    too_fast = runner.invoke(main, ["tts", str(script), "-o", str(tmp_path / "x.wav"), "--model", str(voiced),
+                                    "--rate", "3"])
+    assert too_fast.exit_code == 2
+    for args in (["voices", "--model", str(plain)],
+                 ["tts", str(script), "-o", str(tmp_path / "y.wav"), "--model", str(plain), "--voice", "en-us+f3"]):
+        refused = runner.invoke(main, args)
+        assert refused.exit_code in (1, 2) and "no named voices" in refused.output, refused.output
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "manifest.jsonl").write_text(
+        "\n".join(json.dumps({"path": f"{i}.wav", "text": text}) for i, text in enumerate(["one two", "three"])))
+    measured = runner.invoke(main, ["eval", "voices", "--model", str(voiced), "--data", str(tmp_path / "texts"),
+                                    "--setting", "en-us+f3,pitch=2", "--setting", "flite:kal,rate=0.7"])
+    assert measured.exit_code == 0, measured.output
+    report = json.loads(measured.output)
+    assert report["voices"]["en-us+f3,pitch=2"]["pitch"] == 2 and report["voices"]["flite:kal,rate=0.7"]["rate"] == 0.7
+    assert all(len(v["f0_per_text_hz"]) == 2 for v in report["voices"].values())
+    bad = runner.invoke(main, ["eval", "voices", "--model", str(voiced), "--data", str(tmp_path / "texts"),
+                               "--setting", "en-us+f3,speed=2"])
+    assert bad.exit_code == 2
