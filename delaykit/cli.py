@@ -344,14 +344,19 @@ def train_plot(run_dir: str, output) -> None:
 @click.option("--default-voice", default=None,
               help="voice-conditioned TTS: the voice used when none is asked for (e.g. en-us+f3)")
 @click.option("--default-pitch", type=click.IntRange(-2, 2), default=None, help="and its pitch step")
+@click.option("--text-temperature", type=float, default=None,
+              help="dialogue: the agent's text sampling temperature the checkpoint recommends (0 = greedy)")
+@click.option("--text-top-k", type=int, default=25, show_default=True, help="with --text-temperature")
 def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, default_voice: str | None,
-                    default_pitch: int | None) -> None:
+                    default_pitch: int | None, text_temperature: float | None, text_top_k: int) -> None:
     """Write RUN_DIR's latest LM with its codec and tokenizer as checkpoint directory TARGET."""
     from .train.lm import export_lm
 
     voice = {key: value for key, value in (("voice", default_voice), ("pitch", default_pitch)) if value is not None}
     try:
-        path = export_lm(run_dir, target, fp16=fp16, codec=codec, codec_from=codec_from, default_voice=voice or None)
+        sampling = None if text_temperature is None else {"temperature": text_temperature, "top_k": text_top_k}
+        path = export_lm(run_dir, target, fp16=fp16, codec=codec, codec_from=codec_from, default_voice=voice or None,
+                         text_sampling=sampling)
     except ValueError as exc:
         raise DelaykitError(str(exc)) from exc
     click.echo(str(path))
@@ -541,9 +546,16 @@ def eval_voices(model: str, data_dirs, count: int, settings, seed: int, threads)
 @click.option("--asr", "asr_model", default=None, help="transcribe the agent with this delaykit ASR model")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="keep the stereo sessions here (user left, agent right)")
+@click.option("--text-temperature", type=float, default=None,
+              help="sampling temperature of the agent's text (default: the checkpoint's or 0.7; 0 = greedy)")
+@click.option("--audio-temperature", type=float, default=None,
+              help="sampling temperature of the agent's audio (default: the checkpoint's or 0.8; 0 = greedy)")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
-def eval_dialogue(model: str, data_dirs, count: int, seed: int, judge: bool, asr_model, out_dir, threads) -> None:
+def eval_dialogue(model: str, data_dirs, count: int, seed: int, judge: bool, asr_model, out_dir,
+                  text_temperature: float | None, audio_temperature: float | None, threads) -> None:
     """Answers right (heard and in the agent's text), response and stop latency, step time of dialogue."""
+    import dataclasses
+
     from .data.manifest import read_corpus
     from .evaluation.dialogue import evaluate_dialogue
     from .evaluation.tts import AsrRecognizer
@@ -561,7 +573,17 @@ def eval_dialogue(model: str, data_dirs, count: int, seed: int, judge: bool, asr
     elif asr_model is not None:
         recognizer = AsrRecognizer(_load_model(asr_model, "asr"))
     conversation = _load_model(model, "dialogue").conversation(DialogueOptions(seed=seed))
+    resolved = conversation.options  # the checkpoint's recommended sampling, or moshi's
+    if text_temperature is not None or audio_temperature is not None:
+        text, audio = resolved.text, resolved.audio
+        assert text is not None and audio is not None
+        if text_temperature is not None:
+            text = dataclasses.replace(text, temperature=text_temperature)
+        if audio_temperature is not None:
+            audio = dataclasses.replace(audio, temperature=audio_temperature)
+        conversation = _load_model(model, "dialogue").conversation(DialogueOptions(text, audio, seed))
     report = evaluate_dialogue(conversation, rows, recognizer, out_dir=out_dir)
+    report["sampling"] = {name: dataclasses.asdict(getattr(conversation.options, name)) for name in ("text", "audio")}
     report.update(model=model, recognizer="judge" if judge else asr_model)
     click.echo(json.dumps(report, indent=2))
 

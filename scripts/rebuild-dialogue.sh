@@ -2,7 +2,8 @@
 # Rebuild the shipped dialogue model (checkpoints/default-dialogue) from scripted-assistant conversations
 # (checkpoints/README.md has the figures and timings). About 2.5 hours on 2 CPU cores; every step skips work
 # whose output exists, and training resumes.
-# Needs: bash scripts/install.sh test, espeak-ng, runs/tokenizer/bpe1500.model, checkpoints/default-tts.
+# Needs: bash scripts/install.sh test, espeak-ng, runs/tokenizer/bpe1500.model, and runs/tts-export: the first
+# TTS model, without named voices (scripts/rebuild-tts.sh, steps 1-3), which stage 1 starts from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dk() { python -m delaykit.cli "$@"; }
@@ -21,11 +22,11 @@ done
   --count 60 --seed 900 --split heldout
 codes="--codes runs/codes2/dialogue-a.npz --codes runs/codes2/dialogue-b.npz"
 
-# 2. Stage 1: from the shipped TTS model, text level with speech, no user-text head; the shipped run stopped at
+# 2. Stage 1: from the first TTS model (what checkpoints/default-tts was until it got named voices), text level with speech, no user-text head; the shipped run stopped at
 #    step 1191 (40 minutes) of a 3000-step schedule.
 if [ ! -d runs/dialogue-stage1-export ]; then
   dk train lm --config configs/dialogue-default.toml $codes --tokenizer runs/tokenizer/bpe1500.model \
-    --out runs/dialogue-stage1 --set warm_start=default-tts --set user_text_weight=0 --set text_input_noise=0 \
+    --out runs/dialogue-stage1 --set warm_start=runs/tts-export --set user_text_weight=0 --set text_input_noise=0 \
     --set text_shift_seconds=0 --set decay_steps=3000 --set max_steps=1191
   dk train export-lm runs/dialogue-stage1 runs/dialogue-stage1-export --codec-from default
 fi

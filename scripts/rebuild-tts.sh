@@ -26,7 +26,22 @@ fi
 dk train lm --resume $(codes a b c e f g) --tokenizer runs/tokenizer/bpe1500.model --out runs/tts \
   --set decay_steps=3200 --set minutes=85 --set max_steps=null
 
-# 3. Export (fp16, using the shipped codec) and measure.
-dk train export-lm runs/tts runs/tts-export --fp16 --codec-from default
-dk eval tts --model runs/tts-export --data runs/data/heldout --count 30 --judge --asr default --originals \
-  > runs/eval/tts-heldout30.json
+# 3. Export the first model (fp16, using the shipped codec) and measure it.
+[ -d runs/tts-export ] || dk train export-lm runs/tts runs/tts-export --fp16 --codec-from default
+[ -f runs/eval/tts-heldout30.json ] || dk eval tts --model runs/tts-export --data runs/data/heldout --count 30 \
+  --judge --asr default --originals > runs/eval/tts-heldout30.json
+
+# 4. Named voices: the first model plus accent, timbre, pitch and rate conditions (configs/tts-voices.toml),
+#    warm-started from it, 80 minutes on all 27 h. Codes encoded before corpora recorded their utterances get
+#    them from their rows (the shipped run annotated copies of runs/codes2's files; a fresh encode has them).
+for part in a b c e f g; do
+  dk data annotate --codes "runs/codes-tts/train-$part.npz" --data "runs/data/train-$part"
+done
+dk train lm --config configs/tts-voices.toml $(codes a b c e f g) --tokenizer runs/tokenizer/bpe1500.model \
+  --out runs/tts-voices --set minutes=80 $( [ -f runs/tts-voices/checkpoint.pt ] && echo --resume )
+
+# 5. Export with its default voice (the dialogue agent's) and measure: intelligibility, and what the voices do.
+dk train export-lm runs/tts-voices runs/tts-voices-export --fp16 --codec-from default --default-voice en-us+f2 \
+  --default-pitch 0
+dk eval tts --model runs/tts-voices-export --data runs/data/heldout --count 30 --judge --asr default --originals \
+  > runs/eval/tts-voices-heldout30.json

@@ -243,3 +243,31 @@ def test_dialogue_user_text_head_learns_the_user_and_is_not_exported(tokenizer, 
     with conversation.stream(1) as session:
         steps = [session.step(torch.zeros(1, conversation.frame_size)) for _ in range(3)]
     assert [s.text_time[0] for s in steps] == pytest.approx([s.time[0] + 0.24 for s in steps])
+
+
+def test_a_dialogue_checkpoint_recommends_its_text_sampling(tokenizer, tmp_path):
+    from test_codec_cli import make_checkpoint
+
+    import delaykit
+    from delaykit.lm.sampling import SamplingOptions
+    from delaykit.modes.dialogue import MOSHI_AUDIO_SAMPLING, MOSHI_TEXT_SAMPLING, DialogueOptions
+    from delaykit.train.lm import export_lm
+
+    make_checkpoint(tmp_path / "codec")
+    LMTrainer(tiny_config("dialogue", max_steps=1, codec=str(tmp_path / "codec")), toy_corpus(channels=2),
+              tokenizer, tmp_path / "run").fit()
+    plain = delaykit.load(export_lm(tmp_path / "run", tmp_path / "plain"), device="cpu")
+    assert plain.conversation().options.text == MOSHI_TEXT_SAMPLING  # nothing recommended: moshi's defaults
+    greedy_text = delaykit.load(export_lm(tmp_path / "run", tmp_path / "greedy",
+                                          text_sampling={"temperature": 0, "top_k": 25}),
+                                device="cpu")
+    assert greedy_text.engine.files.config["dialogue_config"]["text_sampling"]["temperature"] == 0
+    options = greedy_text.conversation(DialogueOptions(seed=3)).options
+    assert options.text == SamplingOptions(temperature=0.0, top_k=25) and options.audio == MOSHI_AUDIO_SAMPLING
+    assert options.seed == 3
+    asked = SamplingOptions(temperature=0.5, top_k=10)  # what a caller asks for wins
+    assert greedy_text.conversation(DialogueOptions(text=asked)).options.text == asked
+    with pytest.raises(ValueError, match="dialogue"):
+        LMTrainer(tiny_config("tts", max_steps=1, codec=str(tmp_path / "codec")), toy_corpus(), tokenizer,
+                  tmp_path / "tts").fit()
+        export_lm(tmp_path / "tts", tmp_path / "tts-export", text_sampling={"temperature": 0})

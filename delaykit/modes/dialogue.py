@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import typing as tp
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +38,18 @@ from .session import EngineSession
 WORD_START = "\u2581"  # SentencePiece's word-boundary marker '▁'
 
 
+MOSHI_TEXT_SAMPLING = SamplingOptions(temperature=0.7, top_k=25)  # the published moshi defaults
+MOSHI_AUDIO_SAMPLING = SamplingOptions(temperature=0.8, top_k=250)
+
+
 @dataclass(frozen=True)
 class DialogueOptions:
-    """Sampling settings of a conversation; defaults are the published moshi ones."""
+    """Sampling settings of a conversation. Left as None, each stream samples as the checkpoint recommends
+    (``dialogue_config.text_sampling`` / ``audio_sampling`` of its config.json), else as the published moshi
+    defaults (text: temperature 0.7, top 25; audio: 0.8, top 250)."""
 
-    # the agent's text stream (its inner monologue)
-    text: SamplingOptions = field(default_factory=lambda: SamplingOptions(temperature=0.7, top_k=25))
-    # the agent's audio codebooks
-    audio: SamplingOptions = field(default_factory=lambda: SamplingOptions(temperature=0.8, top_k=250))
+    text: SamplingOptions | None = None  # the agent's text stream (its inner monologue)
+    audio: SamplingOptions | None = None  # the agent's audio codebooks
     seed: int | None = None  # seeds the sampling of each session; None draws from torch's global generator
 
     @classmethod
@@ -53,8 +57,22 @@ class DialogueOptions:
         """Argmax decoding of text and audio (deterministic, and what the parity tests use)."""
         return cls(text=SamplingOptions(), audio=SamplingOptions(), seed=seed)
 
+    def resolved(self, dialogue_config: dict | None = None) -> DialogueOptions:
+        """These options with every unset stream filled in from a checkpoint's ``dialogue_config``, else moshi's
+        defaults."""
+        recommended = dialogue_config or {}
+
+        def pick(chosen: SamplingOptions | None, key: str, fallback: SamplingOptions) -> SamplingOptions:
+            if chosen is not None:
+                return chosen
+            return SamplingOptions(**recommended[key]) if key in recommended else fallback
+
+        return DialogueOptions(text=pick(self.text, "text_sampling", MOSHI_TEXT_SAMPLING),
+                               audio=pick(self.audio, "audio_sampling", MOSHI_AUDIO_SAMPLING), seed=self.seed)
+
     def generation(self) -> GenerationOptions:
-        return GenerationOptions(text=self.text, audio=self.audio, seed=self.seed)
+        resolved = self.resolved()
+        return GenerationOptions(text=resolved.text, audio=resolved.audio, seed=self.seed)
 
 
 @dataclass
@@ -89,7 +107,8 @@ class Conversation:
                                   f"(model_type {engine.model_type!r}, n_q {engine.lm.config.n_q}, "
                                   f"dep_q {engine.lm.dep_q}): {exc}") from exc
         self.engine = engine
-        self.options = options or DialogueOptions()
+        # the sampling asked for, completed by what the checkpoint recommends
+        self.options = (options or DialogueOptions()).resolved(config.get("dialogue_config"))
         self.codec = engine.codec
         self.lm = engine.lm
         self.tokenizer = engine.tokenizer

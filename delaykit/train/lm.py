@@ -32,6 +32,7 @@ from ..checkpoints import CODEC_FROM_KEY
 from ..data.codes import CodeCorpus
 from ..layout import MODE_OF_MODEL_TYPE
 from ..lm.model import LMConfig, LMModel, LMOutput
+from ..lm.sampling import SamplingOptions
 from ..text import PAD_ID, TextTokenizer
 from ..voice import VOICE_ATTRIBUTES, VoiceChoice, model_voices, utterance_values, voice_conditioners
 
@@ -425,11 +426,13 @@ class LMTrainer(TrainingRun):
 
 
 def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool = False,
-              codec: str | None = None, codec_from: str | None = None, default_voice: dict | None = None) -> Path:
+              codec: str | None = None, codec_from: str | None = None, default_voice: dict | None = None,
+              text_sampling: dict | None = None) -> Path:
     """Write a run's latest LM, with its codec and tokenizer, as a checkpoint directory ``delaykit.load`` runs.
 
     ``default_voice`` (``VoiceChoice`` fields) is what a voice-conditioned TTS model speaks with when asked for
-    no voice. ``codec`` bundles another codec checkpoint than the run's; ``codec_from`` bundles none and names the
+    no voice; ``text_sampling`` (``SamplingOptions`` fields) how a dialogue model's text is best sampled (what
+    ``DialogueOptions`` uses unless told otherwise). ``codec`` bundles another codec checkpoint than the run's; ``codec_from`` bundles none and names the
     shipped checkpoint whose codec the model uses (``checkpoints.CODEC_FROM_KEY``), which must encode exactly
     like the run's codec (same encoders and codebooks; its decoder may differ).
     """
@@ -471,7 +474,15 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
             if default_voice.get("voice") is not None and default_voice["voice"] not in known:
                 raise ValueError(f"no voice {default_voice['voice']!r} in this model")
             meta["tts_config"]["default_voice"] = default_voice
-    elif config.text_shift != 0:  # dialogue whose words lead (or trail) the agent's speech
-        meta["dialogue_config"] = {"audio_delay": -config.text_shift}
+    else:
+        dialogue_config: dict = {}
+        if config.text_shift != 0:  # dialogue whose words lead (or trail) the agent's speech
+            dialogue_config["audio_delay"] = -config.text_shift
+        if text_sampling:
+            dialogue_config["text_sampling"] = dataclasses.asdict(SamplingOptions(**text_sampling))
+        if dialogue_config:
+            meta["dialogue_config"] = dialogue_config
+    if text_sampling and config.mode != "dialogue":
+        raise ValueError("a recommended text sampling is for dialogue models")
     save_engine(target, codec_model, lm, run_dir / TOKENIZER_NAME, MODEL_TYPE_OF_MODE[config.mode], meta)
     return Path(target)
