@@ -12,6 +12,7 @@ pytest.importorskip("websockets", reason="the server is an optional extra: delay
 pytest.importorskip("moshi")  # the fixtures build their checkpoints with the reference's constructors
 from test_dialogue import checkpoint as chat_checkpoint  # noqa: F401  (module fixture: a tiny moshi checkpoint)
 from test_serve import RunningServer
+from test_train_lm import tokenizer  # noqa: F401  (module fixture)
 from websockets.sync.client import connect
 
 import delaykit
@@ -91,6 +92,30 @@ def test_tts_text_in_pieces_opus_and_errors(tts_dir):
             for expected in ("not UTF-8", "not audio", "unknown control"):
                 error = json.loads(protocol.decode(ws.recv(timeout=10)).payload)
                 assert expected in error["error"] and not error["fatal"]
+    finally:
+        running.close()
+
+
+def test_tts_sessions_pick_a_named_voice(tokenizer, tmp_path):  # noqa: F811
+    from test_tts_voices import voiced_checkpoint
+
+    model = delaykit.load(voiced_checkpoint(tokenizer, tmp_path), device="cpu")
+    running = RunningServer(make=lambda config: TtsServer(model.synthesizer(SynthesisOptions(seed=5)), config))
+    try:
+        query = "?voice=en-us%2Bf3&pitch=1&rate=1.2"
+        audio, words, _, errors = speak(running.url + query, ["one two"])
+        assert not errors and [w["text"] for w in words] == ["one", "two"]
+        asked = SynthesisOptions(seed=5, voice="en-us+f3", pitch=1, rate=1.2)
+        expected, _ = model.synthesize("one two", asked)
+        received = np.frombuffer(audio, "<i2").astype(np.float32) / 32767
+        assert received.shape == expected.shape and np.abs(received - expected.numpy()).max() < 1.01 / 32767
+        default, _ = model.synthesize("one two", SynthesisOptions(seed=5))  # no query: the server's own voice
+        plain = np.frombuffer(speak(running.url, ["one two"])[0], "<i2").astype(np.float32) / 32767
+        assert plain.shape == default.shape and np.abs(plain - default.numpy()).max() < 1.01 / 32767
+        for bad in ("?voice=en-zz", "?pitch=high"):
+            with connect(running.url + bad) as ws:
+                error = json.loads(protocol.decode(ws.recv(timeout=10)).payload)
+                assert error["fatal"] and "voice" in error["error"]
     finally:
         running.close()
 

@@ -6,7 +6,8 @@ conversations, stepped together in one batch by a :class:`~delaykit.serve.chat.C
 answered exactly as it would be alone, and refuses more the same way. The model runs in a worker thread, so
 the event loop keeps answering health checks and other clients meanwhile.
 
-``/api/tts`` (``?format=pcm16|opus`` picks the audio sent back; pcm16 by default):
+``/api/tts`` (``?format=pcm16|opus`` picks the audio sent back, pcm16 by default; for a model with named voices
+``&voice=en-us+f3&pitch=1&rate=1.2`` pick the session's voice, pitch step and speaking rate):
 
 * client -> server: ``0x02`` text, any number of messages (words as an LLM produces them; ``<break
   time="0.5s"/>`` pauses), then ``0x03 {"type": "end"}`` when the text is complete.
@@ -26,6 +27,7 @@ its slot; the next one to take it starts from a fresh state.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import typing as tp
 from urllib.parse import parse_qs, urlsplit
@@ -106,6 +108,7 @@ class TtsServer(OneAtATimeServer):
         codec = synthesizer.codec
         super().__init__(config or ServeConfig(), model_name, codec.sample_rate, codec.frame_size)
         self.synthesizer = synthesizer
+        self._session_synthesizer = synthesizer  # the session's voice (query parameters), else this one
         self._stream: tp.Any = None
         self._encoder: protocol.AudioEncoder | None = None
         self._seconds = 0.0
@@ -113,6 +116,21 @@ class TtsServer(OneAtATimeServer):
     def open_session(self, connection: tp.Any) -> None:
         self._encoder = protocol.AudioEncoder(self.sample_rate, _query(connection, "format") or "pcm16")
         self._stream, self._seconds = None, 0.0
+        self._session_synthesizer = self._voiced(connection)
+
+    def _voiced(self, connection: tp.Any) -> Synthesizer:
+        """The server's synthesizer, or one speaking in the voice the session's query asks for."""
+        asked: dict[str, tp.Any] = {}
+        try:
+            for name, kind in (("voice", str), ("pitch", int), ("rate", float)):
+                value = _query(connection, name)
+                if value is not None:
+                    asked[name] = kind(value)
+            if not asked:
+                return self.synthesizer
+            return Synthesizer(self.synthesizer.engine, dataclasses.replace(self.synthesizer.options, **asked))
+        except ValueError as exc:  # not a number, an unknown voice, a model without named voices
+            raise ProtocolError(f"voice: {exc}") from None
 
     def close_session(self) -> None:
         if self._stream is not None:
@@ -126,7 +144,7 @@ class TtsServer(OneAtATimeServer):
             except UnicodeDecodeError:
                 raise ProtocolError("text is not UTF-8") from None
             if self._stream is None:
-                self._stream = self.synthesizer.stream()
+                self._stream = self._session_synthesizer.stream()
             try:
                 self._stream.push_text(text)
             except TextError as exc:
