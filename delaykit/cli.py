@@ -1007,10 +1007,12 @@ def voices(model: str) -> None:
 @click.option("--model", default="default", show_default=True,
               help="dialogue checkpoint directory, hub id or default")
 @click.option("--seed", type=int, default=None, help="seed of the sampling (repeatable output)")
+@click.option("--text-temperature", type=float, default=None,
+              help="sampling temperature of the agent's words (default: the checkpoint's, else 0.7; 0 = greedy)")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 def dialogue(audio_in: str | None, output: str | None, mic: bool, duration: float | None, model: str,
-             seed: int | None, threads: int | None, force: bool) -> None:
+             seed: int | None, text_temperature: float | None, threads: int | None, force: bool) -> None:
     """Let the agent answer the user recorded in AUDIO_IN, or you, live (--mic), full duplex; its words are
     printed with their times as it says them, and both sides are written to OUTPUT when the session ends."""
     from pathlib import Path
@@ -1030,9 +1032,13 @@ def dialogue(audio_in: str | None, output: str | None, mic: bool, duration: floa
 
     from .audio import load_audio, write_audio
     from .formats import format_timestamp
+    from .lm.sampling import SamplingOptions
     from .modes.dialogue import DialogueOptions, converse, words_from_pieces
 
-    conversation = _load_model(model, "dialogue").conversation(DialogueOptions(seed=seed))
+    options = DialogueOptions(seed=seed)
+    if text_temperature is not None:
+        options = DialogueOptions(text=SamplingOptions(temperature=text_temperature, top_k=25), seed=seed)
+    conversation = _load_model(model, "dialogue").conversation(options)
     sample_rate = conversation.codec.sample_rate
     user_frames: list[np.ndarray] = []  # what the agent heard, frame by frame
     agent_frames: list[np.ndarray] = []

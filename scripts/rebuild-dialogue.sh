@@ -48,7 +48,12 @@ else
     --out runs/dialogue --set max_steps=1270
 fi
 
-# 5. Export (fp16, using the shipped codec) and measure on the held-out conversations.
-dk train export-lm runs/dialogue runs/dialogue-export --fp16 --codec-from default
+# 5. Export (fp16, using the shipped codec, recommending greedy text) and measure on the held-out conversations:
+#    with the judge at moshi's text temperature (the first figures), then the text alone at 0.3 and greedy.
+dk train export-lm runs/dialogue runs/dialogue-export --fp16 --codec-from default --text-temperature 0
 dk eval dialogue --model runs/dialogue-export --data runs/data/dialogue-heldout --count 60 --judge --threads 2 \
-  > runs/eval/dialogue-heldout60.json
+  --text-temperature 0.7 > runs/eval/dialogue-heldout60.json
+for t in 0.3 0; do
+  dk eval dialogue --model runs/dialogue-export --data runs/data/dialogue-heldout --count 60 --threads 2 \
+    --text-temperature $t > runs/eval/dialogue-heldout60-t$t.json
+done

@@ -23,6 +23,7 @@ from delaykit.modes.dialogue import DialogueOptions
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ROOT / "examples" / "questions.jsonl"  # examples/questions.flac and its turns
 GOLDEN = Path(__file__).parent / "golden" / "default-dialogue" / "questions.txt"
+GOLDEN_MOSHI_SAMPLING = GOLDEN.with_name("questions-t0.7.txt")  # with --text-temperature 0.7
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,7 @@ def report(model):
 
 def test_layout_and_codec(model):
     conversation = model.conversation()
+    assert conversation.options.text.temperature == 0.0  # the checkpoint recommends greedy text
     layout = conversation.layout
     assert model.mode == "dialogue" and layout.text_shift_seconds == -0.24  # words 3 frames ahead of speech
     assert (layout.generated_codebooks, layout.fed_codebooks) == (4, 4)
@@ -45,23 +47,26 @@ def test_layout_and_codec(model):
 
 
 def test_answers_the_example_questions(report):
-    # Three questions (minutes in an hour, eight times six, thank you), none interrupted. The shipped model
-    # says "There are sixty minutes." / "Eight times six is twenty-five." / "You are welcome.": 2 of 3 right
-    # (20 % on 60 held-out conversations, checkpoints/README.md).
+    # Three questions (minutes in an hour, eight times six, thank you), none interrupted. With its text greedy
+    # (what the checkpoint recommends) the shipped model says "There are seven days." / "Eight times six is
+    # eleven." / "You are welcome.": 1 of 3 right here, 30.4 % on 60 held-out conversations (20.3 % with moshi's
+    # text temperature 0.7, which got 2 of these 3: checkpoints/README.md).
     assert report["answers_judged"] == 3
-    assert report["answer_right_text"] >= 2 / 3, report["examples"]  # what it means to say
-    assert report["responded_within_1s"] == 1.0, report["examples"]
+    assert report["answer_right_text"] >= 0.33, report["examples"]  # what it means to say
+    # It starts answering 1.04, 0.72 and 0.72 s after the questions end (95.1 % within 1 s on 60 held-out).
+    assert report["responded_within_1s"] >= 0.66, report["examples"]
+    assert report["response_latency_median"] <= 1.0, report["examples"]
     # It speaks its answers: the shipped ASR model (which hears it poorly) makes words of each one.
     assert all(len(example["heard"].split()) >= 2 for example in report["examples"]), report["examples"]
 
 
-def cli_words(tmp_path: Path) -> str:
+def cli_words(tmp_path: Path, *options: str) -> str:
     from click.testing import CliRunner
 
     from delaykit.cli import main
 
     result = CliRunner().invoke(main, ["dialogue", str(QUESTIONS.with_suffix(".flac")), "-o",
-                                       str(tmp_path / "out.wav"), "--seed", "0", "--force"])
+                                       str(tmp_path / "out.wav"), "--seed", "0", "--force", *options])
     assert result.exit_code == 0, result.output
     return result.stdout
 
@@ -70,6 +75,9 @@ def test_cli_words_match_golden(tmp_path):
     assert cli_words(tmp_path) == GOLDEN.read_text(encoding="utf-8")
     stereo, rate = delaykit.audio.read_audio(tmp_path / "out.wav")
     assert stereo.shape[0] == 2 and rate == 24_000 and abs(stereo[1]).max() > 0.01  # the agent spoke
+    # moshi's text temperature instead of the checkpoint's greedy text: what the model said before it
+    # recommended greedy text ("There are sixty minutes.", "Eight times six is twenty-five.", ...)
+    assert cli_words(tmp_path, "--text-temperature", "0.7") == GOLDEN_MOSHI_SAMPLING.read_text(encoding="utf-8")
 
 
 if __name__ == "__main__":  # regenerate the golden file
@@ -78,4 +86,5 @@ if __name__ == "__main__":  # regenerate the golden file
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         GOLDEN.write_text(cli_words(Path(tmp)), encoding="utf-8")
+        GOLDEN_MOSHI_SAMPLING.write_text(cli_words(Path(tmp), "--text-temperature", "0.7"), encoding="utf-8")
     print(f"wrote {GOLDEN}", file=sys.stderr)
