@@ -31,7 +31,7 @@ dk train lm --resume $(codes a b c e f g) --tokenizer runs/tokenizer/bpe1500.mod
 [ -f runs/eval/tts-heldout30.json ] || dk eval tts --model runs/tts-export --data runs/data/heldout --count 30 \
   --judge --asr default --originals > runs/eval/tts-heldout30.json
 
-# 4. Named voices: the first model plus accent, timbre, pitch and rate conditions (configs/tts-voices.toml),
+# 4. (Tried, not shipped: see the model card) Named voices: the first model plus accent, timbre, pitch and rate conditions (configs/tts-voices.toml),
 #    warm-started from it, 80 minutes on all 27 h. Codes encoded before corpora recorded their utterances get
 #    them from their rows (the shipped run annotated copies of runs/codes2's files; a fresh encode has them).
 for part in a b c e f g; do
