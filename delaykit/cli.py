@@ -559,7 +559,6 @@ def eval_dialogue(model: str, data_dirs, count: int, seed: int, judge: bool, asr
     from .data.manifest import read_corpus
     from .evaluation.dialogue import evaluate_dialogue
     from .evaluation.tts import AsrRecognizer
-    from .modes.dialogue import DialogueOptions
 
     _set_threads(threads)
     if judge and asr_model is not None:
@@ -572,16 +571,8 @@ def eval_dialogue(model: str, data_dirs, count: int, seed: int, judge: bool, asr
         recognizer = WhisperJudge(threads=threads or 2)
     elif asr_model is not None:
         recognizer = AsrRecognizer(_load_model(asr_model, "asr"))
-    conversation = _load_model(model, "dialogue").conversation(DialogueOptions(seed=seed))
-    resolved = conversation.options  # the checkpoint's recommended sampling, or moshi's
-    if text_temperature is not None or audio_temperature is not None:
-        text, audio = resolved.text, resolved.audio
-        assert text is not None and audio is not None
-        if text_temperature is not None:
-            text = dataclasses.replace(text, temperature=text_temperature)
-        if audio_temperature is not None:
-            audio = dataclasses.replace(audio, temperature=audio_temperature)
-        conversation = _load_model(model, "dialogue").conversation(DialogueOptions(text, audio, seed))
+    loaded = _load_model(model, "dialogue")
+    conversation = loaded.conversation(_dialogue_options(loaded, seed, text_temperature, audio_temperature))
     report = evaluate_dialogue(conversation, rows, recognizer, out_dir=out_dir)
     report["sampling"] = {name: dataclasses.asdict(getattr(conversation.options, name)) for name in ("text", "audio")}
     report.update(model=model, recognizer="judge" if judge else asr_model)
@@ -715,6 +706,23 @@ def _load_model(name: str, mode: str):
     if model.mode != mode:
         raise CheckpointError(f"{name}: a {model.mode} checkpoint cannot do {mode}")
     return model
+
+
+def _dialogue_options(loaded, seed: int | None, text_temperature: float | None = None,
+                      audio_temperature: float | None = None):
+    """The sampling a dialogue checkpoint recommends (else moshi's), with the temperatures asked for."""
+    import dataclasses
+
+    from .modes.dialogue import DialogueOptions
+
+    files = loaded.engine.files
+    options = DialogueOptions(seed=seed).resolved(files.config.get("dialogue_config") if files else None)
+    if text_temperature is not None:
+        options = dataclasses.replace(options, text=dataclasses.replace(options.text, temperature=text_temperature))
+    if audio_temperature is not None:
+        options = dataclasses.replace(options, audio=dataclasses.replace(options.audio,
+                                                                         temperature=audio_temperature))
+    return options
 
 
 def _refuse_existing(paths, force: bool) -> None:
@@ -1032,13 +1040,10 @@ def dialogue(audio_in: str | None, output: str | None, mic: bool, duration: floa
 
     from .audio import load_audio, write_audio
     from .formats import format_timestamp
-    from .lm.sampling import SamplingOptions
-    from .modes.dialogue import DialogueOptions, converse, words_from_pieces
+    from .modes.dialogue import converse, words_from_pieces
 
-    options = DialogueOptions(seed=seed)
-    if text_temperature is not None:
-        options = DialogueOptions(text=SamplingOptions(temperature=text_temperature, top_k=25), seed=seed)
-    conversation = _load_model(model, "dialogue").conversation(options)
+    loaded = _load_model(model, "dialogue")
+    conversation = loaded.conversation(_dialogue_options(loaded, seed, text_temperature))
     sample_rate = conversation.codec.sample_rate
     user_frames: list[np.ndarray] = []  # what the agent heard, frame by frame
     agent_frames: list[np.ndarray] = []

@@ -432,7 +432,8 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
 
     ``default_voice`` (``VoiceChoice`` fields) is what a voice-conditioned TTS model speaks with when asked for
     no voice; ``text_sampling`` (``SamplingOptions`` fields) how a dialogue model's text is best sampled (what
-    ``DialogueOptions`` uses unless told otherwise). ``codec`` bundles another codec checkpoint than the run's; ``codec_from`` bundles none and names the
+    ``DialogueOptions`` uses unless told otherwise). ``codec`` bundles another codec checkpoint than the run's;
+    ``codec_from`` bundles none and names the
     shipped checkpoint whose codec the model uses (``checkpoints.CODEC_FROM_KEY``), which must encode exactly
     like the run's codec (same encoders and codebooks; its decoder may differ).
     """

@@ -68,8 +68,7 @@ def frame_conditions(utterances: tp.Sequence[dict], frames: int, frame_rate: flo
     out = np.empty((len(voice_values), frames), dtype=np.int64)
     for a, (name, values) in enumerate(voice_values):
         index = {value: i for i, value in enumerate(values)}
-        ids = np.array([index.get(v[name], len(values)) if v[name] is not None else len(values)
-                        for v in per_utterance], dtype=np.int64)  # [U]
+        ids = np.array([index.get(v[name], len(values)) for v in per_utterance], dtype=np.int64)  # [U]
         out[a] = ids[owner]
     return out
 

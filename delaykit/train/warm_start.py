@@ -6,8 +6,8 @@ take everything a trained TTS model has whose name and shape agree (temporal and
 embedding and head, the generated streams' embeddings and heads), and its fed (user) audio embeddings can
 start from the generated embedding of the same codebook, which already maps those codes to what they sound
 like. Everything else keeps its fresh initialisation, except that new conditioners (e.g. voice conditions
-added to a TTS model) start with zero projections, so the warm model first behaves exactly as its source. Unlike ``init_from`` (fine-tuning one checkpoint in its
-own shape), the run's shape is the run's own.
+added to a TTS model) start with zero projections, so the warm model first behaves exactly as its source.
+Unlike ``init_from`` (fine-tuning one checkpoint in its own shape), the run's shape is the run's own.
 """
 
 from __future__ import annotations
