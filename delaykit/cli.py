@@ -365,12 +365,14 @@ def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, de
 @train.command("export-codec")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("target", type=click.Path(file_okay=False))
-@click.option("--fp16", is_flag=True, help="store weights in float16 (half the size)")
-def train_export_codec(run_dir: str, target: str, fp16: bool) -> None:
+@click.option("--fp16", "half", flag_value="all", help="store all weights in float16 (half the size)")
+@click.option("--fp16-decoder", "half", flag_value="decoder",
+              help="store only the decode path in float16: the codes stay exactly those of the float32 encoder")
+def train_export_codec(run_dir: str, target: str, half: str | None) -> None:
     """Write RUN_DIR's latest codec as a codec-only checkpoint directory TARGET."""
     from .train.codec import export_codec
 
-    click.echo(str(export_codec(run_dir, target, fp16=fp16)))
+    click.echo(str(export_codec(run_dir, target, fp16=half == "all", fp16_decoder=half == "decoder")))
 
 
 @main.group("eval")

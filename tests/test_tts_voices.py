@@ -193,23 +193,6 @@ def test_condition_dropout_leaves_attributes_out(tokenizer, tmp_path):  # noqa: 
     assert all((conditions[:, a] == n).all() for a, n in enumerate(absent))
 
 
-def test_f0_tracker_finds_the_pitch_of_a_voiced_sound_and_none_in_noise():
-    from delaykit.evaluation.voices import f0_track, median_f0
-
-    rate = 24_000
-    t = np.arange(rate) / rate
-    for f0 in (95.0, 140.0, 230.0):
-        # a buzz with falling harmonics, as a voice has; the first harmonic is not the loudest at 230 Hz
-        buzz = sum((0.6 if k == 2 else 1.0 / k) * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 8))
-        assert abs(median_f0(buzz.astype(np.float32), rate) - f0) < 0.03 * f0
-    noise = np.random.default_rng(0).standard_normal(rate).astype(np.float32)
-    assert median_f0(noise, rate) is None
-    # silence around a tone is not voiced
-    tone = np.concatenate([np.zeros(rate // 2), np.sin(2 * np.pi * 120 * t[: rate // 2]), np.zeros(rate // 2)])
-    track = f0_track(tone.astype(np.float32), rate)
-    assert np.isnan(track[:40]).all() and np.nanmedian(track) == pytest.approx(120, rel=0.03)
-
-
 @pytest.fixture(scope="module")
 def voiced_dir(tokenizer, tmp_path_factory):  # noqa: F811
     root = tmp_path_factory.mktemp("voiced")

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..streaming import StreamingContainer
 from ..transformer import ProjectedTransformer, TransformerConfig
+from .harmonic import HarmonicDecoder, HarmonicDecoderConfig
 from .quantizer import QuantizerConfig, QuantizerOutput, SplitResidualVQ
 from .resample import ConvDownsample, ConvUpsample
 from .seanet import SeanetConfig, SeanetDecoder, SeanetEncoder
@@ -49,6 +50,7 @@ class CodecConfig:
     num_codebooks: int = 8
     semantic: SemanticConfig | None = None  # the semantic codebooks' own encoder (None: they read the latent)
     spectral_decoder: SpectralDecoderConfig | None = None  # decode by inverse STFT (None: the SEANet decoder)
+    harmonic_decoder: HarmonicDecoderConfig | None = None  # decode by F0 + envelopes (excludes spectral_decoder)
 
     @classmethod
     def mimi(cls, num_codebooks: int = 8) -> CodecConfig:
@@ -76,11 +78,15 @@ class CodecConfig:
         spectral_decoder = data.pop("spectral_decoder", None)
         if spectral_decoder is not None:
             spectral_decoder = SpectralDecoderConfig(**spectral_decoder)
+        harmonic_decoder = data.pop("harmonic_decoder", None)
+        if harmonic_decoder is not None:
+            harmonic_decoder = HarmonicDecoderConfig(**harmonic_decoder)
         if semantic is not None:
             semantic = SemanticConfig(**{**semantic, "strides": tuple(semantic.get("strides", (2, 2, 2)))})
         return cls(
             semantic=semantic,
             spectral_decoder=spectral_decoder,
+            harmonic_decoder=harmonic_decoder,
             seanet=SeanetConfig(**seanet),
             quantizer=QuantizerConfig(**data.pop("quantizer", {})),
             transformer=mimi_transformer() if transformer == "mimi" else (
@@ -89,8 +95,9 @@ class CodecConfig:
 
 
 class CodecModel(StreamingContainer):
-    """Encoder, encoder transformer, downsample, quantizer, upsample, decoder transformer, decoder (SEANet, or
-    a :class:`~delaykit.codec.spectral.SpectralDecoder` with ``CodecConfig.spectral_decoder``)."""
+    """Encoder, encoder transformer, downsample, quantizer, upsample, decoder transformer, decoder (SEANet, a
+    :class:`~delaykit.codec.spectral.SpectralDecoder` with ``CodecConfig.spectral_decoder`` or a
+    :class:`~delaykit.codec.harmonic.HarmonicDecoder` with ``CodecConfig.harmonic_decoder``)."""
 
     def __init__(self, config: CodecConfig):
         super().__init__()
@@ -101,13 +108,18 @@ class CodecModel(StreamingContainer):
             raise ValueError(f"latent rate {config.latent_rate} Hz is not a multiple of {config.frame_rate} Hz")
         self.resample_stride = int(stride)
         self.encoder = SeanetEncoder(config.seanet)
-        self.decoder: SeanetDecoder | SpectralDecoder
-        if config.spectral_decoder is None:
-            self.decoder = SeanetDecoder(config.seanet)
-        elif config.channels != 1:
-            raise ValueError("the spectral decoder makes mono audio")
+        self.decoder: SeanetDecoder | SpectralDecoder | HarmonicDecoder
+        spectral, harmonic = config.spectral_decoder, config.harmonic_decoder
+        if (spectral is not None or harmonic is not None) and config.channels != 1:
+            raise ValueError("the spectral and harmonic decoders make mono audio")
+        if spectral is not None and harmonic is not None:
+            raise ValueError("a codec has one decoder: set spectral_decoder or harmonic_decoder, not both")
+        if harmonic is not None:
+            self.decoder = HarmonicDecoder(harmonic, dimension, config.seanet.hop_length, config.sample_rate)
+        elif spectral is not None:
+            self.decoder = SpectralDecoder(spectral, dimension, config.seanet.hop_length)
         else:
-            self.decoder = SpectralDecoder(config.spectral_decoder, dimension, config.seanet.hop_length)
+            self.decoder = SeanetDecoder(config.seanet)
         self.encoder_transformer: ProjectedTransformer | None = None
         self.decoder_transformer: ProjectedTransformer | None = None
         if config.transformer is not None:
@@ -184,13 +196,17 @@ class CodecModel(StreamingContainer):
         latent, semantic = self.encode_latents(audio)
         return self.quantizer.encode(latent, num_codebooks, semantic_input=semantic)
 
-    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        """Quantized latents [B, D, frames] -> audio [B, channels, frames * frame_size]."""
+    def decoder_input(self, latent: torch.Tensor) -> torch.Tensor:
+        """Quantized latents [B, D, frames] -> what the decoder reads [B, D, 2 * frames] (upsample, transformer)."""
         if self.resample_stride > 1:
             latent = self.upsample(latent)  # [B, D, 2 * frames]
         if self.decoder_transformer is not None:
             (latent,) = self.decoder_transformer(latent)
-        return self.decoder(latent)
+        return latent
+
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """Quantized latents [B, D, frames] -> audio [B, channels, frames * frame_size]."""
+        return self.decoder(self.decoder_input(latent))
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [B, K, frames] -> audio [B, channels, frames * frame_size]."""

@@ -109,8 +109,9 @@ class OverlapAdd(StreamingModule[OverlapState]):
         return summed[:, :length]
 
 
-class SpectralDecoder(StreamingContainer):
-    """Latents ``[B, dimension, S]`` -> audio ``[B, 1, S * latent_hop]``."""
+class FrameTrunk(StreamingContainer):
+    """What the spectral decoders share: latents ``[B, dimension, S]`` -> features ``[B, S * upsample,
+    channels]``, one per ``hop`` samples (causal conv, sub-step reshape, ConvNeXt blocks, LayerNorm)."""
 
     def __init__(self, config: SpectralDecoderConfig, dimension: int, latent_hop: int) -> None:
         super().__init__()
@@ -122,25 +123,39 @@ class SpectralDecoder(StreamingContainer):
         self.blocks = nn.Sequential(*[ConvNeXtBlock(config.channels, config.kernel_size, config.expansion)
                                       for _ in range(config.layers)])
         self.norm = nn.LayerNorm(config.channels)
-        self.head = nn.Linear(config.channels, 2 * config.bins)
-        with torch.no_grad():  # start near silence (-35 dB per bin) rather than at full-scale noise
-            self.head.bias[: config.bins].fill_(-4.0)
         self.overlap_add = OverlapAdd(config.window, config.hop)
 
     @property
     def hop_length(self) -> int:
         return self.upsample * self.config.hop
 
-    def spectra(self, latent: torch.Tensor) -> torch.Tensor:
-        """Complex spectra ``[B, S * upsample, bins]`` of the latents ``[B, dimension, S]``."""
+    def features(self, latent: torch.Tensor) -> torch.Tensor:
+        """Per-step features ``[B, S * upsample, channels]`` of the latents ``[B, dimension, S]``."""
         batch, _, length = latent.shape
         x = self.input(latent).view(batch, -1, self.upsample, length)  # [B, C, upsample, S]
         x = x.transpose(2, 3).reshape(batch, -1, length * self.upsample)  # [B, C, steps]
-        x = self.norm(self.blocks(x).transpose(1, 2))  # [B, steps, C]
-        log_magnitude, phase = self.head(x).chunk(2, dim=-1)  # [B, steps, bins] each
+        return self.norm(self.blocks(x).transpose(1, 2))  # [B, steps, C]
+
+    def synthesize(self, spectra: torch.Tensor) -> torch.Tensor:
+        """Complex spectra ``[B, steps, bins]`` -> audio ``[B, 1, steps * hop]`` (inverse FFT, overlap-add)."""
+        frames = torch.fft.irfft(spectra, n=self.config.window, norm="ortho")  # [B, steps, window]
+        return self.overlap_add(frames)[:, None]
+
+
+class SpectralDecoder(FrameTrunk):
+    """Latents ``[B, dimension, S]`` -> audio ``[B, 1, S * latent_hop]``."""
+
+    def __init__(self, config: SpectralDecoderConfig, dimension: int, latent_hop: int) -> None:
+        super().__init__(config, dimension, latent_hop)
+        self.head = nn.Linear(config.channels, 2 * config.bins)
+        with torch.no_grad():  # start near silence (-35 dB per bin) rather than at full-scale noise
+            self.head.bias[: config.bins].fill_(-4.0)
+
+    def spectra(self, latent: torch.Tensor) -> torch.Tensor:
+        """Complex spectra ``[B, S * upsample, bins]`` of the latents ``[B, dimension, S]``."""
+        log_magnitude, phase = self.head(self.features(latent)).chunk(2, dim=-1)  # [B, steps, bins] each
         magnitude = log_magnitude.clamp(max=self.config.max_log_magnitude).exp()
         return torch.polar(magnitude, phase)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:  # latent: [B, dimension, S]
-        frames = torch.fft.irfft(self.spectra(latent), n=self.config.window, norm="ortho")  # [B, steps, window]
-        return self.overlap_add(frames)[:, None]  # [B, 1, S * latent_hop]
+        return self.synthesize(self.spectra(latent))  # [B, 1, S * latent_hop]

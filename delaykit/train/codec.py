@@ -8,10 +8,14 @@ after an unquantized warm-up) is decoded from quantized latents, the rest from u
 
     l1_weight * |x - y|  +  stft_weight * multi-resolution STFT  +  mel_weight * multi-resolution log-mel
                          +  commit_weight * commitment  +  phoneme_weight * phoneme cross-entropy
+                         +  f0_weight * |log F0 error|  +  voicing_weight * voicing cross-entropy
 
-The last term (off by default) makes the semantic codebook phonetic: a linear classifier on the semantic
+The phoneme term (off by default) makes the semantic codebook phonetic: a linear classifier on the semantic
 quantizer's output names the phoneme at ``phoneme_slots`` instants of every frame (``delaykit.train.phonemes``;
-targets from the manifests' espeak phonemes). The classifier is training-only and is not exported.
+targets from the manifests' espeak phonemes). The classifier is training-only and is not exported. The F0 and
+voicing terms apply to a harmonic decoder (``delaykit.codec.harmonic``): YIN (``delaykit.pitch``) on the
+target audio gives every 10 ms step an F0 or "unvoiced", and with ``teacher_f0`` the decoder's pulse train
+runs at that F0 where the target is voiced.
 
 with AdamW in fp32, starting from :func:`signal_preserving_init`. A run directory holds ``config.json`` (the
 :class:`CodecTrainConfig`), ``checkpoint.pt`` (model, optimizer, step, every RNG state and the data
@@ -35,11 +39,13 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from ..codec.harmonic import PULSE_GAIN, HarmonicDecoder
 from ..codec.model import CodecConfig, CodecModel
 from ..codec.quantizer import QuantizerConfig, QuantizerOutput
 from ..codec.seanet import SeanetConfig
 from ..codec.spectral import SpectralDecoder
 from ..data.crops import AudioCorpus, CropConfig, CropSampler
+from ..pitch import f0_track
 from ..transformer import TransformerConfig
 from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_config
 from .losses import MultiResolutionSpectralLoss, SpectralLossConfig
@@ -78,6 +84,9 @@ class CodecTrainConfig:
     commit_weight: float = 1.0
     phoneme_weight: float = 0.0  # > 0: phoneme classification from the semantic codebook (module docstring)
     phoneme_slots: int = 4  # phoneme targets per frame (4 at 12.5 Hz: one every 20 ms)
+    f0_weight: float = 1.0  # harmonic decoder: L1 on log F0 where the target is voiced
+    voicing_weight: float = 0.5  # harmonic decoder: voiced / unvoiced cross-entropy
+    teacher_f0: bool = True  # harmonic decoder: the pulse train runs at the target's F0 where it is voiced
     init_from: str | None = None  # a codec checkpoint (name or directory) to continue training from
     decoder_only: bool = False  # train only the decode path (see `CodecTrainer`); needs init_from
     # Sub-modules kept as loaded (no gradients, no codebook updates), e.g. ["semantic_encoder",
@@ -247,8 +256,8 @@ class CodecTrainer(TrainingRun):
         _keep_as_loaded(modules)
 
     def _decode_codes(self, audio: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
-        """The ``decoder_only`` forward: codes of the fixed encoder (a random number of acoustic codebooks
-        with ``q_dropout``, so fewer codebooks still decode), then the trained decode path."""
+        """The ``decoder_only`` encode: codes of the fixed encoder (a random number of acoustic codebooks
+        with ``q_dropout``, so fewer codebooks still decode) -> (their latent to decode, quantizer output)."""
         model = self.model
         quantizer = model.quantizer
         n_q = quantizer.total_codebooks
@@ -258,8 +267,24 @@ class CodecTrainer(TrainingRun):
             latent, semantic = model.encode_latents(audio)  # [B, D, frames] each (semantic: or None)
             codes = quantizer.encode(latent, n_q, semantic_input=semantic)  # [B, n_q, frames]
             quantized = quantizer.decode(codes)  # [B, D, frames]
-        recon = model.decode_latent(quantized)[..., : audio.shape[-1]]  # [B, 1, T]
-        return recon, QuantizerOutput(quantized, codes, audio.new_zeros(()))
+        return quantized, QuantizerOutput(quantized, codes, audio.new_zeros(()))
+
+    def _decode(self, latent: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(reconstruction [B, 1, T] of ``audio`` from ``latent`` [B, D, frames], the harmonic decoder's F0 and
+        voicing losses: none for other decoders)."""
+        model, length = self.model, audio.shape[-1]
+        decoder = model.decoder
+        if not isinstance(decoder, HarmonicDecoder):
+            return model.decode_latent(latent)[..., :length], {}
+        frames = decoder.frames(model.decoder_input(latent))  # [B, steps, ...]
+        target, known = pitch_targets(audio, frames.f0_hz.shape[1], model.sample_rate)  # [B, steps] each
+        voiced = torch.isfinite(target)
+        teacher = torch.where(voiced, target, frames.f0_hz.detach()) if self.config.teacher_f0 else None
+        recon = decoder.render(frames, teacher)[..., :length]
+        f0_error = (frames.f0_hz.log() - torch.where(voiced, target, 1.0).log()).abs()
+        f0_loss = (f0_error * voiced).sum() / voiced.sum().clamp_min(1)
+        voicing = F.binary_cross_entropy_with_logits(frames.voicing_logit[:, known], voiced[:, known].float())
+        return recon, {"f0": f0_loss, "voicing": voicing}
 
     # ---- schedule and step ----
 
@@ -274,11 +299,14 @@ class CodecTrainer(TrainingRun):
             group["lr"] = lr
         audio = self.sampler.next_batch()  # [B, 1, T]
         forward = self._decode_codes if cfg.decoder_only else self._forward
-        recon, quantized = forward(audio)  # [B, 1, T], codes [B, K, T / frame_size]
+        latent, quantized = forward(audio)  # [B, D, frames], codes [B, K, frames]
+        recon, pitch = self._decode(latent, audio)  # [B, 1, T]
         stft, mel = self.spectral(recon, audio)
         l1 = F.l1_loss(recon, audio)
         loss = (cfg.l1_weight * l1 + cfg.stft_weight * stft + cfg.mel_weight * mel
                 + cfg.commit_weight * quantized.commitment_loss)
+        if pitch:
+            loss = loss + cfg.f0_weight * pitch["f0"] + cfg.voicing_weight * pitch["voicing"]
         phonetic: dict[str, float] = {}
         if self.phoneme_head is not None:
             phoneme_loss, phoneme_accuracy = self.phoneme_loss(quantized)
@@ -293,7 +321,8 @@ class CodecTrainer(TrainingRun):
         return {"loss": loss.item(), "l1": l1.item(), "stft": stft.item(), "mel": mel.item(),
                 "commit": quantized.commitment_loss.item(), "codebooks": quantized.codes.shape[1],
                 "restarted": float(quantized.metrics.get("restarted", torch.zeros(())).item()),
-                "grad_norm": grad_norm.item(), "lr": lr, **phonetic}
+                "grad_norm": grad_norm.item(), "lr": lr, **phonetic,
+                **{name: value.item() for name, value in pitch.items()}}
 
     # ---- phoneme targets ----
 
@@ -338,7 +367,8 @@ class CodecTrainer(TrainingRun):
         return cfg.quantize_prob * min(1.0, (step - cfg.quantize_after + 1) / max(cfg.quantize_ramp, 1))
 
     def _forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
-        """``CodecModel.forward``, except that a random part of the batch skips quantization.
+        """``CodecModel.forward`` up to the latent to decode, except that a random part of the batch skips
+        quantization: (latent [B, D, frames], quantizer output).
 
         Decoding only quantized latents from the start lets the encoder collapse to near-constant codes (the
         straight-through gradient asks for changes the codes do not show); letting some items through
@@ -351,12 +381,13 @@ class CodecTrainer(TrainingRun):
             assert quantized.semantic is not None
             latent = latent + quantized.semantic
         mixed = torch.where(keep[:, None, None], quantized.quantized, latent)  # [B, D, frames]
-        return self.model.decode_latent(mixed)[..., : audio.shape[-1]], quantized
+        return mixed, quantized
 
     def progress(self, row: dict) -> str:
         phonemes = f" phoneme {row['phoneme']:.3f} acc {row['phoneme_acc']:.3f}" if "phoneme" in row else ""
+        pitch = f" f0 {row['f0']:.3f} voicing {row['voicing']:.3f}" if "f0" in row else ""
         return (f"loss {row['loss']:.4f} (mel {row['mel']:.3f} stft {row['stft']:.3f} l1 {row['l1']:.4f} "
-                f"commit {row['commit']:.4f}{phonemes}) lr {row['lr']:.2e}, {row['seen'] / 3600:.2f} h seen")
+                f"commit {row['commit']:.4f}{phonemes}{pitch}) lr {row['lr']:.2e}, {row['seen'] / 3600:.2f} h seen")
 
     # ---- checkpoints ----
 
@@ -399,19 +430,54 @@ def _keep_as_loaded(modules: tp.Iterable[nn.Module]) -> None:
 def _continue_from(model: CodecModel, state: dict[str, torch.Tensor]) -> None:
     """Load a trained codec's weights into ``model``. A model that adds a semantic encoder to a codec without
     one keeps its fresh encoder, and its semantic codebooks start over (k-means on the new latents); a model
-    whose decoder is of another kind (spectral instead of SEANet) keeps its fresh decoder."""
-    fresh_decoder = isinstance(model.decoder, SpectralDecoder) != any(key.startswith("decoder.head.") for key in state)
+    whose decoder is of another kind (spectral instead of SEANet) keeps its fresh decoder, except that a
+    harmonic decoder takes a spectral decoder's trunk, and both its envelopes start as that decoder's
+    magnitudes (see :func:`_harmonic_from_spectral`)."""
+    state = dict(state)
+    has_spectral_head = any(key.startswith("decoder.head.") for key in state)
+    has_harmonic_head = any(key.startswith("decoder.harmonic_head.") for key in state)
+    adopted = isinstance(model.decoder, HarmonicDecoder) and has_spectral_head
+    if adopted:
+        _harmonic_from_spectral(model.decoder, state.pop("decoder.head.weight"), state.pop("decoder.head.bias"))
+    if isinstance(model.decoder, HarmonicDecoder):
+        fresh_decoder = not (has_harmonic_head or adopted)
+    else:
+        fresh_decoder = isinstance(model.decoder, SpectralDecoder) != has_spectral_head or has_harmonic_head
     if fresh_decoder:
         state = {key: value for key, value in state.items() if not key.startswith("decoder.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
+    new_heads = ("decoder.f0_head.", "decoder.harmonic_head.", "decoder.noise_head.")
     added = [key for key in missing if key.startswith("semantic_encoder.")
-             or (fresh_decoder and key.startswith("decoder."))]
+             or (fresh_decoder and key.startswith("decoder.")) or (adopted and key.startswith(new_heads))]
     if unexpected or len(added) != len(missing):
         raise ValueError(f"the checkpoint does not fit this codec: missing {sorted(set(missing) - set(added))}, "
                          f"unexpected {sorted(unexpected)}")
     if any(key.startswith("semantic_encoder.") for key in added):
         for codebook in model.quantizer.rvq_first.codebooks:
             codebook._initialized.zero_()
+
+
+@torch.no_grad()
+def _harmonic_from_spectral(decoder: HarmonicDecoder, head_weight: torch.Tensor, head_bias: torch.Tensor) -> None:
+    """Start a harmonic decoder's envelopes from a spectral decoder's head ``[2 * bins, C]`` (log magnitudes,
+    then phases): the noise part makes that decoder's magnitudes at half power, the harmonic part as much at
+    its harmonics, and the F0 head starts flat at ``f0_start`` and voiced."""
+    bins = decoder.config.bins
+    decoder.noise_head.weight.copy_(head_weight[:bins])
+    decoder.noise_head.bias.copy_(head_bias[:bins] - 0.35)
+    decoder.harmonic_head.weight.copy_(head_weight[:bins])
+    decoder.harmonic_head.bias.copy_(head_bias[:bins] - PULSE_GAIN)
+    decoder.f0_head.weight.zero_()
+    decoder.f0_head.bias.zero_()
+
+
+def pitch_targets(audio: torch.Tensor, steps: int, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """YIN F0 in Hz of ``audio`` [B, 1, T] for ``steps`` decoder steps (10 ms hops, 40 ms frames, step ``t``
+    covering samples ``[t * hop, t * hop + 4 * hop)``): (F0 ``[B, steps]``, NaN where unvoiced or unknown;
+    ``[steps]`` bool, whether a step has a whole frame of audio to measure, which the last ones have not)."""
+    track = f0_track(audio[:, 0].detach(), sample_rate)[:, :steps]  # [B, frames <= steps]
+    known = torch.arange(steps) < track.shape[1]  # [steps]
+    return F.pad(track, (0, steps - track.shape[1]), value=float("nan")), known
 
 
 def _codec_state(source: str) -> dict[str, torch.Tensor]:
@@ -439,15 +505,23 @@ def load_run(run_dir: str | os.PathLike) -> tuple[CodecConfig, dict[str, torch.T
     return config.model, fold_weight_norm(model).state_dict(), summary
 
 
-def export_codec(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool = False) -> Path:
-    """Write the run's codec as a codec-only checkpoint directory (``config.json`` + ``codec.safetensors``)."""
+DECODE_PATH = ("upsample.", "decoder_transformer.", "decoder.")  # state-dict prefixes after the codes
+
+
+def export_codec(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool = False,
+                 fp16_decoder: bool = False) -> Path:
+    """Write the run's codec as a codec-only checkpoint directory (``config.json`` + ``codec.safetensors``).
+
+    ``fp16`` stores every weight in float16; ``fp16_decoder`` only the decode path, so that encoding (run in
+    float32 after loading, as always) gives exactly the codes of the float32 codec."""
     from ..checkpoints import save_checkpoint
 
     codec_config, state, _ = load_run(run_dir)
     codec_config = dataclasses.replace(
         codec_config, quantizer=dataclasses.replace(codec_config.quantizer, q_dropout=False))
-    if fp16:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    if fp16 or fp16_decoder:
+        state = {k: v.half() if v.is_floating_point() and (fp16 or k.startswith(DECODE_PATH)) else v
+                 for k, v in state.items()}
     config = {"codec_config": codec_config.to_dict(), "moshi_name": None, "tokenizer_name": None,
               "mimi_name": "codec.safetensors"}
     save_checkpoint(target, config, lm_state=None, codec_state=state)

@@ -7,6 +7,9 @@ Each utterance of a manifest is encoded whole (offline, padded to whole frames),
   lower is better; ~0 for identical audio.
 * ``si_snr_db``: scale-invariant SNR of the waveform, higher is better. Codecs trained without a waveform
   -exact objective can sound fine with a low SI-SNR, since phase is free.
+* ``voiced_recall``: of the 10 ms frames that YIN (``delaykit.pitch``) finds voiced in the original, the share
+  also voiced in the round trip (whispered speech: 0); ``f0_error_pct``: the median of ``|F0 ratio - 1|`` over
+  the frames voiced in both, in percent (an octave error counts 50 or 100 %).
 
 :func:`code_stability` measures what a model built on the codes needs: how many codes stay the same when the
 audio starts a little later or is quieter. Codes that follow the waveform's fine detail change completely for
@@ -25,6 +28,7 @@ import torch
 from ..audio import load_audio
 from ..codec.model import CodecModel
 from ..data.synth import read_manifest
+from ..pitch import f0_track
 from .losses import LogMelDistance, si_snr
 
 
@@ -41,20 +45,34 @@ def load_codec_checkpoint(directory: str | os.PathLike) -> CodecModel:
 @torch.no_grad()
 def evaluate_codec(model: CodecModel, manifest: str | Path, count: int = 20,
                    codebooks: tp.Sequence[int] = (8, 4, 2, 1)) -> dict[int, dict[str, float]]:
-    """``{k: {"log_mel_l1", "si_snr_db"}}`` over the first ``count`` utterances of ``manifest``."""
+    """``{k: {"log_mel_l1", "si_snr_db", "voiced_recall", "f0_error_pct"}}`` over the first ``count``
+    utterances of ``manifest`` (pitch figures pooled over all their frames)."""
     model = model.eval()
     distance = LogMelDistance(model.sample_rate)
     rows = read_manifest(manifest)[:count]
     totals: dict[int, list[tuple[float, float]]] = {k: [] for k in codebooks}
+    pitches: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {k: [] for k in codebooks}  # (original, recon)
     for row in rows:
         audio = torch.from_numpy(load_audio(row["path"], model.sample_rate))[None, None]  # [1, 1, T]
         length = audio.shape[-1]
+        original_f0 = f0_track(audio[0, 0], model.sample_rate)  # [frames], NaN: unvoiced
         codes = model.encode(audio, max(codebooks))  # [1, K, frames]
         for k in codebooks:
             recon = model.decode(codes[:, :k])[..., :length]  # [1, 1, T]
             totals[k].append((float(distance(recon, audio)), float(si_snr(recon, audio).mean())))
-    return {k: {"log_mel_l1": float(np.mean([m for m, _ in v])), "si_snr_db": float(np.mean([s for _, s in v])),
-                "utterances": len(v)} for k, v in totals.items()}
+            pitches[k].append((original_f0, f0_track(recon[0, 0], model.sample_rate)))
+    report = {}
+    for k, v in totals.items():
+        original_f0 = torch.cat([o for o, _ in pitches[k]])
+        recon_f0 = torch.cat([r for _, r in pitches[k]])
+        voiced = torch.isfinite(original_f0)
+        both = voiced & torch.isfinite(recon_f0)
+        error = (recon_f0[both] / original_f0[both] - 1).abs()
+        report[k] = {"log_mel_l1": float(np.mean([m for m, _ in v])), "si_snr_db": float(np.mean([s for _, s in v])),
+                     "voiced_recall": round(float(both.sum() / voiced.sum().clamp_min(1)), 3),
+                     "f0_error_pct": round(100 * float(error.median()), 1) if both.any() else None,
+                     "utterances": len(v)}
+    return report
 
 
 @torch.no_grad()
