@@ -35,7 +35,11 @@ from torch import nn
 from ..streaming import StreamingModule, StreamState
 from .spectral import FrameTrunk, SpectralDecoderConfig
 
-PULSE_GAIN = math.log(7.75)  # log |FFT| (ortho, 960-sample Hann) of a unit-amplitude harmonic at its bin
+
+def pulse_gain(window: int) -> float:
+    """log |FFT| (ortho norm, Hann window of ``window`` samples) of a unit-amplitude harmonic at its bin:
+    ``log(sum(hann) / 2 / sqrt(window)) = log(sqrt(window) / 4)`` (2.05 for 960 samples)."""
+    return math.log(math.sqrt(window) / 4)
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ class OscillatorState(StreamState):
 
 
 class Oscillator(StreamingModule[OscillatorState]):
-    """F0 per frame ``[B, steps]`` -> (phase at each frame's centre ``[B, steps]``, frame index ``[B, steps]``).
+    """F0 per frame ``[B, steps]`` -> (phase at each frame's centre, angular frequency in radians per sample,
+    frame index), each ``[B, steps]`` (phase and frequency float64).
 
     A fresh item starts as if a frame of its first F0 had ended at phase 0."""
 
@@ -91,7 +96,7 @@ class Oscillator(StreamingModule[OscillatorState]):
                                torch.zeros(batch_size, dtype=torch.float64),
                                torch.zeros(batch_size, dtype=torch.int64))
 
-    def forward(self, f0_hz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # f0_hz: [B, steps]
+    def forward(self, f0_hz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # f0_hz: [B, steps]
         batch, steps = f0_hz.shape
         omega = 2 * math.pi * f0_hz.double() / self.sample_rate  # [B, steps]
         state = self.state
@@ -114,7 +119,7 @@ class Oscillator(StreamingModule[OscillatorState]):
             state.phase = torch.where(keep, phase[:, -1], start_phase)
             state.omega = torch.where(keep, omega[:, -1], state.omega)
             state.frames = torch.where(keep, index[:, -1] + 1, start_frame)
-        return phase, index
+        return phase, omega, index
 
 
 def pulse_frames(phase: torch.Tensor, omega: torch.Tensor, window: int, ceiling: float) -> torch.Tensor:
@@ -149,13 +154,14 @@ class HarmonicDecoder(FrameTrunk):
 
     def __init__(self, config: HarmonicDecoderConfig, dimension: int, latent_hop: int, sample_rate: int) -> None:
         super().__init__(config, dimension, latent_hop)
+        self.pulse_gain = pulse_gain(config.window)
         self.f0_head = nn.Linear(config.channels, 2)  # log F0 offset, voicing logit
         self.harmonic_head = nn.Linear(config.channels, config.bins)
         self.noise_head = nn.Linear(config.channels, config.bins)
         with torch.no_grad():  # start near silence, as the spectral decoder
             nn.init.zeros_(self.f0_head.weight)
             nn.init.zeros_(self.f0_head.bias)
-            self.harmonic_head.bias.fill_(-4.0 - PULSE_GAIN)
+            self.harmonic_head.bias.fill_(-4.0 - self.pulse_gain)
             self.noise_head.bias.fill_(-4.0)
         self.oscillator = Oscillator(config.hop, sample_rate)
 
@@ -172,14 +178,13 @@ class HarmonicDecoder(FrameTrunk):
         given (training's target F0), else at the predicted F0."""
         cfg = self.config
         f0 = (frames.f0_hz if f0_hz is None else f0_hz).detach().clamp(cfg.f0_min, cfg.f0_max)  # [B, steps]
-        phase, index = self.oscillator(f0)  # [B, steps] each
-        omega = 2 * math.pi * f0.double() / self.oscillator.sample_rate
+        phase, omega, index = self.oscillator(f0)  # [B, steps] each
         window = torch.hann_window(cfg.window, periodic=True, dtype=torch.float64, device=phase.device)
         pulses = (pulse_frames(phase, omega, cfg.window, cfg.harmonic_ceiling) * window).float()  # [B, steps, window]
         source = torch.fft.rfft(pulses, norm="ortho")  # [B, steps, bins]
         gate = torch.sigmoid(frames.voicing_logit)[..., None]  # [B, steps, 1]
         limit = cfg.max_log_magnitude
-        harmonic = source * (frames.harmonic_log.clamp(max=limit - PULSE_GAIN).exp() * gate)
+        harmonic = source * (frames.harmonic_log.clamp(max=limit - self.pulse_gain).exp() * gate)
         noise = torch.polar(frames.noise_log.clamp(max=limit).exp(), noise_phases(index, cfg.bins).float())
         return self.synthesize(harmonic + noise)
 

@@ -39,13 +39,13 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from ..codec.harmonic import PULSE_GAIN, HarmonicDecoder
+from ..codec.harmonic import HarmonicDecoder
 from ..codec.model import CodecConfig, CodecModel
 from ..codec.quantizer import QuantizerConfig, QuantizerOutput
 from ..codec.seanet import SeanetConfig
 from ..codec.spectral import SpectralDecoder
 from ..data.crops import AudioCorpus, CropConfig, CropSampler
-from ..pitch import f0_track
+from ..pitch import PitchConfig, f0_track
 from ..transformer import TransformerConfig
 from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_config
 from .losses import MultiResolutionSpectralLoss, SpectralLossConfig
@@ -277,7 +277,8 @@ class CodecTrainer(TrainingRun):
         if not isinstance(decoder, HarmonicDecoder):
             return model.decode_latent(latent)[..., :length], {}
         frames = decoder.frames(model.decoder_input(latent))  # [B, steps, ...]
-        target, known = pitch_targets(audio, frames.f0_hz.shape[1], model.sample_rate)  # [B, steps] each
+        target, known = pitch_targets(audio, frames.f0_hz.shape[1], model.sample_rate, decoder.config.hop,
+                                      decoder.config.window)  # [B, steps] each
         voiced = torch.isfinite(target)
         teacher = torch.where(voiced, target, frames.f0_hz.detach()) if self.config.teacher_f0 else None
         recon = decoder.render(frames, teacher)[..., :length]
@@ -466,16 +467,19 @@ def _harmonic_from_spectral(decoder: HarmonicDecoder, head_weight: torch.Tensor,
     decoder.noise_head.weight.copy_(head_weight[:bins])
     decoder.noise_head.bias.copy_(head_bias[:bins] - 0.35)
     decoder.harmonic_head.weight.copy_(head_weight[:bins])
-    decoder.harmonic_head.bias.copy_(head_bias[:bins] - PULSE_GAIN)
+    decoder.harmonic_head.bias.copy_(head_bias[:bins] - decoder.pulse_gain)
     decoder.f0_head.weight.zero_()
     decoder.f0_head.bias.zero_()
 
 
-def pitch_targets(audio: torch.Tensor, steps: int, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """YIN F0 in Hz of ``audio`` [B, 1, T] for ``steps`` decoder steps (10 ms hops, 40 ms frames, step ``t``
-    covering samples ``[t * hop, t * hop + 4 * hop)``): (F0 ``[B, steps]``, NaN where unvoiced or unknown;
-    ``[steps]`` bool, whether a step has a whole frame of audio to measure, which the last ones have not)."""
-    track = f0_track(audio[:, 0].detach(), sample_rate)[:, :steps]  # [B, frames <= steps]
+def pitch_targets(audio: torch.Tensor, steps: int, sample_rate: int, hop: int, window: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """YIN F0 in Hz of ``audio`` [B, 1, T] for ``steps`` decoder steps, step ``t`` covering samples
+    ``[t * hop, t * hop + window)`` as the decoder's frames do: (F0 ``[B, steps]``, NaN where unvoiced or
+    unknown; ``[steps]`` bool, whether a step has a whole frame of audio to measure, which the last ones have
+    not)."""
+    config = PitchConfig(frame_seconds=window / sample_rate, hop_seconds=hop / sample_rate)
+    track = f0_track(audio[:, 0].detach(), sample_rate, config)[:, :steps]  # [B, frames <= steps]
     known = torch.arange(steps) < track.shape[1]  # [steps]
     return F.pad(track, (0, steps - track.shape[1]), value=float("nan")), known
 
