@@ -347,8 +347,12 @@ def train_plot(run_dir: str, output) -> None:
 @click.option("--text-temperature", type=float, default=None,
               help="dialogue: the agent's text sampling temperature the checkpoint recommends (0 = greedy)")
 @click.option("--text-top-k", type=int, default=25, show_default=True, help="with --text-temperature")
+@click.option("--silence-prefix", type=click.FloatRange(0), default=None,
+              help="ASR: seconds of silence fed before the audio (default: the middle of the training "
+                   "sequences' lead-in, 0.5)")
 def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, default_voice: str | None,
-                    default_pitch: int | None, text_temperature: float | None, text_top_k: int) -> None:
+                    default_pitch: int | None, text_temperature: float | None, text_top_k: int,
+                    silence_prefix: float | None) -> None:
     """Write RUN_DIR's latest LM with its codec and tokenizer as checkpoint directory TARGET."""
     from .train.lm import export_lm
 
@@ -356,7 +360,7 @@ def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, de
     try:
         sampling = None if text_temperature is None else {"temperature": text_temperature, "top_k": text_top_k}
         path = export_lm(run_dir, target, fp16=fp16, codec=codec, codec_from=codec_from, default_voice=voice or None,
-                         text_sampling=sampling)
+                         text_sampling=sampling, silence_prefix=silence_prefix)
     except ValueError as exc:
         raise DelaykitError(str(exc)) from exc
     click.echo(str(path))

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "speech.wav"
 GOLDEN = Path(__file__).parent / "golden" / "default-asr"
 FORMATS = ("txt", "srt", "json")
-# The shipped model gets 56 % on these six sentences (43.6 % on the whole held-out set; the held-out names and
+# The shipped model gets 54 % on these six sentences (36.7 % on the whole held-out set; the held-out names and
 # places never occur in training, so they are always wrong); the first, memorising attempt scored 135 % on
 # held-out speech, and a model that stopped recognising speech scores about 100 %.
 HELDOUT_WER_CEILING = 0.75
@@ -38,6 +38,9 @@ def test_layout_and_codec(model):
     layout = transcriber.layout
     assert model.mode == "asr" and layout.text_shift_seconds == pytest.approx(0.48)
     assert layout.fed_codebooks == 1  # the phonetic codebook only
+    # Fed 0.5 s of silence first, as its training windows opened (0-1 s of lead-in): without it the first
+    # words of an utterance are mostly wrong (held-out WER 43.6 % against 36.7 %).
+    assert layout.silence_prefix_seconds == pytest.approx(0.5)
     codec = model.engine.codec
     assert codec.semantic_encoder is not None and codec.frame_size == 1920
     # It uses the shipped codec rather than a copy (its codes were made by codec v2, whose encoders and

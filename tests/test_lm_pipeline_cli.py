@@ -59,6 +59,11 @@ def test_pipeline(tmp_path):
     png = invoke("train", "plot", tmp_path / "run").strip()
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     invoke("train", "export-lm", tmp_path / "run", tmp_path / "asr")
+    stt = json.loads((tmp_path / "asr" / "config.json").read_text())["stt_config"]
+    assert stt["audio_silence_prefix_seconds"] == 0.5  # the middle of the packed sequences' 0-1 s lead-in
+    invoke("train", "export-lm", tmp_path / "run", tmp_path / "asr-unprefixed", "--silence-prefix", 0)
+    unprefixed = json.loads((tmp_path / "asr-unprefixed" / "config.json").read_text())["stt_config"]
+    assert unprefixed["audio_silence_prefix_seconds"] == 0.0
     report = json.loads(invoke("eval", "asr", "--model", tmp_path / "asr", "--data", tmp_path / "data",
                                "--count", 3))
     assert report["utterances"] == 3 and report["reference_words"] == 12 and 0 <= report["wer"]

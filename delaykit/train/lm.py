@@ -29,7 +29,7 @@ import torch
 from torch.nn import functional as F
 
 from ..checkpoints import CODEC_FROM_KEY
-from ..data.codes import CodeCorpus
+from ..data.codes import CodeCorpus, PackConfig
 from ..layout import MODE_OF_MODEL_TYPE
 from ..lm.model import LMConfig, LMModel, LMOutput
 from ..lm.sampling import SamplingOptions
@@ -427,7 +427,7 @@ class LMTrainer(TrainingRun):
 
 def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool = False,
               codec: str | None = None, codec_from: str | None = None, default_voice: dict | None = None,
-              text_sampling: dict | None = None) -> Path:
+              text_sampling: dict | None = None, silence_prefix: float | None = None) -> Path:
     """Write a run's latest LM, with its codec and tokenizer, as a checkpoint directory ``delaykit.load`` runs.
 
     ``default_voice`` (``VoiceChoice`` fields) is what a voice-conditioned TTS model speaks with when asked for
@@ -435,7 +435,9 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
     ``DialogueOptions`` uses unless told otherwise). ``codec`` bundles another codec checkpoint than the run's;
     ``codec_from`` bundles none and names the
     shipped checkpoint whose codec the model uses (``checkpoints.CODEC_FROM_KEY``), which must encode exactly
-    like the run's codec (same encoders and codebooks; its decoder may differ).
+    like the run's codec (same encoders and codebooks; its decoder may differ). ``silence_prefix`` is the
+    silence an ASR model is fed before the audio (default: the middle of the lead-in silence that code corpora
+    open their sequences with, ``PackConfig.lead_seconds``, which is what such a model saw before speech).
     """
     from ..engine import load_engine, save_engine
 
@@ -462,7 +464,10 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
         meta[CODEC_FROM_KEY] = codec_from
         codec_model = None
     if config.mode == "asr":
-        meta["stt_config"] = {"audio_delay_seconds": config.text_shift, "audio_silence_prefix_seconds": 0.0}
+        if silence_prefix is None:
+            silence_prefix = sum(PackConfig().lead_seconds) / 2
+        meta["stt_config"] = {"audio_delay_seconds": config.text_shift,
+                              "audio_silence_prefix_seconds": silence_prefix}
     elif config.mode == "tts":
         # No text was dropped in training, so direct CFG's text-free half would be meaningless.
         meta["tts_config"] = {"audio_delay": -config.text_shift, "direct_cfg": False}
