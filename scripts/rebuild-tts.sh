@@ -45,3 +45,9 @@ dk train export-lm runs/tts-voices runs/tts-voices-export --fp16 --codec-from de
   --default-pitch 0
 dk eval tts --model runs/tts-voices-export --data runs/data/heldout --count 30 --judge --asr default --originals \
   > runs/eval/tts-voices-heldout30.json
+
+# 6. Tried, not shipped (2026-11-30): this model fine-tuned with its text blanked in 20 % of the windows, for
+#    classifier-free guidance (checkpoints/README.md, "Classifier-free guidance").
+dk train lm --config configs/tts-cfg.toml $(codes a b c e f g) --tokenizer runs/tokenizer/bpe1500.model \
+  --out runs/tts-cfg --set minutes=35 $( [ -f runs/tts-cfg/checkpoint.pt ] && echo --resume )
+dk train export-lm runs/tts-cfg runs/tts-cfg-export --fp16 --codec-from default

@@ -271,3 +271,32 @@ def test_a_dialogue_checkpoint_recommends_its_text_sampling(tokenizer, tmp_path)
         LMTrainer(tiny_config("tts", max_steps=1, codec=str(tmp_path / "codec")), toy_corpus(), tokenizer,
                   tmp_path / "tts").fit()
         export_lm(tmp_path / "tts", tmp_path / "tts-export", text_sampling={"temperature": 0})
+
+
+def test_text_dropout_blanks_whole_windows_and_exports_direct_cfg(tokenizer, tmp_path):
+    from test_codec_cli import make_checkpoint
+
+    import delaykit
+    from delaykit.lm.embeddings import ZERO_TOKEN
+    from delaykit.modes.tts import SynthesisOptions
+    from delaykit.train.lm import export_lm
+
+    with pytest.raises(ValueError, match="TTS"):
+        tiny_config("asr", text_dropout=0.2)
+    make_checkpoint(tmp_path / "codec")
+    torch.manual_seed(0)
+    trainer = LMTrainer(tiny_config("tts", text_dropout=0.5, max_steps=3, codec=str(tmp_path / "codec"),
+                                    batch_size=16), toy_corpus(), tokenizer, tmp_path / "run")
+    codes = trainer.batcher.next_batch().codes  # [B, K, T]
+    blanked, kept = trainer.blank_text(codes)
+    assert 0 < int(kept.sum()) < codes.shape[0]  # some windows of 16 each way
+    assert torch.equal(blanked[kept[:, 0]], codes[kept[:, 0]])
+    assert (blanked[~kept[:, 0], 0] == ZERO_TOKEN).all()  # their whole text stream
+    assert torch.equal(blanked[:, 1:], codes[:, 1:])  # the audio untouched
+    trainer.fit()
+    model = delaykit.load(export_lm(tmp_path / "run", tmp_path / "export"), device="cpu")
+    assert model.engine.files.config["tts_config"]["direct_cfg"] is True
+    # Guidance runs (a text-free batch half) and changes what is said; without text dropout it is refused.
+    plain, _ = model.synthesize("one two three", options=SynthesisOptions.greedy(cfg_coef=1.0))
+    guided, _ = model.synthesize("one two three", options=SynthesisOptions.greedy(cfg_coef=3.0))
+    assert torch.isfinite(guided).all() and not torch.equal(plain, guided)

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from ..checkpoints import CODEC_FROM_KEY
 from ..data.codes import CodeCorpus, PackConfig
 from ..layout import MODE_OF_MODEL_TYPE
+from ..lm.embeddings import ZERO_TOKEN
 from ..lm.model import LMConfig, LMModel, LMOutput
 from ..lm.sampling import SamplingOptions
 from ..text import PAD_ID, TextTokenizer
@@ -106,6 +107,10 @@ class LMTrainConfig:
     # speech in ASR) is replaced by a random code in the input. Against memorising token sequences of a small
     # corpus: the model has to read through codes that are off, as codes of unheard voices are.
     audio_input_noise: float = 0.0
+    # tts: share of windows whose whole text input is blanked (ZERO tokens, as the text-free half of direct
+    # classifier-free guidance reads it), their text loss left out. A model trained with it is exported with
+    # ``direct_cfg: true``: synthesis then guides its audio by the difference text makes (``cfg_coef``).
+    text_dropout: float = 0.0
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.1
@@ -124,6 +129,8 @@ class LMTrainConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODEL_TYPE_OF_MODE:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {sorted(MODEL_TYPE_OF_MODE)}")
+        if self.text_dropout and self.mode != "tts":
+            raise ValueError("text_dropout trains a TTS model for classifier-free guidance")
 
     @property
     def text_shift(self) -> float:
@@ -323,14 +330,18 @@ class LMTrainer(TrainingRun):
         codes = batch.codes.to(self.device)  # [B, K, T]
         noisy = self.lm.training and (cfg.text_input_noise > 0 or cfg.audio_input_noise > 0)
         input_codes = self.noisy_inputs(codes) if noisy else None
+        text_kept = torch.ones(codes.shape[0], 1, dtype=torch.bool, device=codes.device)  # [B, 1]
+        if self.lm.training and cfg.text_dropout > 0:
+            input_codes, text_kept = self.blank_text(codes if input_codes is None else input_codes)
         # LMOutput, [B, H, T, 2] end-of-speech logits, [B, T, V] user-text logits
         conditions = None if batch.conditions is None else batch.conditions.to(self.device)  # [B, A, T]
         out, heads, user_logits = self.model(codes, input_codes, conditions)
         text = codes[:, 0]  # [B, T]
         text_weights = torch.where(text == PAD_ID, cfg.text_padding_weight, 1.0)  # [B, T]
-        text_loss, text_accuracy = weighted_ce(out.text_logits[:, 0], text, out.text_mask[:, 0], text_weights)
+        text_mask = out.text_mask[:, 0] & text_kept  # [B, T]: no text targets where it was not read either
+        text_loss, text_accuracy = weighted_ce(out.text_logits[:, 0], text, text_mask, text_weights)
         # Accuracy on word tokens alone: what a transcript is made of.
-        word_valid = out.text_mask[:, 0] & (text != PAD_ID)
+        word_valid = text_mask & (text != PAD_ID)
         _, word_accuracy = weighted_ce(out.text_logits[:, 0], text, word_valid, torch.ones_like(text_weights))
         total = cfg.text_weight * text_loss
         result = {"text": text_loss, "text_acc": text_accuracy, "word_acc": word_accuracy}
@@ -358,6 +369,14 @@ class LMTrainer(TrainingRun):
             result.update(user_text=user_loss, user_word_acc=user_word_accuracy)
         result["total"] = total
         return result
+
+    def blank_text(self, input_codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``input_codes`` [B, K, T] with the text of a ``text_dropout`` share of the windows all ZERO (what
+        direct CFG's text-free half reads), and which windows kept it [B, 1]."""
+        kept = torch.rand(input_codes.shape[0], 1, device=input_codes.device) >= self.config.text_dropout  # [B, 1]
+        blanked = input_codes.clone()
+        blanked[:, 0] = torch.where(kept, input_codes[:, 0], ZERO_TOKEN)
+        return blanked, kept
 
     def noisy_inputs(self, codes: torch.Tensor) -> torch.Tensor:
         """``codes`` [B, K, T] as the model reads them: a ``text_input_noise`` share of its word tokens replaced
@@ -469,8 +488,8 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
         meta["stt_config"] = {"audio_delay_seconds": config.text_shift,
                               "audio_silence_prefix_seconds": silence_prefix}
     elif config.mode == "tts":
-        # No text was dropped in training, so direct CFG's text-free half would be meaningless.
-        meta["tts_config"] = {"audio_delay": -config.text_shift, "direct_cfg": False}
+        # Direct CFG's text-free half means something only to a model trained with its text dropped.
+        meta["tts_config"] = {"audio_delay": -config.text_shift, "direct_cfg": config.text_dropout > 0}
         if default_voice:
             if not config.voice_conditions:
                 raise ValueError("a default voice is for a model trained with voice_conditions")
