@@ -296,7 +296,7 @@ def test_text_dropout_blanks_whole_windows_and_exports_direct_cfg(tokenizer, tmp
     trainer.fit()
     model = delaykit.load(export_lm(tmp_path / "run", tmp_path / "export"), device="cpu")
     assert model.engine.files.config["tts_config"]["direct_cfg"] is True
-    # Guidance runs (a text-free batch half) and changes what is said; without text dropout it is refused.
+    # Guidance runs (a text-free batch half) and changes what is said (test_cli_modes: refused without it).
     plain, _ = model.synthesize("one two three", options=SynthesisOptions.greedy(cfg_coef=1.0))
     guided, _ = model.synthesize("one two three", options=SynthesisOptions.greedy(cfg_coef=3.0))
     assert torch.isfinite(guided).all() and not torch.equal(plain, guided)
