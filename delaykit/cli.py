@@ -123,13 +123,20 @@ def data() -> None:
               help="share of (train) utterances spoken by flite's kal/kal16 voices instead of espeak-ng")
 @click.option("--festival", "festival_prob", default=0.0, show_default=True,
               help="share of the other (train) utterances spoken by Festival's kal/ked diphone voices")
+@click.option("--voices", "voice_names", default="",
+              help="comma-separated voices to draw from instead (en-us+f2, flite:kal16, festival:ked_diphone)")
+@click.option("--clean", is_flag=True, help="no noise, band limits or reverberation; level -24 to -20 dBFS")
 def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, reverb_prob: float,
-               flite_prob: float, festival_prob: float) -> None:
+               flite_prob: float, festival_prob: float, voice_names: str, clean: bool) -> None:
     """Synthesize HOURS of varied espeak-ng speech (24 kHz WAVs + manifest.jsonl) into OUT."""
-    from .data.synth import SynthConfig, synthesize
+    from .data.synth import CLEAN, SynthConfig, synthesize
 
-    config = SynthConfig(hours=hours, seed=seed, split=split, workers=workers, reverb_prob=reverb_prob,
-                         flite_prob=flite_prob, festival_prob=festival_prob)
+    names = tuple(name.strip() for name in voice_names.split(",") if name.strip())
+    if clean and reverb_prob:
+        raise click.UsageError("--clean and --reverb exclude each other")
+    augmentation = dict(CLEAN) if clean else {"reverb_prob": reverb_prob}
+    config = SynthConfig(hours=hours, seed=seed, split=split, workers=workers, flite_prob=flite_prob,
+                         festival_prob=festival_prob, voice_names=names, **augmentation)
     manifest = synthesize(out_dir, config)
     click.echo(str(manifest))
 

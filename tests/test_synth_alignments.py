@@ -230,3 +230,22 @@ def test_festival_training_voices_with_word_times():
     assert faster is not None and faster.words[-1].end < 0.7 * ends[-1]  # the rate reaches Festival
     with pytest.raises(ValueError, match="not a Festival training voice"):
         speak_festival(Utterance(0, "hello", "festival:us_slt_arctic_hts", 170, 50, 0))
+
+
+@needs_espeak
+def test_named_voices_and_clean_speech_for_a_tts_corpus():
+    from delaykit.data.synth import CLEAN, SynthConfig, plan, render
+
+    names = ("en-us+f2", "en-gb+m3")
+    config = SynthConfig(seed=5, voice_names=names, **CLEAN)
+    utterances = plan(config, 12)
+    assert {u.voice for u in utterances} == set(names)  # only the named voices speak
+    assert [u.text for u in utterances] == [u.text for u in plan(SynthConfig(seed=5), 12)]  # same sentences
+    assert [u.voice for u in plan(SynthConfig(seed=5), 12)] != [u.voice for u in utterances]
+    for utterance in utterances[:3]:
+        spoken = render(utterance, config)
+        level_db = 10 * np.log10(np.mean(spoken.audio.astype(np.float64) ** 2))
+        assert -24.5 < level_db < -19.5
+        raw = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0, level_db=(-22.0, -22.0)))
+        gain = float(np.dot(spoken.audio, raw.audio) / np.dot(raw.audio, raw.audio))
+        assert np.abs(spoken.audio - gain * raw.audio).max() < 1e-4  # only the level differs: no noise, no filter

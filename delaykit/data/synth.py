@@ -64,6 +64,9 @@ TRAIN_VARIANTS = (
 HELDOUT_VARIANTS = ("m6", "f4", "anika", "steph2", "iven3", "klatt4", "Andrea", "Marco")
 
 
+CLEAN = {"noise_prob": 0.0, "bandlimit_prob": 0.0, "reverb_prob": 0.0, "level_db": (-24.0, -20.0)}  # no augmentation
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """What to synthesize and how to vary it."""
@@ -87,6 +90,10 @@ class SynthConfig:
     flite_prob: float = 0.0
     # Share of (the remaining) utterances spoken by Festival's kal / ked diphone voices; 0 as above.
     festival_prob: float = 0.0
+    # Named voices ("en-us+f2", "flite:kal16", "festival:ked_diphone") to draw every utterance's voice from,
+    # instead of the split's espeak-ng voices and variants and the shares above: a TTS corpus of a few voices.
+    # Empty leaves earlier corpora byte-identical.
+    voice_names: tuple[str, ...] = ()
     workers: int = 2
 
     @property
@@ -636,6 +643,8 @@ def plan(config: SynthConfig, count: int, start: int = 0) -> list[Utterance]:
             name = f"flite:{FLITE_TRAIN_VOICES[int(rng.integers(len(FLITE_TRAIN_VOICES)))]}"
         elif config.festival_prob and config.split == "train" and rng.random() < config.festival_prob:
             name = f"festival:{FESTIVAL_TRAIN_VOICES[int(rng.integers(len(FESTIVAL_TRAIN_VOICES)))]}"
+        if config.voice_names:
+            name = config.voice_names[int(rng.integers(len(config.voice_names)))]
         if index >= start:
             out.append(Utterance(index, text, name, rate, pitch, seed))
     return out
