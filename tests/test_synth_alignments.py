@@ -249,3 +249,21 @@ def test_named_voices_and_clean_speech_for_a_tts_corpus():
         raw = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0, level_db=(-22.0, -22.0)))
         gain = float(np.dot(spoken.audio, raw.audio) / np.dot(raw.audio, raw.audio))
         assert np.abs(spoken.audio - gain * raw.audio).max() < 1e-4  # only the level differs: no noise, no filter
+
+
+@needs_espeak
+def test_cli_makes_a_clean_corpus_of_named_voices(tmp_path):
+    from click.testing import CliRunner
+
+    from delaykit.cli import main
+
+    out = tmp_path / "corpus"
+    args = ["data", "synth", "--out", str(out), "--hours", "0.002", "--seed", "3", "--workers", "1"]
+    result = CliRunner().invoke(main, [*args, "--clean", "--voices", "en-us+f2, en-gb+f3"])
+    assert result.exit_code == 0, result.output
+    assert {row["voice"] for row in read_corpus(out)} <= {"en-us+f2", "en-gb+f3"}
+    config = json.loads((out / "synth_config.json").read_text())
+    assert config["voice_names"] == ["en-us+f2", "en-gb+f3"] and config["noise_prob"] == 0.0
+    assert config["bandlimit_prob"] == 0.0 and config["level_db"] == [-24.0, -20.0]
+    refused = CliRunner().invoke(main, [*args, "--clean", "--reverb", "0.3"])
+    assert refused.exit_code == 2 and "exclude each other" in refused.output
