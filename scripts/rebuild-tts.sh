@@ -2,7 +2,7 @@
 # Rebuild the shipped TTS model (checkpoints/default-tts) from the speech corpora and codec that
 # scripts/rebuild-asr.sh and the codec configs make (checkpoints/README.md has the figures and timings).
 # About 5.5 hours on 2 CPU cores (2 of them for steps 4-6, runs not shipped); every step skips work whose output
-# exists, and training resumes.
+# exists, and training resumes (steps 6-8 stop at the step count of the run they rebuild).
 # Needs: bash scripts/install.sh test, runs/data/train-{a,b,c,e,f,g}, runs/tokenizer/bpe1500.model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,9 +49,11 @@ dk eval tts --model runs/tts-voices-export --data runs/data/heldout --count 30 -
 
 # 6. Tried, not shipped (2026-11-30): this model fine-tuned with its text blanked in 20 % of the windows, for
 #    classifier-free guidance (checkpoints/README.md, "Classifier-free guidance").
-dk train lm --config configs/tts-cfg.toml $(codes a b c e f g) --tokenizer runs/tokenizer/bpe1500.model \
-  --out runs/tts-cfg --set minutes=35 $( [ -f runs/tts-cfg/checkpoint.pt ] && echo --resume )
-dk train export-lm runs/tts-cfg runs/tts-cfg-export --fp16 --codec-from default
+if [ ! -d runs/tts-cfg-export ]; then  # the run measured: 1069 steps in 35 minutes
+  dk train lm --config configs/tts-cfg.toml $(codes a b c e f g) --tokenizer runs/tokenizer/bpe1500.model \
+    --out runs/tts-cfg --set max_steps=1069 $( [ -f runs/tts-cfg/checkpoint.pt ] && echo --resume )
+  dk train export-lm runs/tts-cfg runs/tts-cfg-export --fp16 --codec-from default
+fi
 
 # 7. TTS v2 (shipped), first stage: four named voices, clean (configs/tts-clean.toml): 8 h of espeak-ng speech
 #    without noise, band limits or reverberation, each utterance one of four voices; warm-started from v1.
@@ -59,12 +61,12 @@ dk train export-lm runs/tts-cfg runs/tts-cfg-export --fp16 --codec-from default
   --voices en-us+f2,en-us,en-us+m3,en-gb+f3
 [ -f runs/codes-tts/tts-clean.npz ] || dk data encode --data runs/data/tts-clean --codec default \
   --out runs/codes-tts/tts-clean.npz --seed 30 --codebooks 4
-if [ ! -f runs/tts-clean/checkpoint.pt ]; then
+if [ ! -d runs/tts-clean-export ]; then  # the shipped run: 1766 steps in 58 minutes
   dk train lm --config configs/tts-clean.toml --codes runs/codes-tts/tts-clean.npz \
-    --tokenizer runs/tokenizer/bpe1500.model --out runs/tts-clean --set minutes=58
+    --tokenizer runs/tokenizer/bpe1500.model --out runs/tts-clean --set max_steps=1766 \
+    $( [ -f runs/tts-clean/checkpoint.pt ] && echo --resume )
+  dk train export-lm runs/tts-clean runs/tts-clean-export --fp16 --codec-from default --default-voice en-us+f2
 fi
-[ -d runs/tts-clean-export ] || dk train export-lm runs/tts-clean runs/tts-clean-export --fp16 --codec-from default \
-  --default-voice en-us+f2
 
 # 8. Second stage: 8 h more of new sentences (seed 31); the first stage's run resumed on both for 32 minutes
 #    with the cosine stretched to step 2800 (the shipped run: 1766 + 1001 steps). Export and measure.
@@ -72,9 +74,12 @@ fi
   --clean --voices en-us+f2,en-us,en-us+m3,en-gb+f3
 [ -f runs/codes-tts/tts-clean-b.npz ] || dk data encode --data runs/data/tts-clean-b --codec default \
   --out runs/codes-tts/tts-clean-b.npz --seed 31 --codebooks 4
-[ -d runs/tts-clean2 ] || cp -r runs/tts-clean runs/tts-clean2
-dk train lm --resume --codes runs/codes-tts/tts-clean.npz --codes runs/codes-tts/tts-clean-b.npz \
-  --tokenizer runs/tokenizer/bpe1500.model --out runs/tts-clean2 --set decay_steps=2800 --set minutes=32
-dk train export-lm runs/tts-clean2 runs/tts-clean2-export --fp16 --codec-from default --default-voice en-us+f2
+if [ ! -d runs/tts-clean2-export ]; then  # the shipped run: to step 2767, 32 minutes
+  [ -d runs/tts-clean2 ] || cp -r runs/tts-clean runs/tts-clean2
+  dk train lm --resume --codes runs/codes-tts/tts-clean.npz --codes runs/codes-tts/tts-clean-b.npz \
+    --tokenizer runs/tokenizer/bpe1500.model --out runs/tts-clean2 --set decay_steps=2800 --set max_steps=2767 \
+    --set minutes=null
+  dk train export-lm runs/tts-clean2 runs/tts-clean2-export --fp16 --codec-from default --default-voice en-us+f2
+fi
 dk eval tts --model runs/tts-clean2-export --data runs/data/heldout --count 30 --judge --asr default --originals \
   > runs/eval/tts-clean2-heldout30.json
