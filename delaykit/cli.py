@@ -304,10 +304,13 @@ def train_tokenizer_command(data_dirs, output: str, vocab_size: int) -> None:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON or TOML file of LMTrainConfig fields")
 @click.option("--minutes", type=float, default=None, help="stop after this much wall-clock time")
+@click.option("--valid-codes", "valid_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="held-out code corpus whose loss is logged and keeps best.pt (repeatable; with valid_every)")
 @click.option("--resume", is_flag=True, help="continue from the run directory's last checkpoint")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a config field, e.g. --set lr=5e-4 --set model.num_layers=4")
-def train_lm(mode, code_files, tokenizer_path, run_dir, config_path, minutes, resume, overrides) -> None:
+def train_lm(mode, code_files, tokenizer_path, run_dir, config_path, minutes, valid_files, resume,
+             overrides) -> None:
     """Train (or fine-tune, with --set init_from=CHECKPOINT) the LM of one mode on encoded corpora."""
     from pathlib import Path
 
@@ -323,6 +326,9 @@ def train_lm(mode, code_files, tokenizer_path, run_dir, config_path, minutes, re
         raise click.UsageError(f"--mode {mode} differs from the config's mode {config.mode}")
     if minutes is not None:
         config.minutes = minutes
+    if valid_files:
+        config.valid_codes = list(valid_files)
+        config.valid_every = config.valid_every or 100
     LMTrainer(config, list(code_files), tokenizer_path, run_dir, resume=resume).fit()
 
 
@@ -357,17 +363,19 @@ def train_plot(run_dir: str, output) -> None:
 @click.option("--silence-prefix", type=click.FloatRange(0), default=None,
               help="ASR: seconds of silence fed before the audio (default: the middle of the training "
                    "sequences' lead-in, 0.5)")
+@click.option("--best", is_flag=True, help="export the weights of the lowest validation loss (best.pt)")
 def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, default_voice: str | None,
                     default_pitch: int | None, text_temperature: float | None, text_top_k: int,
-                    silence_prefix: float | None) -> None:
+                    silence_prefix: float | None, best: bool) -> None:
     """Write RUN_DIR's latest LM with its codec and tokenizer as checkpoint directory TARGET."""
-    from .train.lm import export_lm
+    from .train.lm import BEST_NAME, CHECKPOINT_NAME, export_lm
 
     voice = {key: value for key, value in (("voice", default_voice), ("pitch", default_pitch)) if value is not None}
     try:
         sampling = None if text_temperature is None else {"temperature": text_temperature, "top_k": text_top_k}
         path = export_lm(run_dir, target, fp16=fp16, codec=codec, codec_from=codec_from, default_voice=voice or None,
-                         text_sampling=sampling, silence_prefix=silence_prefix)
+                         text_sampling=sampling, silence_prefix=silence_prefix,
+                         checkpoint=BEST_NAME if best else CHECKPOINT_NAME)
     except ValueError as exc:
         raise DelaykitError(str(exc)) from exc
     click.echo(str(path))

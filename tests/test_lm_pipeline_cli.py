@@ -56,6 +56,12 @@ def test_pipeline(tmp_path):
     invoke("train", "lm", "--codes", tmp_path / "codes.npz", "--out", tmp_path / "run", "--resume",
            "--set", "max_steps=4")  # the run's own config and tokenizer
     assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 4
+    invoke("train", "lm", "--codes", tmp_path / "codes.npz", "--out", tmp_path / "run", "--resume",
+           "--set", "max_steps=6", "--valid-codes", tmp_path / "codes.npz", "--set", "valid_every=1")
+    validated = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-2:]
+    assert all("valid_total" in row for row in validated)
+    invoke("train", "export-lm", tmp_path / "run", tmp_path / "asr-best", "--best")
+    assert (tmp_path / "asr-best" / "model.safetensors").is_file()
     png = invoke("train", "plot", tmp_path / "run").strip()
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     invoke("train", "export-lm", tmp_path / "run", tmp_path / "asr")

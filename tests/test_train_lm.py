@@ -300,3 +300,55 @@ def test_text_dropout_blanks_whole_windows_and_exports_direct_cfg(tokenizer, tmp
     plain, _ = model.synthesize("one two three", options=SynthesisOptions.greedy(cfg_coef=1.0))
     guided, _ = model.synthesize("one two three", options=SynthesisOptions.greedy(cfg_coef=3.0))
     assert torch.isfinite(guided).all() and not torch.equal(plain, guided)
+
+
+def test_validation_logs_held_out_losses_and_keeps_the_best_weights(tokenizer, tmp_path):
+    from test_codec_cli import make_checkpoint
+
+    import delaykit
+    from delaykit.train.lm import BEST_NAME, export_lm
+
+    held_out = toy_corpus(sequences=4, seed=5).save(tmp_path / "valid.npz")
+    make_checkpoint(tmp_path / "codec")
+    config = tiny_config("asr", max_steps=20, valid_codes=[str(held_out)], valid_every=5, valid_batches=2,
+                         codec=str(tmp_path / "codec"))
+    trainer = LMTrainer(config, toy_corpus(), tokenizer, tmp_path / "run")
+    fixed = [batch.codes.clone() for batch in trainer.valid_batches]
+    trainer.fit()
+    assert all(torch.equal(a, b.codes) for a, b in zip(fixed, trainer.valid_batches))  # drawn once
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    valid = [row["valid_total"] for row in rows]  # log_every = valid_every: every row has one
+    assert len(valid) == 4 and valid[-1] < valid[0]  # the held-out loss falls as the toy corpus is learned
+    best = torch.load(tmp_path / "run" / BEST_NAME, weights_only=True)
+    assert best["step"] == 5 * (1 + int(np.argmin(valid)))
+    assert best["valid"]["valid_total"] == pytest.approx(min(valid))
+    model = delaykit.load(export_lm(tmp_path / "run", tmp_path / "export", checkpoint=BEST_NAME), device="cpu")
+    for key, value in best["model"].items():
+        assert torch.equal(value, model.engine.lm.state_dict()[key]), key
+
+
+def test_validation_needs_held_out_codes(tokenizer, tmp_path):
+    with pytest.raises(ValueError, match="valid_codes"):
+        LMTrainer(tiny_config("asr", valid_every=5), toy_corpus(), tokenizer, tmp_path)
+
+
+def test_bf16_autocast_trains(tokenizer, tmp_path):
+    trainer = LMTrainer(tiny_config("tts", precision="bf16", max_steps=20), toy_corpus(), tokenizer, tmp_path)
+    with torch.no_grad():
+        first = trainer.losses(trainer.batcher.next_batch())
+    trainer.fit()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["audio"] < 0.9 * float(first["audio"])
+    assert all(p.dtype == torch.float32 for p in trainer.lm.parameters())  # only the forward is bf16
+
+
+def test_time_budget_cosine_decays_over_training_minutes(tokenizer, tmp_path):
+    trainer = LMTrainer(tiny_config("asr", decay_minutes=10.0, warmup_steps=1, min_lr_ratio=0.1), toy_corpus(),
+                        tokenizer, tmp_path)
+    rates = []
+    for minutes in (0, 5, 10, 20):
+        trainer.train_seconds = 60.0 * minutes
+        rates.append(trainer.learning_rate(100))
+    assert rates[0] == pytest.approx(3e-3)
+    assert rates[1] == pytest.approx(3e-3 * (0.1 + 0.9 * 0.5))  # half-way down the cosine
+    assert rates[2] == pytest.approx(3e-4) and rates[3] == pytest.approx(3e-4)

@@ -18,6 +18,7 @@ model.safetensors + the codec the corpus was encoded with + the tokenizer.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import sys
@@ -44,6 +45,8 @@ from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_co
 from .lora import add_lora, merge_lora
 
 TOKENIZER_NAME = "tokenizer.model"
+BEST_NAME = "best.pt"  # the weights of the lowest validation loss (LMTrainConfig.valid_codes)
+VALID_SEED = 7919  # the validation windows' own draw, the same in every run
 MODEL_TYPE_OF_MODE = {mode: model_type for model_type, mode in MODE_OF_MODEL_TYPE.items()}  # asr -> stt ...
 DEFAULT_TEXT_SHIFT = {"asr": 0.48, "tts": -0.48, "dialogue": 0.0}  # seconds; 6 frames each way
 
@@ -112,6 +115,9 @@ class LMTrainConfig:
     # ``direct_cfg: true``: synthesis then guides its audio by the difference text makes (``cfg_coef``).
     text_dropout: float = 0.0
     lr: float = 1e-3
+    # When set, the cosine reaches its floor after this much training time instead of at ``decay_steps`` (a
+    # run of a fixed time budget on hardware whose speed is not known beforehand, e.g. a lent GPU).
+    decay_minutes: float | None = None
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.1
     warmup_steps: int = 200
@@ -125,12 +131,21 @@ class LMTrainConfig:
     seed: int = 0
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda (each torchrun process takes cuda:LOCAL_RANK)
+    precision: str = "fp32"  # fp32 | bf16: the forward under bf16 autocast (weights and optimizer stay fp32)
+    # Held-out code corpora: every ``valid_every`` steps the losses on ``valid_batches`` fixed batches of them
+    # are logged (valid_* in the metrics) and the weights with the lowest total go to ``best.pt``, which
+    # ``export_lm(..., checkpoint="best.pt")`` exports: the step a long run on little data should stop at.
+    valid_codes: list[str] = field(default_factory=list)
+    valid_every: int = 0
+    valid_batches: int = 8
 
     def __post_init__(self) -> None:
         if self.mode not in MODEL_TYPE_OF_MODE:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {sorted(MODEL_TYPE_OF_MODE)}")
         if self.text_dropout and self.mode != "tts":
             raise ValueError("text_dropout trains a TTS model for classifier-free guidance")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision {self.precision!r}: expected fp32 or bf16")
 
     @property
     def text_shift(self) -> float:
@@ -142,6 +157,8 @@ class LMTrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> LMTrainConfig:
         data = dict(data)
+        if isinstance(data.get("valid_codes"), str):  # one path, as --set valid_codes=PATH gives it
+            data["valid_codes"] = [data["valid_codes"]]
         for key in ("betas", "vad_horizons"):
             if key in data:
                 data[key] = tuple(data[key])
@@ -265,6 +282,8 @@ class LMTrainer(TrainingRun):
                  log: tp.TextIO | None = None) -> None:
         from ..engine import resolve_device
 
+        if config.valid_every and not config.valid_codes:
+            raise ValueError("valid_every needs valid_codes")
         self.config = config
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)  # the same initial weights on every rank
@@ -310,11 +329,46 @@ class LMTrainer(TrainingRun):
                                      start_prob=config.window_start_prob)
         self.optimizer = torch.optim.AdamW(decay_groups(self._trained(), config.weight_decay), lr=config.lr,
                                            betas=config.betas)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matrix products on tensor cores
+        self.valid_batches = self._valid_batches() if config.valid_codes else []
+        self.best_valid = math.inf  # lowest validation total so far (the weights in best.pt)
         self.setup_run(run_dir, log, config.to_dict())
         if self.dist.is_main and Path(tokenizer).resolve() != (self.run_dir / TOKENIZER_NAME).resolve():
             shutil.copyfile(tokenizer, self.run_dir / TOKENIZER_NAME)
         if resume:
             self.load_checkpoint()
+
+    def _valid_batches(self) -> list[Batch]:
+        """The fixed validation batches: windows of the held-out corpora drawn once, with a seed of their own,
+        every voice attribute given (no condition dropout)."""
+        corpus = CodeCorpus.load_many(list(self.config.valid_codes))  # the spec reads the codebooks it needs
+        spec = dataclasses.replace(self.spec, condition_dropout=0.0)
+        batcher = StreamBatcher(corpus, self.tokenizer.encode, spec, self.config.window_frames,
+                                self.config.batch_size, seed=VALID_SEED, start_prob=self.config.window_start_prob)
+        return [batcher.next_batch() for _ in range(self.config.valid_batches)]
+
+    def validate(self) -> dict[str, float]:
+        """Mean losses and accuracies over the validation batches (no noise, no dropout, no gradient); keeps the
+        weights in ``best.pt`` when the total is the lowest yet."""
+        self.lm.eval()
+        sums: dict[str, float] = {}
+        with torch.no_grad():
+            for batch in self.valid_batches:
+                for key, value in self.losses(batch).items():
+                    sums[key] = sums.get(key, 0.0) + float(value.item())
+        self.lm.train()
+        row = {f"valid_{key}": value / len(self.valid_batches) for key, value in sums.items()}
+        if row["valid_total"] < self.best_valid:
+            self.best_valid = row["valid_total"]
+            if self.dist.is_main:
+                best = {"model": {k: v.detach().cpu().clone() for k, v in self.lm.state_dict().items()},
+                        "lm_config": self.lm.config.to_kyutai(), "config": self.config.to_dict(),
+                        "step": self.step, "seen": self.seen, "train_seconds": self.train_seconds, "valid": row}
+                tmp = self.run_dir / (BEST_NAME + ".tmp")
+                torch.save(best, tmp)
+                os.replace(tmp, self.run_dir / BEST_NAME)
+        return row
 
     def _trained(self) -> torch.nn.Module:
         """The modules the optimizer updates: the LM, and the user-text head when there is one."""
@@ -322,7 +376,12 @@ class LMTrainer(TrainingRun):
 
     def learning_rate(self, step: int) -> float:
         cfg = self.config
-        return cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_ratio)
+        if cfg.decay_minutes is None:
+            return cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_ratio)
+        # The cosine over training time: a fraction of decay_minutes stands for that fraction of 1000 steps.
+        warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+        progress = round(1000 * self.train_seconds / (60 * cfg.decay_minutes))
+        return warm * cosine_lr(progress, cfg.lr, 0, 1000, cfg.min_lr_ratio)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Each loss (and accuracy) of one batch; ``total`` is what is minimised."""
@@ -335,7 +394,8 @@ class LMTrainer(TrainingRun):
             input_codes, text_kept = self.blank_text(codes if input_codes is None else input_codes)
         # LMOutput, [B, H, T, 2] end-of-speech logits, [B, T, V] user-text logits
         conditions = None if batch.conditions is None else batch.conditions.to(self.device)  # [B, A, T]
-        out, heads, user_logits = self.model(codes, input_codes, conditions)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            out, heads, user_logits = self.model(codes, input_codes, conditions)
         text = codes[:, 0]  # [B, T]
         text_weights = torch.where(text == PAD_ID, cfg.text_padding_weight, 1.0)  # [B, T]
         text_mask = out.text_mask[:, 0] & text_kept  # [B, T]: no text targets where it was not read either
@@ -410,6 +470,8 @@ class LMTrainer(TrainingRun):
         self.seen += batch.codes.shape[0] * batch.codes.shape[2] * self.dist.world_size
         row = {key: float(value.item()) for key, value in losses.items()}
         row.update(loss=row.pop("total"), grad_norm=float(grad_norm.item()), lr=lr)
+        if self.config.valid_every and self.step % self.config.valid_every == 0:
+            row.update(self.validate())
         return row
 
     def progress(self, row: dict) -> str:
@@ -420,6 +482,8 @@ class LMTrainer(TrainingRun):
             parts.append(f"vad {row['vad']:.3f}")
         if "user_text" in row:
             parts.append(f"user text {row['user_text']:.3f} acc {row['user_word_acc']:.3f}")
+        if "valid_total" in row:
+            parts.append(f"valid {row['valid_total']:.4f}")
         hours = row["seen"] / self.batcher.corpus.frame_rate / 3600
         return " ".join(parts) + f" lr {row['lr']:.2e}, {hours:.1f} h seen"
 
@@ -429,6 +493,8 @@ class LMTrainer(TrainingRun):
                  "config": self.config.to_dict()}
         if self.user_text_head is not None:
             state["user_text_head"] = {k: v.cpu() for k, v in self.user_text_head.state_dict().items()}
+        if self.valid_batches:
+            state["best_valid"] = self.best_valid
         return state
 
     def load_model_state(self, state: dict) -> None:
@@ -436,6 +502,7 @@ class LMTrainer(TrainingRun):
         if self.user_text_head is not None:
             self.user_text_head.load_state_dict(state["user_text_head"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.best_valid = state.get("best_valid", math.inf)
 
     def rank_state(self) -> dict:
         return {"batcher": self.batcher.state()}
@@ -446,7 +513,8 @@ class LMTrainer(TrainingRun):
 
 def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool = False,
               codec: str | None = None, codec_from: str | None = None, default_voice: dict | None = None,
-              text_sampling: dict | None = None, silence_prefix: float | None = None) -> Path:
+              text_sampling: dict | None = None, silence_prefix: float | None = None,
+              checkpoint: str = CHECKPOINT_NAME) -> Path:
     """Write a run's latest LM, with its codec and tokenizer, as a checkpoint directory ``delaykit.load`` runs.
 
     ``default_voice`` (``VoiceChoice`` fields) is what a voice-conditioned TTS model speaks with when asked for
@@ -457,11 +525,12 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
     like the run's codec (same encoders and codebooks; its decoder may differ). ``silence_prefix`` is the
     silence an ASR model is fed before the audio (default: the middle of the lead-in silence that code corpora
     open their sequences with, ``PackConfig.lead_seconds``, which is what such a model saw before speech).
+    ``checkpoint`` names the file of the run directory to export (``BEST_NAME``: the lowest validation loss).
     """
     from ..engine import load_engine, save_engine
 
     run_dir = Path(run_dir)
-    state = torch.load(run_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    state = torch.load(run_dir / checkpoint, map_location="cpu", weights_only=True)
     config = LMTrainConfig.from_dict(state["config"])
     lm = LMModel(LMConfig.from_kyutai(state["lm_config"]))  # on the CPU, whatever the run used
     if config.lora_rank:

@@ -150,7 +150,10 @@ class TrainingRun:
                 self.train_seconds += time.monotonic() - step_start
                 if self.step % cfg.log_every == 0:
                     now = time.monotonic()
-                    row = {key: sum(m[key] for m in window) / len(window) for key in window[0]}
+                    # each key's mean over the steps that report it (validation rows come every so many steps)
+                    keys = dict.fromkeys(key for m in window for key in m)
+                    row = {key: sum(values) / len(values)
+                           for key in keys for values in [[m[key] for m in window if key in m]]}
                     speed = (self.seen - window_seen) / max(now - window_start, 1e-9)
                     row.update(step=self.step, seen=self.seen, train_hours=self.train_seconds / 3600,
                                seen_per_second=speed, time=time.time())
