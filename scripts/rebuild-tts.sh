@@ -2,7 +2,8 @@
 # Rebuild the shipped TTS model (checkpoints/default-tts) from the speech corpora and codec that
 # scripts/rebuild-asr.sh and the codec configs make (checkpoints/README.md has the figures and timings).
 # About 5.5 hours on 2 CPU cores (2 of them for steps 4-6, runs not shipped); every step skips work whose output
-# exists, and training resumes (steps 6-8 stop at the step count of the run they rebuild).
+# exists, and training resumes (steps 6-8 stop at the step count of the run they rebuild). Step 9, the shipped
+# model's last, needs a CUDA GPU (about 10 minutes) and 40 minutes more of CPU to make its speech.
 # Needs: bash scripts/install.sh test, runs/data/train-{a,b,c,e,f,g}, runs/tokenizer/bpe1500.model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,3 +84,31 @@ if [ ! -d runs/tts-clean2-export ]; then  # the shipped run: to step 2767, 32 mi
 fi
 dk eval tts --model runs/tts-clean2-export --data runs/data/heldout --count 30 --judge --asr default --originals \
   > runs/eval/tts-clean2-heldout30.json
+
+# 9. TTS v3 (shipped): v2 fine-tuned on a GPU on 50 h of clean sentences (8 h more each with seeds 32-34 beside
+#    steps 7-8's two), its weights taken at the lowest loss on a validation corpus (seed 40): step 400 of the
+#    shipped run, which trained 8.4 minutes on one H200 beside the ASR and dialogue runs (scripts/finetune-gpu.sh;
+#    its learning rate follows the clock, so a rerun on other hardware stops at other steps). Needs a CUDA GPU.
+for part in "c 32" "d 33" "e 34"; do
+  set -- $part
+  [ -f "runs/data/tts-clean-$1/manifest.jsonl" ] || dk data synth --out "runs/data/tts-clean-$1" --hours 8 \
+    --seed "$2" --clean --voices en-us+f2,en-us,en-us+m3,en-gb+f3
+  [ -f "runs/codes-tts/tts-clean-$1.npz" ] || dk data encode --data "runs/data/tts-clean-$1" --codec default \
+    --out "runs/codes-tts/tts-clean-$1.npz" --seed "$2" --codebooks 4
+done
+[ -f runs/data/tts-clean-valid/manifest.jsonl ] || dk data synth --out runs/data/tts-clean-valid --hours 0.5 \
+  --seed 40 --clean --voices en-us+f2,en-us,en-us+m3,en-gb+f3
+[ -f runs/codes-valid/tts-clean-valid.npz ] || dk data encode --data runs/data/tts-clean-valid --codec default \
+  --out runs/codes-valid/tts-clean-valid.npz --seed 40 --codebooks 4
+if [ ! -d runs/gpu-v3/tts-export ]; then
+  stage=runs/gpu-stage-tts
+  mkdir -p "$stage/init" "$stage/codes"
+  ln -sfn "$PWD/runs/tts-clean2-export" "$stage/init/tts"
+  for part in "" -b -c -d -e; do ln -sf "$PWD/runs/codes-tts/tts-clean$part.npz" "$stage/codes/tts-clean$part.npz"; done
+  ln -sf "$PWD/runs/codes-valid/tts-clean-valid.npz" "$stage/codes/valid-tts.npz"
+  JOBS=tts BATCH=64 VALID_EVERY=100 PYTHON=python bash scripts/finetune-gpu.sh "$stage" runs/gpu-v3 8.4
+  dk train export-lm runs/gpu-v3/tts runs/gpu-v3/tts-export --best --fp16 --codec-from default \
+    --default-voice en-us+f2
+fi
+dk eval tts --model runs/gpu-v3/tts-export --data runs/data/heldout --count 30 --judge --asr default --originals \
+  > runs/eval/tts-v3-heldout30.json

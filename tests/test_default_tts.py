@@ -36,11 +36,11 @@ SENTENCES = [
     "What time does the library open on Monday?",
     "It was raining in London on the twelfth of May.",
 ]
-# The shipped model measured 81.6 % here (seed i for sentence i; 59.0 % on 30 held-out utterances, where the
-# ASR model gets 35.7 % on the original recordings: checkpoints/README.md), the first TTS model 85.5 %. A
-# training snapshot of that one at step 1050 scored 96 % on held-out texts; speech the ASR model cannot follow
-# at all scores 100 % or more.
-WER_CEILING = 0.95
+# The shipped model (v3) measured 76.3 % here (seed i for sentence i; 55.1 % on 30 held-out utterances, where
+# the ASR model gets 35.7 % on the original recordings: checkpoints/README.md), v2 81.6 %, the first TTS model
+# 85.5 %. A training snapshot of that one at step 1050 scored 96 % on held-out texts; speech the ASR model
+# cannot follow at all scores 100 % or more.
+WER_CEILING = 0.9
 TRAINED_VOICES = ("en-us+f2", "en-us", "en-us+m3", "en-gb+f3")  # configs/tts-clean.toml's corpus
 
 
@@ -73,7 +73,7 @@ def test_rate_condition_changes_the_pace(model):
         return sum(model.synthesizer(SynthesisOptions(seed=seed, rate=rate)).synthesize(text)[1][-1].end
                    for seed, text in enumerate(SENTENCES[:3]))
 
-    assert seconds(0.6) > seconds(1.0) > seconds(1.5)  # measured 11.6 / 9.7 / 7.9 s
+    assert seconds(0.6) > seconds(1.0) > seconds(1.5)  # measured 11.1 / 8.9 / 8.3 s (v2: 11.6 / 9.7 / 7.9 s)
 
 
 def test_asr_recognises_what_it_says(model):
@@ -101,11 +101,11 @@ def test_word_by_word_streaming_equals_the_whole_script(model):
 
 
 def test_pauses_follow_the_padding_bonus(model):
-    def seconds(bonus: float) -> float:
-        audio, _ = model.synthesizer(SynthesisOptions(seed=1, padding_bonus=bonus)).synthesize(SENTENCES[4])
-        return audio.shape[-1] / 24_000
+    def seconds(bonus: float) -> float:  # four sentences: one spoken without pauses has none to take out
+        return sum(model.synthesizer(SynthesisOptions(seed=1, padding_bonus=bonus)).synthesize(text)[0].shape[-1]
+                   for text in SENTENCES[:4]) / 24_000
 
-    assert seconds(-2.0) < seconds(0.0) < seconds(2.0)
+    assert seconds(-2.0) < seconds(0.0) < seconds(2.0)  # measured 11.0 / 12.7 / 18.2 s
 
 
 def cli_timings(tmp_path: Path, *options: str) -> str:
