@@ -37,7 +37,7 @@ class Metrics:
     sessions: int = 0
     sessions_total: int = 0
     rejected_busy: int = 0
-    steps: int = 0
+    steps: int = 0  # batched steps started (a failing one counts here and in errors)
     frames: int = 0  # session frames processed (a step of k active sessions counts k)
     step_seconds: float = 0.0
     max_batch: int = 0
@@ -178,6 +178,10 @@ class BatchScheduler:
             return True
         if not stepping:
             return bool(actions)
+        # Counted before the step delivers its results, so that a client holding its frames sees them counted.
+        self.metrics.steps += 1
+        self.metrics.frames += len(stepping)
+        self.metrics.max_batch = max(self.metrics.max_batch, len(stepping))
         started = time.perf_counter()
         try:
             self._step(pcm, active, stepping)
@@ -187,9 +191,6 @@ class BatchScheduler:
                 session.deliver(("error", f"model step failed: {exc}"))
             return True
         self.metrics.step_seconds += time.perf_counter() - started
-        self.metrics.steps += 1
-        self.metrics.frames += len(stepping)
-        self.metrics.max_batch = max(self.metrics.max_batch, len(stepping))
         return True
 
     def _gather_wait(self, ready: int, started: int) -> float:
