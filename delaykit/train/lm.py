@@ -362,9 +362,8 @@ class LMTrainer(TrainingRun):
         if row["valid_total"] < self.best_valid:
             self.best_valid = row["valid_total"]
             if self.dist.is_main:
-                best = {"model": {k: v.detach().cpu().clone() for k, v in self.lm.state_dict().items()},
-                        "lm_config": self.lm.config.to_kyutai(), "config": self.config.to_dict(),
-                        "step": self.step, "seen": self.seen, "train_seconds": self.train_seconds, "valid": row}
+                best = {**self.weights_state(), "step": self.step, "seen": self.seen,
+                        "train_seconds": self.train_seconds, "valid": row}
                 tmp = self.run_dir / (BEST_NAME + ".tmp")
                 torch.save(best, tmp)
                 os.replace(tmp, self.run_dir / BEST_NAME)
@@ -376,12 +375,8 @@ class LMTrainer(TrainingRun):
 
     def learning_rate(self, step: int) -> float:
         cfg = self.config
-        if cfg.decay_minutes is None:
-            return cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_ratio)
-        # The cosine over training time: a fraction of decay_minutes stands for that fraction of 1000 steps.
-        warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-        progress = round(1000 * self.train_seconds / (60 * cfg.decay_minutes))
-        return warm * cosine_lr(progress, cfg.lr, 0, 1000, cfg.min_lr_ratio)
+        by_clock = None if cfg.decay_minutes is None else self.train_seconds / (60 * cfg.decay_minutes)
+        return cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_ratio, progress=by_clock)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Each loss (and accuracy) of one batch; ``total`` is what is minimised."""
@@ -487,10 +482,13 @@ class LMTrainer(TrainingRun):
         hours = row["seen"] / self.batcher.corpus.frame_rate / 3600
         return " ".join(parts) + f" lr {row['lr']:.2e}, {hours:.1f} h seen"
 
+    def weights_state(self) -> dict:
+        """The LM's weights (a copy on the CPU) with what ``export_lm`` needs to rebuild it."""
+        return {"model": {k: v.detach().cpu().clone() for k, v in self.lm.state_dict().items()},
+                "lm_config": self.lm.config.to_kyutai(), "config": self.config.to_dict()}
+
     def model_state(self) -> dict:
-        state = {"model": {k: v.cpu() for k, v in self.lm.state_dict().items()},
-                 "optimizer": self.optimizer.state_dict(), "lm_config": self.lm.config.to_kyutai(),
-                 "config": self.config.to_dict()}
+        state = {**self.weights_state(), "optimizer": self.optimizer.state_dict()}
         if self.user_text_head is not None:
             state["user_text_head"] = {k: v.cpu() for k, v in self.user_text_head.state_dict().items()}
         if self.valid_batches:

@@ -70,10 +70,12 @@ def load_config(defaults: dict, from_dict: tp.Callable[[dict], C], path: str | o
     return from_dict(data)
 
 
-def cosine_lr(step: int, lr: float, warmup_steps: int, decay_steps: int, min_lr_ratio: float) -> float:
-    """Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at ``decay_steps``, then flat."""
+def cosine_lr(step: int, lr: float, warmup_steps: int, decay_steps: int, min_lr_ratio: float,
+              progress: float | None = None) -> float:
+    """Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at ``decay_steps``, then flat. ``progress``
+    (0 to 1) replaces ``step / decay_steps`` where the decay follows something else, such as the clock."""
     warm = min(1.0, (step + 1) / max(warmup_steps, 1))
-    progress = min(1.0, step / max(decay_steps, 1))
+    progress = min(1.0, step / max(decay_steps, 1) if progress is None else progress)
     return lr * warm * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
