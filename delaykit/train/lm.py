@@ -39,7 +39,16 @@ from ..text import PAD_ID, TextTokenizer
 from ..voice import VOICE_ATTRIBUTES, VoiceChoice, model_voices, utterance_values, voice_conditioners
 
 SPECIAL_TOKENS = range(4)  # EPAD/unk 0, BOS 1, EOS 2, PAD 3 (delaykit.train.tokenizer)
-from .distributed import init_distributed
+from .distributed import (
+    STRATEGIES,
+    init_distributed,
+    load_optimizer_state,
+    load_whole_state_dict,
+    optimizer_state,
+    whole,
+    whole_state_dict,
+    wrap_for_ranks,
+)
 from .lm_data import Batch, StreamBatcher, StreamSpec
 from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_config
 from .lora import add_lora, merge_lora
@@ -131,6 +140,10 @@ class LMTrainConfig:
     seed: int = 0
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda (each torchrun process takes cuda:LOCAL_RANK)
+    # How the processes of a torchrun run share the model (delaykit.train.distributed): "ddp", a whole copy
+    # each; "fsdp", a shard each of the weights, gradients and optimizer state (each temporal layer its own
+    # unit), for a model that does not fit one device with its optimizer. Ignored in a single process.
+    parallel: str = "ddp"
     precision: str = "fp32"  # fp32 | bf16: the forward under bf16 autocast (weights and optimizer stay fp32)
     # Held-out code corpora: every ``valid_every`` steps the losses on ``valid_batches`` fixed batches of them
     # are logged (valid_* in the metrics) and the weights with the lowest total go to ``best.pt``, which
@@ -146,6 +159,8 @@ class LMTrainConfig:
             raise ValueError("text_dropout trains a TTS model for classifier-free guidance")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision {self.precision!r}: expected fp32 or bf16")
+        if self.parallel not in STRATEGIES:
+            raise ValueError(f"parallel {self.parallel!r}: expected one of {STRATEGIES}")
 
     @property
     def text_shift(self) -> float:
@@ -315,13 +330,12 @@ class LMTrainer(TrainingRun):
                 raise ValueError("user_text_weight is for dialogue (the head transcribes the user)")
             self.user_text_head = torch.nn.Linear(self.lm.config.dim, self.lm.text_linear.out_features,
                                                   bias=False).to(self.device)
-        # what the step calls, or DDP around it
+        # what the step calls: DDP around it, or itself sharded by FSDP, in a multi-process run
         self.model: torch.nn.Module = TrainingForward(self.lm, self.user_text_head)
+        self.sharded = self.dist.enabled and config.parallel == "fsdp"
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.model = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.model = wrap_for_ranks(self.model, config.parallel, self.device,
+                                        shard_units=list(self.lm.transformer.layers))
         self.spec = stream_spec(config, self.lm)
         # Each rank draws its own windows; batch_size is per rank.
         self.batcher = StreamBatcher(corpus, self.tokenizer.encode, self.spec, config.window_frames,
@@ -359,11 +373,11 @@ class LMTrainer(TrainingRun):
                     sums[key] = sums.get(key, 0.0) + float(value.item())
         self.lm.train()
         row = {f"valid_{key}": value / len(self.valid_batches) for key, value in sums.items()}
-        if row["valid_total"] < self.best_valid:
+        if self.dist.any(row["valid_total"] < self.best_valid):  # all ranks: gathering sharded weights is collective
             self.best_valid = row["valid_total"]
+            best = {**self.weights_state(), "step": self.step, "seen": self.seen,
+                    "train_seconds": self.train_seconds, "valid": row}
             if self.dist.is_main:
-                best = {**self.weights_state(), "step": self.step, "seen": self.seen,
-                        "train_seconds": self.train_seconds, "valid": row}
                 tmp = self.run_dir / (BEST_NAME + ".tmp")
                 torch.save(best, tmp)
                 os.replace(tmp, self.run_dir / BEST_NAME)
@@ -459,7 +473,7 @@ class LMTrainer(TrainingRun):
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         trained = [p for p in self._trained().parameters() if p.requires_grad]
-        grad_norm = torch.nn.utils.clip_grad_norm_(trained, self.config.grad_clip)
+        grad_norm = whole(torch.nn.utils.clip_grad_norm_(trained, self.config.grad_clip))
         self.optimizer.step()
         self.step += 1
         self.seen += batch.codes.shape[0] * batch.codes.shape[2] * self.dist.world_size
@@ -483,23 +497,28 @@ class LMTrainer(TrainingRun):
         return " ".join(parts) + f" lr {row['lr']:.2e}, {hours:.1f} h seen"
 
     def weights_state(self) -> dict:
-        """The LM's weights (a copy on the CPU) with what ``export_lm`` needs to rebuild it."""
-        return {"model": {k: v.detach().cpu().clone() for k, v in self.lm.state_dict().items()},
-                "lm_config": self.lm.config.to_kyutai(), "config": self.config.to_dict()}
+        """The LM's weights (a whole copy on the CPU, however the ranks share them) with what ``export_lm``
+        needs to rebuild it."""
+        return {"model": whole_state_dict(self.lm), "lm_config": self.lm.config.to_kyutai(),
+                "config": self.config.to_dict()}
 
     def model_state(self) -> dict:
-        state = {**self.weights_state(), "optimizer": self.optimizer.state_dict()}
+        state = {**self.weights_state(),
+                 "optimizer": optimizer_state(self.model, self.optimizer, self.sharded), "sharded": self.sharded}
         if self.user_text_head is not None:
-            state["user_text_head"] = {k: v.cpu() for k, v in self.user_text_head.state_dict().items()}
+            state["user_text_head"] = whole_state_dict(self.user_text_head)
         if self.valid_batches:
             state["best_valid"] = self.best_valid
         return state
 
     def load_model_state(self, state: dict) -> None:
-        self.lm.load_state_dict(state["model"], strict=True)
+        if state.get("sharded", False) != self.sharded:
+            raise ValueError("the checkpoint's optimizer state was written by a run with parallel="
+                             f"{'fsdp' if state.get('sharded') else 'ddp'}: resume it with the same")
+        load_whole_state_dict(self.lm, state["model"])
         if self.user_text_head is not None:
-            self.user_text_head.load_state_dict(state["user_text_head"])
-        self.optimizer.load_state_dict(state["optimizer"])
+            load_whole_state_dict(self.user_text_head, state["user_text_head"])
+        load_optimizer_state(self.model, self.optimizer, state["optimizer"], self.sharded)
         self.best_valid = state.get("best_valid", math.inf)
 
     def rank_state(self) -> dict:
