@@ -9,13 +9,16 @@ after an unquantized warm-up) is decoded from quantized latents, the rest from u
     l1_weight * |x - y|  +  stft_weight * multi-resolution STFT  +  mel_weight * multi-resolution log-mel
                          +  commit_weight * commitment  +  phoneme_weight * phoneme cross-entropy
                          +  f0_weight * |log F0 error|  +  voicing_weight * voicing cross-entropy
+                         +  adversarial_weight * hinge  +  feature_weight * feature matching
 
 The phoneme term (off by default) makes the semantic codebook phonetic: a linear classifier on the semantic
 quantizer's output names the phoneme at ``phoneme_slots`` instants of every frame (``delaykit.train.phonemes``;
 targets from the manifests' espeak phonemes). The classifier is training-only and is not exported. The F0 and
 voicing terms apply to a harmonic decoder (``delaykit.codec.harmonic``): YIN (``delaykit.pitch``) on the
 target audio gives every 10 ms step an F0 or "unvoiced", and with ``teacher_f0`` the decoder's pulse train
-runs at that F0 where the target is voiced.
+runs at that F0 where the target is voiced. The adversarial terms (off by default) come from a
+multi-resolution STFT discriminator (``delaykit.train.discriminator``) that trains beside the codec, one step
+of its own after each codec step; it is saved in the checkpoint and not exported.
 
 with AdamW in fp32, starting from :func:`signal_preserving_init`. A run directory holds ``config.json`` (the
 :class:`CodecTrainConfig`), ``checkpoint.pt`` (model, optimizer, step, every RNG state and the data
@@ -47,6 +50,12 @@ from ..codec.spectral import SpectralDecoder
 from ..data.crops import AudioCorpus, CropConfig, CropSampler
 from ..pitch import PitchConfig, f0_track
 from ..transformer import TransformerConfig
+from .discriminator import (
+    DiscriminatorConfig,
+    MultiResolutionDiscriminator,
+    discriminator_loss,
+    generator_losses,
+)
 from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_config
 from .losses import MultiResolutionSpectralLoss, SpectralLossConfig
 from .phonemes import IGNORE, PhonemeInventory, PhonemeTimeline, slot_targets
@@ -87,6 +96,15 @@ class CodecTrainConfig:
     f0_weight: float = 1.0  # harmonic decoder: L1 on log F0 where the target is voiced
     voicing_weight: float = 0.5  # harmonic decoder: voiced / unvoiced cross-entropy
     teacher_f0: bool = True  # harmonic decoder: the pulse train runs at the target's F0 where it is voiced
+    # Adversarial training (module docstring), on when either weight is > 0: the discriminator learns from the
+    # first step; the codec minimises its adversarial and feature-matching terms from ``adversarial_after``
+    # on (a codec that first learns from spectral losses alone gives the discriminator something to judge).
+    adversarial_weight: float = 0.0
+    feature_weight: float = 0.0
+    adversarial_after: int = 0
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    discriminator_lr: float = 3e-4
+    discriminator_betas: tuple[float, float] = (0.5, 0.9)
     init_from: str | None = None  # a codec checkpoint (name or directory) to continue training from
     decoder_only: bool = False  # train only the decode path (see `CodecTrainer`); needs init_from
     # Sub-modules kept as loaded (no gradients, no codebook updates), e.g. ["semantic_encoder",
@@ -133,7 +151,12 @@ class CodecTrainConfig:
                 if key in spectral:
                     spectral[key] = tuple(spectral[key])
             kwargs["spectral"] = SpectralLossConfig(**spectral)
-        for key in ("betas", "frozen"):
+        if "discriminator" in data:
+            discriminator = dict(data.pop("discriminator"))
+            if "windows" in discriminator:
+                discriminator["windows"] = tuple(discriminator["windows"])
+            kwargs["discriminator"] = DiscriminatorConfig(**discriminator)
+        for key in ("betas", "frozen", "discriminator_betas"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**kwargs, **data)
@@ -228,6 +251,14 @@ class CodecTrainer(TrainingRun):
         trained = nn.ModuleList([self.model] + ([self.phoneme_head] if self.phoneme_head is not None else []))
         self.optimizer = torch.optim.AdamW(decay_groups(trained, config.weight_decay), lr=config.lr,
                                            betas=config.betas)
+        self.discriminator: MultiResolutionDiscriminator | None = None
+        if config.adversarial_weight > 0 or config.feature_weight > 0:
+            with torch.random.fork_rng():  # its initial weights leave the codec run's random draws as they were
+                torch.manual_seed(config.seed + 1)
+                self.discriminator = MultiResolutionDiscriminator(config.discriminator)
+            self.discriminator_optimizer = torch.optim.AdamW(
+                self.discriminator.parameters(), lr=config.discriminator_lr, betas=config.discriminator_betas,
+                weight_decay=0.0)
         self.setup_run(run_dir, log, config.to_dict())
         if resume:
             self.load_checkpoint()
@@ -313,17 +344,34 @@ class CodecTrainer(TrainingRun):
             phoneme_loss, phoneme_accuracy = self.phoneme_loss(quantized)
             loss = loss + cfg.phoneme_weight * phoneme_loss
             phonetic = {"phoneme": phoneme_loss.item(), "phoneme_acc": phoneme_accuracy}
+        adversarial: dict[str, float] = {}
+        if self.discriminator is not None and self.step >= cfg.adversarial_after:
+            fooling, matching = generator_losses(self.discriminator, audio, recon)
+            loss = loss + cfg.adversarial_weight * fooling + cfg.feature_weight * matching
+            adversarial = {"adv": fooling.item(), "feat": matching.item()}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
+        if self.discriminator is not None:
+            adversarial["disc"] = self.train_discriminator(audio, recon)
         self.step += 1
         self.seen += audio.shape[0] * audio.shape[-1] / cfg.model.sample_rate
         return {"loss": loss.item(), "l1": l1.item(), "stft": stft.item(), "mel": mel.item(),
                 "commit": quantized.commitment_loss.item(), "codebooks": quantized.codes.shape[1],
                 "restarted": float(quantized.metrics.get("restarted", torch.zeros(())).item()),
-                "grad_norm": grad_norm.item(), "lr": lr, **phonetic,
+                "grad_norm": grad_norm.item(), "lr": lr, **phonetic, **adversarial,
                 **{name: value.item() for name, value in pitch.items()}}
+
+    def train_discriminator(self, audio: torch.Tensor, recon: torch.Tensor) -> float:
+        """One discriminator step on real ``audio`` [B, 1, T] against the codec's ``recon`` [B, 1, T]; returns
+        its loss. Discards the gradients the codec's adversarial terms left on the discriminator."""
+        assert self.discriminator is not None
+        self.discriminator_optimizer.zero_grad(set_to_none=True)
+        loss = discriminator_loss(self.discriminator, audio, recon)
+        loss.backward()
+        self.discriminator_optimizer.step()
+        return loss.item()
 
     # ---- phoneme targets ----
 
@@ -387,8 +435,10 @@ class CodecTrainer(TrainingRun):
     def progress(self, row: dict) -> str:
         phonemes = f" phoneme {row['phoneme']:.3f} acc {row['phoneme_acc']:.3f}" if "phoneme" in row else ""
         pitch = f" f0 {row['f0']:.3f} voicing {row['voicing']:.3f}" if "f0" in row else ""
+        adversarial = f" adv {row['adv']:.3f} feat {row['feat']:.3f}" if "adv" in row else ""
+        adversarial += f" disc {row['disc']:.3f}" if "disc" in row else ""
         return (f"loss {row['loss']:.4f} (mel {row['mel']:.3f} stft {row['stft']:.3f} l1 {row['l1']:.4f} "
-                f"commit {row['commit']:.4f}{phonemes}{pitch}) lr {row['lr']:.2e}, {row['seen'] / 3600:.2f} h seen")
+                f"commit {row['commit']:.4f}{phonemes}{pitch}{adversarial}) lr {row['lr']:.2e}, {row['seen'] / 3600:.2f} h seen")
 
     # ---- checkpoints ----
 
@@ -403,6 +453,9 @@ class CodecTrainer(TrainingRun):
             "config": self.config.to_dict(),
             **({"phoneme_head": self.phoneme_head.state_dict(), "phonemes": self.inventory.names}
                if self.phoneme_head is not None else {}),
+            **({"discriminator": self.discriminator.state_dict(),
+                "discriminator_optimizer": self.discriminator_optimizer.state_dict()}
+               if self.discriminator is not None else {}),
         }
 
     def load_model_state(self, state: dict) -> None:
@@ -417,6 +470,12 @@ class CodecTrainer(TrainingRun):
                 raise ValueError("the data's phonemes differ from those this run was trained on: resume with "
                                  "the manifests it started with")
             self.phoneme_head.load_state_dict(state["phoneme_head"])
+        if self.discriminator is not None:
+            if "discriminator" not in state:  # adversarial terms turned on for a run that had none
+                print("the checkpoint has no discriminator: a fresh one starts", file=self.log, flush=True)
+                return
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
 
 
 def _keep_as_loaded(modules: tp.Iterable[nn.Module]) -> None:

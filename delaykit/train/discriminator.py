@@ -1,0 +1,101 @@
+"""Adversarial training of a codec's decoder: a multi-resolution STFT discriminator and its losses.
+
+Spectral losses alone make a decoder predict the average of what could be there, which in speech means
+blurred, noisy harmonics. A discriminator that looks at complex spectrograms (real and imaginary parts, so phase
+too) at several resolutions learns to tell decoded audio from real audio, and the decoder is trained to fool it
+(the approach of EnCodec and Mimi). Three losses, all hinge-style:
+
+- discriminator: ``mean(relu(1 - D(real))) + mean(relu(1 + D(decoded)))`` per resolution;
+- adversarial (decoder): ``mean(relu(1 - D(decoded)))``;
+- feature matching (decoder): the L1 distance between the discriminator's inner activations on real and
+  decoded audio, each layer divided by the mean magnitude of its real activations.
+
+Each is averaged over resolutions (and layers). The discriminator is training-only: ``export_codec`` never
+writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Shape of :class:`MultiResolutionDiscriminator`."""
+
+    windows: tuple[int, ...] = (2048, 1024, 512, 256, 128)  # STFT sizes (hop: a quarter of each)
+    channels: int = 32
+    layers: int = 3  # strided 2-D conv blocks per resolution, dilated 1, 2, 4... in time
+
+
+class SpectrogramDiscriminator(nn.Module):
+    """Scores the complex STFT of audio at one resolution: logits over (time, frequency) patches and every
+    inner activation (for feature matching)."""
+
+    def __init__(self, window: int, channels: int, layers: int):
+        super().__init__()
+        self.window = window
+        self.register_buffer("taper", torch.hann_window(window), persistent=False)
+        convs = [nn.Conv2d(2, channels, kernel_size=(3, 9), padding=(1, 4))]
+        for layer in range(layers):
+            dilation = 2**layer
+            convs.append(nn.Conv2d(channels, channels, kernel_size=(3, 9), stride=(1, 2),
+                                   dilation=(dilation, 1), padding=(dilation, 4)))
+        convs.append(nn.Conv2d(channels, channels, kernel_size=(3, 3), padding=(1, 1)))
+        self.convs = nn.ModuleList(convs)
+        self.out = nn.Conv2d(channels, 1, kernel_size=(3, 3), padding=(1, 1))
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``audio`` [B, 1, T] -> (logits [B, 1, frames, bins'], activations)."""
+        spectrum = torch.stft(audio[:, 0], self.window, hop_length=self.window // 4, window=self.taper,
+                              return_complex=True)  # [B, bins, frames]
+        x = torch.stack([spectrum.real, spectrum.imag], dim=1).transpose(2, 3)  # [B, 2, frames, bins]
+        activations = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.2)  # [B, C, frames, bins / 2^k]
+            activations.append(x)
+        return self.out(x), activations
+
+
+class MultiResolutionDiscriminator(nn.Module):
+    """One :class:`SpectrogramDiscriminator` per STFT size."""
+
+    def __init__(self, config: DiscriminatorConfig):
+        super().__init__()
+        self.config = config
+        self.scales = nn.ModuleList([SpectrogramDiscriminator(window, config.channels, config.layers)
+                                     for window in config.windows])
+
+    def forward(self, audio: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        """``audio`` [B, 1, T] -> each resolution's (logits, activations)."""
+        return [scale(audio) for scale in self.scales]
+
+
+def discriminator_loss(discriminator: MultiResolutionDiscriminator, real: torch.Tensor, decoded: torch.Tensor
+                       ) -> torch.Tensor:
+    """The hinge loss that teaches ``discriminator`` real [B, 1, T] from ``decoded`` [B, 1, T] (which is
+    detached: this loss trains the discriminator only)."""
+    real_scores = discriminator(real)
+    decoded_scores = discriminator(decoded.detach())
+    losses = [F.relu(1 - real_logits).mean() + F.relu(1 + decoded_logits).mean()
+              for (real_logits, _), (decoded_logits, _) in zip(real_scores, decoded_scores, strict=True)]
+    return torch.stack(losses).mean()
+
+
+def generator_losses(discriminator: MultiResolutionDiscriminator, real: torch.Tensor, decoded: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(adversarial, feature-matching) losses of ``decoded`` [B, 1, T] against ``real`` [B, 1, T]; their
+    gradients reach the decoder through the discriminator (whose own gradients the caller discards)."""
+    with torch.no_grad():
+        real_scores = discriminator(real)
+    decoded_scores = discriminator(decoded)
+    adversarial, matching = [], []
+    for (_, real_features), (decoded_logits, decoded_features) in zip(real_scores, decoded_scores, strict=True):
+        adversarial.append(F.relu(1 - decoded_logits).mean())
+        matching.extend((decoded - target).abs().mean() / target.abs().mean().clamp_min(1e-6)
+                        for target, decoded in zip(real_features, decoded_features, strict=True))
+    return torch.stack(adversarial).mean(), torch.stack(matching).mean()
