@@ -20,11 +20,13 @@ if tp.TYPE_CHECKING:  # pragma: no cover
     from .api import Model
 
 
-def load(name_or_path: str = "default", device: str = "auto", dtype: tp.Any = None) -> Model:
+def load(name_or_path: str = "default", device: str = "auto", dtype: tp.Any = None,
+         mode: str | None = None) -> Model:
     """Load a checkpoint (``"default"``, a directory, or a hub repo id) as a :class:`delaykit.api.Model`
-    with ``transcribe``/``synthesize``/``converse`` and their streaming forms."""
+    with ``transcribe``/``synthesize``/``converse`` and their streaming forms; ``mode`` (``asr``, ``tts``,
+    ``dialogue``) reads it as another mode than its ``model_type`` where its streams allow."""
     import torch
 
     from .api import load as load_model
 
-    return load_model(name_or_path, device=device, dtype=dtype or torch.float32)
+    return load_model(name_or_path, device=device, dtype=dtype or torch.float32, mode=mode)

@@ -113,7 +113,9 @@ def stt(tmp_path_factory):
     mimi = reference_mimi(seed=6, num_codebooks=8)
     engines = {}
     for name, stt_config in {"published": {"audio_delay_seconds": 0.5, "audio_silence_prefix_seconds": 0.16},
-                             "odd": {"audio_delay_seconds": 0.24, "audio_silence_prefix_seconds": 0.1}}.items():
+                             "odd": {"audio_delay_seconds": 0.24, "audio_silence_prefix_seconds": 0.1},
+                             # stt-2.6b-en's: 31.25 frames of delay, 1 s of silence before the audio
+                             "2.6b": {"audio_delay_seconds": 2.5, "audio_silence_prefix_seconds": 1.0}}.items():
         directory = write_checkpoint(root / name, lm.state_dict(), mimi.state_dict(), kwargs, stt_config, root)
         engines[name] = (load_engine(directory, device="cpu"), stt_config)
     return engines, lm, mimi
@@ -154,7 +156,7 @@ def frames_of(events, item=0):
     return [e for e in events if isinstance(e, TextFrame) and e.item == item]
 
 
-@pytest.mark.parametrize("name", ["published", "odd"])
+@pytest.mark.parametrize("name", ["published", "odd", "2.6b"])
 def test_tokens_and_vad_match_reference_across_the_context_wrap(stt, name):
     """4.3 s of audio: ~75 frames through a 12-frame context; prefixes of whole and partial frames."""
     engines, lm, mimi = stt

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from delaykit.engine import load_engine
 from delaykit.errors import CheckpointError, TextError
+from delaykit.layout import StreamLayout
 from delaykit.modes.script import ScriptBreak, ScriptEntry, ScriptWord, parse_text, parse_turns
 from delaykit.modes.tts import (
     AudioFrame,
@@ -23,9 +24,11 @@ from delaykit.modes.tts import (
     TokenFrame,
     WordFeeder,
     load_voice,
+    speaker_channels,
     voice_condition,
     word_times,
 )
+from delaykit.text_stream import TimedWord
 
 pytest.importorskip("moshi")
 # moshi.models.tts imports sphn (audio file I/O, used only for voice prefixes) at module level; where it is
@@ -240,6 +243,67 @@ def test_synthesize_returns_audio_and_word_times(engine):
     assert torch.equal(pcm, again)
 
 
+def test_two_speaker_script_renders_to_two_channels(engine):
+    """stereo=True: the same samples, each word's span on its speaker's channel and silence on the other."""
+    options = SynthesisOptions(seed=3, voices=voices())
+    mono, words = Synthesizer(engine, options).synthesize(SCRIPT)
+    stereo, stereo_words = Synthesizer(engine, options).synthesize(SCRIPT, stereo=True)
+    assert stereo.shape == (2, mono.shape[0]) and stereo_words == words
+    assert torch.equal(stereo.sum(0), mono)
+    for word in words:
+        span = slice(round(word.start * 24000), round(word.end * 24000))
+        own, other = (1, 0) if word.speaker == "other" else (0, 1)
+        assert torch.equal(stereo[own, span], mono[span]) and not stereo[other, span].any()
+    other_turn = slice(round(words[5].start * 24000), round(words[9].end * 24000))  # "hello there how are you"
+    assert stereo[1, other_turn].abs().max() > 0 and not stereo[1, :round(words[5].start * 24000)].any()
+
+
+def test_speaker_channels_golden():
+    pcm = torch.arange(1.0, 11.0)  # 10 samples at 10 Hz: one per 0.1 s
+    words = [TimedWord("a", 0.2, 0.4, "main"), TimedWord("b", 0.4, 0.7, "other"), TimedWord("c", 0.7, 1.0, "main")]
+    channels = speaker_channels(pcm, words, sample_rate=10)
+    assert channels[0].tolist() == [1, 2, 3, 4, 0, 0, 0, 8, 9, 10]  # before the first word: its speaker's
+    assert channels[1].tolist() == [0, 0, 0, 0, 5, 6, 7, 0, 0, 0]
+    assert torch.equal(speaker_channels(pcm, [], 10), torch.stack([pcm, torch.zeros(10)]))
+
+
+def rss_mb() -> float:
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
+def test_minutes_of_speech_from_pushed_words_in_flat_memory(engine):
+    """Words pushed a sentence at a time as the audio is pulled (the live form): over 2 minutes of speech,
+    memory and the driver's queues stay flat (keeping each frame's samples would add 8.6 MB between the
+    marks), and word times count on past many wraps of the LM's 12-frame and the codec's 128-step contexts."""
+    synthesizer = Synthesizer(engine, SynthesisOptions.greedy(voices=voices()))
+    sentence = "the quick brown fox jumps over the lazy dog".split()
+    marks: dict[float, float] = {}
+    starts: list[float] = []
+    seconds = 0.0
+    with synthesizer.stream() as stream:
+        while seconds < 120:
+            stream.push_words(sentence)
+            for event in stream.events():
+                if isinstance(event, AudioFrame):
+                    seconds = event.start + 0.08
+                elif isinstance(event, SpokenWord):
+                    starts.append(event.start)
+            assert len(stream.feeder.entries) <= 2  # pushed words are consumed as they are spoken
+            for mark in (30, 120):
+                if seconds >= mark and mark not in marks:
+                    marks[mark] = rss_mb()
+        stream.end_of_text()
+        list(stream.events())
+        assert stream.finished
+    assert marks[120] - marks[30] < 4, marks  # MB, between 30 s and 2 minutes
+    assert starts == sorted(starts) and starts[-1] > 115 and len(starts) > 200
+
+
 def test_parse_script_golden():
     items = parse_turns(["Hi (there): it\u2019s <break time=\"0.5s\"/>me", "", "  ok<break time=\"250ms\" />bye  "])
     assert items == [ScriptWord("Hi", 0), ScriptWord("there", 0), ScriptWord("it's", 0), ScriptBreak(0.5, 0),
@@ -303,6 +367,12 @@ def test_errors(engine, checkpoint):
             engine.files, config=dict(engine.files.config, model_type="moshi")), model_type="moshi"))
     with pytest.raises(CheckpointError, match="no codec"):
         Synthesizer(dataclasses.replace(engine, codec=None))
+    multistream = dict(engine.files.config, tts_config=dict(engine.files.config["tts_config"], multistream=True))
+    with pytest.raises(CheckpointError, match="multistream TTS checkpoint .* not supported"):
+        Synthesizer(dataclasses.replace(engine, files=dataclasses.replace(engine.files, config=multistream)))
+    with pytest.raises(ValueError, match="tts layout"):
+        Synthesizer(engine, layout=StreamLayout("asr", 0.5, text_is_fed=False, generated_codebooks=0,
+                                                fed_codebooks=8))
     with pytest.raises(ValueError, match="cfg_coef 1.5"):
         Synthesizer(engine, SynthesisOptions(cfg_coef=1.5))
     synthesizer = Synthesizer(engine, SynthesisOptions.greedy(voices=voices()))

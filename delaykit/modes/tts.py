@@ -12,6 +12,9 @@ acoustic delay, voice the word later. The driver also rules the rhythm as Kyutai
 - the audio streams are fed "zero" (no input) until the audio delay has passed;
 - once the model asks for a word after the last one (step ``e``), the output audio ends at ``e * 80 ms``.
 
+A script of two speakers' turns comes out as one mixed channel, or with ``synthesize(script, stereo=True)``
+as two, each speaker's turns on its own channel (``speaker_channels``: the form of dialogue training data).
+
 Words can be pushed while frames are pulled: the driver steps the model only when the next step cannot need a
 word that has not arrived yet (or after ``end_of_text``), so pushing words one by one gives exactly the tokens
 of the whole script. Memory stays constant: the LM's caches are bounded and consumed entries are dropped.
@@ -55,7 +58,7 @@ from .script import ScriptEntry, ScriptItem, ScriptTokenizer, parse_text, parse_
 from .session import EngineSession
 
 __all__ = ["AudioFrame", "SpokenWord", "SynthesisOptions", "SynthesisStream", "Synthesizer", "TokenFrame",
-           "load_voice", "voice_condition"]
+           "load_voice", "speaker_channels", "voice_condition"]
 
 WORD_ACTION = EPAD_ID  # the model's text output "a word starts now" (TokenIds.new_word)
 PAD_ACTION = PAD_ID  # "nothing starts" (TokenIds.pad)
@@ -242,7 +245,9 @@ class WordFeeder:
 class Synthesizer:
     """Text-to-speech with an engine whose checkpoint is a TTS model (``model_type: "tts"``, ``tts_config``)."""
 
-    def __init__(self, engine: Engine, options: SynthesisOptions | None = None):
+    def __init__(self, engine: Engine, options: SynthesisOptions | None = None, layout: StreamLayout | None = None):
+        """``layout``: a TTS layout to read a checkpoint of another ``model_type`` with (``delaykit.load(...,
+        mode="tts")``); its config must still hold a ``tts_config``."""
         name = str(engine.files.directory) if engine.files is not None else "engine"
         if engine.lm is None or engine.codec is None or engine.tokenizer is None:
             missing = [part for part, model in (("LM", engine.lm), ("codec", engine.codec),
@@ -251,16 +256,23 @@ class Synthesizer:
                                   f"{' and no '.join(missing)}")
         config = dict(engine.files.config) if engine.files is not None else engine.lm.config.to_kyutai()
         config.setdefault("model_type", engine.model_type)
-        if config.get("model_type") != "tts" or "tts_config" not in config:
+        if layout is not None and layout.mode != "tts":
+            raise ValueError(f"a synthesizer reads a tts layout, got a {layout.mode} one")
+        forced = layout is not None
+        if (config.get("model_type") != "tts" and not forced) or "tts_config" not in config:
             raise CheckpointError(f"{name}: not a TTS checkpoint (model_type {config.get('model_type')!r}, "
                                   f"{'with' if 'tts_config' in config else 'no'} tts_config)")
+        if config["tts_config"].get("multistream"):
+            raise CheckpointError(f"{name}: a multistream TTS checkpoint (two speakers generated on separate "
+                                  f"audio streams) is not supported; synthesize(..., stereo=True) splits the turns "
+                                  f"of a single-stream model")
         lm = engine.lm
         if lm.dep_q == 0 or lm.depformer is None:
             raise CheckpointError(f"{name}: a TTS model must generate audio (dep_q > 0)")
         if lm.dep_q > engine.codec.config.quantizer.n_q:
             raise CheckpointError(f"{name}: the LM generates {lm.dep_q} codebooks, the codec has "
                                   f"{engine.codec.config.quantizer.n_q}")
-        self.layout = StreamLayout.from_checkpoint(config, "tts")
+        self.layout = layout if forced else StreamLayout.from_checkpoint(config, "tts")
         self.engine = engine
         self.options = options or SynthesisOptions()
         self.codec, self.lm, self.tokenizer = engine.codec, lm, engine.tokenizer
@@ -372,9 +384,11 @@ class Synthesizer:
         self._stream = SynthesisStream(self)
         return self._stream
 
-    def synthesize(self, script: str | bytes | tp.Sequence[str]) -> tuple[torch.Tensor, list[TimedWord]]:
-        """Speak a whole script (a text, or alternating speaker turns). Returns the audio [N] float32 and each
-        word with its start and end (the next word's start, or the end of the audio) in seconds."""
+    def synthesize(self, script: str | bytes | tp.Sequence[str], stereo: bool = False
+                   ) -> tuple[torch.Tensor, list[TimedWord]]:
+        """Speak a whole script (a text, or alternating speaker turns). Returns the audio [N] float32 (with
+        ``stereo``: [2, N], each speaker's turns on its own channel, see ``speaker_channels``) and each word
+        with its start and end (the next word's start, or the end of the audio) in seconds."""
         items = parse_turns(script)
         frames: list[torch.Tensor] = []
         spoken: list[SpokenWord] = []
@@ -386,8 +400,9 @@ class Synthesizer:
                     frames.append(event.pcm)
                 elif isinstance(event, SpokenWord):
                     spoken.append(event)
-        pcm = torch.cat(frames) if frames else torch.zeros(0)
-        return pcm, word_times(spoken, pcm.shape[0] / self.codec.sample_rate)
+        pcm = torch.cat(frames) if frames else torch.zeros(0)  # [N]
+        words = word_times(spoken, pcm.shape[0] / self.codec.sample_rate)
+        return (speaker_channels(pcm, words, self.codec.sample_rate) if stereo else pcm), words
 
 
 def word_times(spoken: tp.Sequence[SpokenWord], duration: float) -> list[TimedWord]:
@@ -397,6 +412,22 @@ def word_times(spoken: tp.Sequence[SpokenWord], duration: float) -> list[TimedWo
         end = spoken[index + 1].start if index + 1 < len(spoken) else duration
         words.append(TimedWord(word.text, word.start, max(word.start, end), "main" if word.speaker == 0 else "other"))
     return words
+
+
+def speaker_channels(pcm: torch.Tensor, words: tp.Sequence[TimedWord], sample_rate: int) -> torch.Tensor:
+    """Split a two-speaker rendering [N] into channels [2, N] (0: main, 1: other), the form of dialogue
+    training data: each word's span, from its start to the next word's, goes to its speaker's channel (the
+    audio before the first word to the first speaker's); the other channel is silent there. The channels
+    sum back to ``pcm``."""
+    channels = torch.zeros(2, pcm.shape[0], dtype=pcm.dtype)  # [2, N]
+    if not words:
+        channels[0] = pcm
+        return channels
+    bounds = [0] + [min(round(word.start * sample_rate), pcm.shape[0]) for word in words[1:]] + [pcm.shape[0]]
+    for word, begin, end in zip(words, bounds[:-1], bounds[1:], strict=True):
+        channel = 1 if word.speaker == "other" else 0
+        channels[channel, begin:end] = pcm[begin:end]
+    return channels
 
 
 class SynthesisStream(EngineSession):
@@ -505,8 +536,9 @@ class SynthesisStream(EngineSession):
             self.finished = True
 
 
-def synthesize(engine: Engine, script: str | bytes | tp.Sequence[str], options: SynthesisOptions | None = None
-               ) -> tuple[torch.Tensor, list[TimedWord]]:
-    """One-call TTS: audio [N] float32 at the codec's rate, and word times."""
-    return Synthesizer(engine, options).synthesize(script)
+def synthesize(engine: Engine, script: str | bytes | tp.Sequence[str], options: SynthesisOptions | None = None,
+               stereo: bool = False) -> tuple[torch.Tensor, list[TimedWord]]:
+    """One-call TTS: audio [N] float32 at the codec's rate ([2, N] speaker channels with ``stereo``), and word
+    times."""
+    return Synthesizer(engine, options).synthesize(script, stereo)
 
