@@ -4,6 +4,8 @@ chunks; Stop comes after the chunk being heard; the app answers gradio_client.""
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,8 @@ from gradio_client import Client, handle_file
 from test_serve import asr_checkpoint, asr_model, offline_words, pcm16, test_audio  # noqa: F401
 
 from delaykit.apps.asr import AsrApp, make_demo
-from delaykit.audio import resample, write_audio
+from delaykit.audio import load_audio, resample, write_audio
+from delaykit.formats import render
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +37,9 @@ def test_file_upload_gives_the_offline_transcript(app, asr_model, tmp_path):  # 
     expected = offline_words(asr_model, samples)
     assert text == texts(expected) and len(rows) == len(expected)
     assert sorted(f.rsplit(".", 1)[1] for f in files) == ["json", "srt", "vtt"]
+    recognised = asr_model.transcriber().transcribe(load_audio(tmp_path / "in.wav", 24_000)).words
+    for path in files:  # each download holds the words in its format
+        assert Path(path).read_text(encoding="utf-8") == render(path.rsplit(".", 1)[1], recognised)
 
 
 def test_microphone_stream_gives_the_offline_words(app, asr_model):  # noqa: F811
@@ -46,6 +52,45 @@ def test_microphone_stream_gives_the_offline_words(app, asr_model):  # noqa: F81
     expected = offline_words(asr_model, samples.astype(np.float32) / 32768)
     assert text == texts(expected) and [row[2] for row in rows] == [w["text"] for w in expected]
     assert session is None and app.scheduler.metrics.sessions == 0  # the slot is free again
+
+
+def test_two_microphones_at_once_share_steps_and_get_their_own_words(app, asr_model):  # noqa: F811
+    """Two tabs recording at once are two items of one batch, each given the words it would get alone."""
+    recordings = [np.frombuffer(pcm16(test_audio(seed, seconds=3.0)), "<i2") for seed in (11, 12)]
+    sessions = [None, None]
+    for start in range(0, recordings[0].shape[0], 12_000):  # the tabs' chunks arrive interleaved
+        for index, samples in enumerate(recordings):
+            _, _, sessions[index] = app.stream_chunk((24_000, samples[start:start + 12_000]), sessions[index])
+        deadline = time.monotonic() + 30  # in real time: the next chunks come after these are heard
+        while any(live.session.session.buffered >= 1_920 for live in sessions) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert app.scheduler.metrics.sessions == 2
+    for samples, session in zip(recordings, sessions):
+        text, _, _, _ = app.stream_end(session)
+        expected = texts(offline_words(asr_model, samples.astype(np.float32) / 32768))
+        assert expected and text == expected
+    assert app.scheduler.metrics.max_batch == 2 and app.scheduler.metrics.sessions == 0
+
+
+def test_a_closed_tab_frees_its_recording(app):
+    """The page's unload frees the slot of the tab's open recording (gradio would call the state's delete
+    callback only an hour later); a stopped recording is not held, and freeing twice is harmless."""
+    samples = np.frombuffer(pcm16(test_audio(13)), "<i2")
+    _, _, live = app.stream_chunk((24_000, samples[:12_000]), None)
+    app.track("tab-a", live)
+    assert app.scheduler.metrics.sessions == 1
+    app.tab_closed("tab-a")
+    assert app.scheduler.metrics.sessions == 0
+    assert app.stream_chunk((24_000, samples[12_000:]), live)[2] is None  # a late chunk is dropped
+    app.stream_closed(live)  # gradio's delete callback, an hour later
+    app.tab_closed("tab-a")
+    _, _, stopped = app.stream_chunk((24_000, samples), None)
+    app.stream_end(stopped)
+    app.track("tab-b", stopped)  # a chunk heard as the tab stopped: an ended recording is not kept
+    _, _, live = app.stream_chunk((24_000, samples), None)
+    app.track("tab-b", live)
+    app.stream_closed(live)  # freed by the state's delete callback: the tab no longer holds it
+    assert app._recordings == {} and app.scheduler.metrics.sessions == 0
 
 
 @pytest.mark.parametrize("rate", [48_000, 44_100])

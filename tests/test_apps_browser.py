@@ -3,10 +3,13 @@
 ASR: an uploaded examples/speech.wav shows the words that offline recognition gives for the file; recorded
 from the fake microphone, the app hears the file's audio and the page shows the words that offline
 recognition gives for what it heard (not the file's words: the shipped model gives largely different words
-for the same speech after another lead-in and another chain of resamplers). TTS (a tiny model): the speech
-plays in the page and the words are listed. Dialogue (a tiny model): the live tab streams both ways at once,
+for the same speech after another lead-in and another chain of resamplers); a tab closed while it records
+frees its slot at once. TTS (a tiny model): the speech starts playing while the rest is still being generated,
+the words are listed, and a second player shows each word as a subtitle while it is heard; a tab closed while
+its speech is generated stops the synthesis. Dialogue (a tiny model): the live tab streams both ways at once,
 the agent's 80 ms frames coming back about as fast as the microphone's go up while the microphone is still
-sending; each tab gets a conversation of its own, and closing one frees its slot.
+sending, its text shows and the level plot draws both channels; each tab gets a conversation of its own, and
+closing one frees its slot.
 Screenshots go to artifacts/browser/. Needs Chromium (Debian's ``chromium``) and the ``playwright`` package;
 nothing is downloaded.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import threading
 import time
 from pathlib import Path
 
@@ -123,7 +127,7 @@ class HeardChunks:
 
 @pytest.fixture(scope="module")
 def asr_app():
-    """(URL, microphone chunks heard) of the ASR app with the shipped model, served in this process."""
+    """(URL, microphone chunks heard, AsrApp) of the ASR app with the shipped model, served in this process."""
     from delaykit.apps.asr import make_demo
 
     with pytest.MonkeyPatch.context() as patch:
@@ -132,7 +136,7 @@ def asr_app():
         demo = make_demo("default", max_sessions=2)
         try:
             with served(demo) as url:
-                yield url, heard
+                yield url, heard, demo.asr_app
         finally:
             demo.asr_app.scheduler.close()
 
@@ -144,7 +148,7 @@ def offline_asr():
 
 
 def test_asr_upload_shows_the_offline_words(page, asr_app, offline_asr):
-    url, _ = asr_app
+    url, _, _ = asr_app
     page.goto(url)
     page.get_by_role("tab", name="File").click()
     panel = visible_panel(page)
@@ -160,7 +164,7 @@ def test_asr_upload_shows_the_offline_words(page, asr_app, offline_asr):
 
 
 def test_asr_microphone_shows_the_words_of_what_it_heard(page, asr_app, offline_asr, speech):
-    url, heard = asr_app
+    url, heard, _ = asr_app
     page.goto(url)
     panel = visible_panel(page)
     textbox = panel.get_by_label("Transcript", exact=True)
@@ -184,6 +188,28 @@ def test_asr_microphone_shows_the_words_of_what_it_heard(page, asr_app, offline_
     assert shown == expected
 
 
+def test_asr_closing_the_tab_frees_its_recording(browser, asr_app):
+    """A tab closed while it records gives its slot of the batch back at once (gradio keeps a closed
+    session's state for an hour, so the state's delete callback alone held the slot that long)."""
+    url, _, app = asr_app
+    metrics = app.scheduler.metrics
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(PAGE_PROBES)
+    context.set_default_timeout(WAIT_MS)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        start_recording(page, visible_panel(page))
+        wait_until(page, lambda: metrics.sessions == 1, 30, "the recording to take a slot",
+                   lambda: page_state(page, "asr-close-failed"))
+    finally:
+        context.close()
+    deadline = time.monotonic() + 15
+    while metrics.sessions and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert metrics.sessions == 0, "the closed tab still holds its slot"
+
+
 # -- TTS -----------------------------------------------------------------------------------------------------
 
 TTS_SCRIPT = "one two three four five six"
@@ -205,14 +231,58 @@ def tts_url(tmp_path_factory):
     yield from tiny_model_app(tmp_path_factory, "tts")
 
 
-def test_tts_speech_plays_in_the_page(page, tts_url):
+class HeldSpeech:
+    """Stands in for ``TtsApp.speak``: after its first ``chunks`` chunks the synthesis waits for ``release``,
+    so that a test sees what the page does while the rest of the speech is still being generated."""
+
+    def __init__(self, speak, chunks: int):
+        self.speak = speak
+        self.chunks = chunks
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.stop: threading.Event | None = None  # the tab's stop, as the page's handler passed it
+        self.outputs: list[tuple] = []
+        self.ended = threading.Event()  # the synthesis is over and the engine free
+
+    def __get__(self, app, owner=None):
+        def speak(*args, **kwargs):
+            self.stop = kwargs.get("stop")
+            try:
+                for count, output in enumerate(self.speak(app, *args, **kwargs), 1):
+                    self.outputs.append(output)
+                    yield output
+                    if count == self.chunks:
+                        self.held.set()
+                        self.release.wait(WAIT_MS / 1000)
+            finally:
+                self.ended.set()
+        return speak
+
+
+def test_tts_speech_plays_in_the_page(page, tts_url, monkeypatch):
+    from delaykit.apps.tts import TtsApp
+
+    streaming = can_stream_audio()  # else the speech comes whole at the end (gradio streams through ffmpeg)
+    held = HeldSpeech(TtsApp.speak, chunks=5)  # of about 9: enough for the player to start on
+    if streaming:
+        monkeypatch.setattr(TtsApp, "speak", held)
     segments: list[str] = []  # HLS: a playlist of AAC segments, one or more per chunk the app yields
     page.on("request", lambda request: segments.append(request.url) if request.url.endswith(".aac") else None)
     page.goto(tts_url)
     page.get_by_label("Script").fill(TTS_SCRIPT)
     page.get_by_role("button", name="Speak").click()
-    wait_until(page, lambda: media_state(page)["played"] > 0.5, 60, "the speech to play")
     wav_link = page.locator("a[href*='speech.wav']").first
+    if streaming:  # the first chunks play while the synthesis is held before the rest
+        try:
+            wait_until(page, lambda: held.held.is_set() and media_state(page)["played"] > 0.3, 60,
+                       "the first chunks to play while the rest is generated",
+                       lambda: f"(held {held.held.is_set()}, {media_state(page)}, {len(segments)} segments) "
+                               f"{page_state(page, 'tts-streaming-failed')}")
+            assert wav_link.count() == 0, "the WAV was ready before the speech played"
+            screenshot(page, "tts-streaming")
+        finally:
+            held.release.set()
+    wait_until(page, lambda: media_state(page)["played"] > 0.5, 60, "the speech to play")
     expect(wav_link).to_be_attached()
     audio, rate = soundfile.read(io.BytesIO(page.request.get(wav_link.get_attribute("href")).body()))
     seconds = audio.shape[0] / rate
@@ -224,6 +294,46 @@ def test_tts_speech_plays_in_the_page(page, tts_url):
         assert len(segments) >= 2, segments
     words = page.get_by_role("grid", name="Words").get_by_role("gridcell")
     assert [text.strip() for text in words.all_inner_texts()][2::3] == TTS_SCRIPT.split()
+    # The whole speech in a player that shows each word while it is heard (after a streamed player, a second)
+    player = page.get_by_test_id("waveform-Speech with word subtitles" if streaming else "waveform-Speech")
+    player.get_by_role("button", name="Play", exact=True).click()
+    subtitles = player.get_by_test_id("subtitle-display")
+    shown: list[str] = []
+    deadline = time.monotonic() + seconds + 10
+    while len(shown) < len(TTS_SCRIPT.split()) and time.monotonic() < deadline:
+        text = subtitles.inner_text().strip()
+        if text and (not shown or shown[-1] != text):
+            shown.append(text)
+        page.wait_for_timeout(100)
+    screenshot(page, "tts-subtitles")
+    assert len(shown) >= 4 and shown == TTS_SCRIPT.split()[:len(shown)], f"the subtitles showed {shown}"
+
+
+def test_tts_closing_the_tab_stops_its_synthesis(browser, tts_url, monkeypatch):
+    """A tab closed while its speech is generated stops the synthesis, which takes the engine's only turn."""
+    from delaykit.apps.tts import TtsApp
+
+    held = HeldSpeech(TtsApp.speak, chunks=2)
+    monkeypatch.setattr(TtsApp, "speak", held)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    try:
+        page = context.new_page()
+        page.goto(tts_url)
+        page.get_by_label("Script").fill(TTS_SCRIPT)
+        page.get_by_role("button", name="Speak").click()
+        wait_until(page, held.held.is_set, 60, "the synthesis to start")
+    finally:
+        context.close()
+    try:
+        deadline = time.monotonic() + 15
+        while not (held.stop is not None and held.stop.is_set()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert held.stop is not None and held.stop.is_set(), "the closed tab did not stop its synthesis"
+    finally:
+        held.release.set()
+    assert held.ended.wait(30)
+    assert all(path is None for _, _, path in held.outputs), "the synthesis went on to the end"
 
 
 # -- dialogue ------------------------------------------------------------------------------------------------
@@ -258,6 +368,27 @@ def start_call(page, url: str, name: str) -> None:
                lambda: f"({chat_state(page)}) {page_state(page, f'{name}-failed')}")
 
 
+PLOT_COLUMNS = """
+() => {  // how many pixel columns of the level plot hold each channel's curve (blue: you, red: agent)
+  const canvas = document.querySelector('.dk-levels');
+  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  const you = new Set(), agent = new Set();
+  for (let i = 0; i < pixels.length; i += 4) {
+    const [r, g, b] = [pixels[i], pixels[i + 1], pixels[i + 2]];
+    const column = (i / 4) % canvas.width;
+    if (b - r > 40 && b - g > 20) you.add(column);  // #1f77b4, or blended with the white background
+    if (r - g > 60 && r - b > 60) agent.add(column);  // #d62728
+  }
+  return {you: you.size, agent: agent.size};
+}
+"""
+
+
+def plotted_columns(page) -> dict:
+    """How many pixel columns of the live tab's level plot show each channel (the legend takes about 30)."""
+    return page.evaluate(PLOT_COLUMNS)
+
+
 def frames_per_second(times: list[float], start: float, end: float) -> float:
     return sum(start <= t < end for t in times) / ((end - start) / 1000)
 
@@ -290,6 +421,10 @@ def test_dialogue_is_full_duplex_per_tab(browser, dialogue_app):
         assert sent > 10, f"the microphone sent {sent:.1f} frames/s (12.5 expected)"
         assert received > 0.8 * sent, f"the agent answered {received:.1f} of {sent:.1f} frames/s"
         expect(first.get_by_role("button", name="Stop")).to_be_enabled()
+        assert state["pieces"] > 0, "no agent text came"  # the tiny model's text is nonsense, but it comes
+        expect(first.get_by_label("Agent's text")).not_to_be_empty()
+        columns = plotted_columns(first)  # over 4 s, both curves span about 50 frames of the plot's 125
+        assert columns["you"] > 200 and columns["agent"] > 200, f"the level plot shows {columns} columns"
         screenshot(first, "dialogue-live")
 
         second_context, second = new_page()
@@ -308,8 +443,6 @@ def test_dialogue_is_full_duplex_per_tab(browser, dialogue_app):
         wait_until(first, lambda: metrics.sessions == 1, 10, "the closed tab's slot to be freed")
         start_call(third, url, "dialogue-third")
         assert metrics.sessions == 2 and metrics.max_batch == 2
-        if chat_state(first)["pieces"]:
-            expect(first.get_by_label("Agent's text")).not_to_be_empty()
         first.get_by_role("button", name="Stop").click()
         wait_until(first, lambda: metrics.sessions == 1, 10, "the stopped call's slot to be freed")
         screenshot(first, "dialogue-stopped")

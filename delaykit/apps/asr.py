@@ -2,14 +2,17 @@
 
 ``make_demo(model)`` builds the Blocks; ``delaykit app asr`` launches it (gradio is the optional extra ``app``). Every browser session gets its own
 item of one batched recognition stream (:class:`delaykit.serve.scheduler.AsrScheduler`), so several tabs
-recognise at once, each with exactly the words it would get alone; closing a tab frees its item. The
-microphone's chunks are resampled as one signal, and Stop waits for the chunk being heard
+recognise at once, each with exactly the words it would get alone; closing a tab frees its item at once
+(Gradio's unload event: it keeps a closed session's state, and calls the state's delete callback, only an
+hour later). The microphone's chunks are resampled as one signal, and Stop waits for the chunk being heard
 (:mod:`delaykit.apps.live`).
 """
 
-from __future__ import annotations
-
+# Without ``from __future__ import annotations``: gradio passes a handler its ``gr.Request`` (whose session
+# hash names the browser tab) only when it can evaluate the annotation, and ``gr`` is imported inside
+# ``make_demo``.
 import tempfile
+import threading
 import typing as tp
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +66,8 @@ class AsrApp:
         self.model = delaykit.load(name, device="cpu")
         self.scheduler = AsrScheduler(self.model.transcriber(), max_sessions, ServeConfig.gather_seconds)
         self.sample_rate = self.scheduler.sample_rate
+        self._recordings: dict[str, LiveRecognition] = {}  # the open recording of each browser session
+        self._recordings_lock = threading.Lock()
 
     def transcribe_file(self, path: str | None) -> tuple[str, list[list], list[str]]:
         if not path:
@@ -107,12 +112,30 @@ class AsrApp:
         return transcript(words), word_rows(words), subtitle_files(words), None
 
     def stream_closed(self, live: LiveRecognition | None) -> None:
-        """The browser tab went away: free the recording's slot (without waiting for its last words)."""
+        """The recording is abandoned (its tab went away): free its slot without waiting for its last words."""
         if live is None:
             return
+        with self._recordings_lock:
+            for tab in [tab for tab, kept in self._recordings.items() if kept is live]:
+                del self._recordings[tab]
         with live.input.ending() as tail:
             if tail is not None:
                 live.session.close()
+
+    def track(self, tab: str, live: LiveRecognition | None) -> None:
+        """Note ``live`` as the open recording of browser session ``tab`` (None, or an ended recording: it has
+        none), so that :meth:`tab_closed` can free it."""
+        with self._recordings_lock:
+            if live is None or live.input.ended:
+                self._recordings.pop(tab, None)
+            else:
+                self._recordings[tab] = live
+
+    def tab_closed(self, tab: str) -> None:
+        """Browser session ``tab`` went away: free its open recording's slot now."""
+        with self._recordings_lock:
+            live = self._recordings.pop(tab, None)
+        self.stream_closed(live)
 
 
 def make_demo(model: str = "default", max_sessions: int = 8) -> tp.Any:
@@ -120,6 +143,19 @@ def make_demo(model: str = "default", max_sessions: int = 8) -> tp.Any:
     import gradio as gr
 
     app = AsrApp(model, max_sessions)
+
+    def hear(chunk: Chunk | None, live: LiveRecognition | None, request: gr.Request) -> tuple:
+        text, rows, live = app.stream_chunk(chunk, live)
+        app.track(request.session_hash, live)
+        return text, rows, live
+
+    def end(live: LiveRecognition | None, request: gr.Request) -> tuple:
+        app.track(request.session_hash, None)
+        return app.stream_end(live)
+
+    def closed(request: gr.Request) -> None:
+        app.tab_closed(request.session_hash)
+
     with gr.Blocks(title="delaykit ASR") as demo:
         gr.Markdown(f"# delaykit streaming ASR\nModel: `{model}`. Words appear as they are recognised; "
                     "times are seconds of your audio.")
@@ -129,9 +165,9 @@ def make_demo(model: str = "default", max_sessions: int = 8) -> tp.Any:
             live_text = gr.Textbox(label="Transcript", lines=4)
             live_words = gr.Dataframe(headers=["start", "end", "word"], label="Words")
             live_files = gr.File(label="Download", file_count="multiple")
-            mic.stream(app.stream_chunk, [mic, recording], [live_text, live_words, recording],
-                       stream_every=0.5, time_limit=3600)
-            mic.stop_recording(app.stream_end, [recording], [live_text, live_words, live_files, recording])
+            mic.stream(hear, [mic, recording], [live_text, live_words, recording], stream_every=0.5,
+                       time_limit=3600)
+            mic.stop_recording(end, [recording], [live_text, live_words, live_files, recording])
         with gr.Tab("File"):
             upload = gr.Audio(sources=["upload"], type="filepath", label="Audio file")
             button = gr.Button("Transcribe", variant="primary")
@@ -139,5 +175,6 @@ def make_demo(model: str = "default", max_sessions: int = 8) -> tp.Any:
             file_words = gr.Dataframe(headers=["start", "end", "word"], label="Words")
             file_files = gr.File(label="Download", file_count="multiple")
             button.click(app.transcribe_file, [upload], [file_text, file_words, file_files], api_name="transcribe")
+        demo.unload(closed)  # the tab went away (the state's delete callback comes an hour later)
     demo.asr_app = app  # for tests and shutdown
     return demo

@@ -4,12 +4,15 @@
 A model with named voices (``delaykit.voice``) gets a voice menu and pitch and speaking-rate sliders.
 Audio reaches the browser in chunks of about half a second as the model makes it (a streaming ``gr.Audio``,
 which needs ffmpeg: without it the audio appears once complete); the word table grows as words are spoken, and
-the whole WAV follows. One engine runs one synthesis stream at a time, so requests take turns (the event's
-concurrency limit is 1).
+the whole WAV follows, in a player that shows each word as a subtitle while it is heard (a streamed player
+shows none). One engine runs one synthesis stream at a time, so requests take turns (the event's
+concurrency limit is 1); a tab closed while its speech is generated stops it (Gradio's unload event), so the
+next visitor's turn comes at once.
 """
 
-from __future__ import annotations
-
+# Without ``from __future__ import annotations``: gradio passes a handler its ``gr.Request`` (whose session
+# hash names the browser tab) only when it can evaluate the annotation, and ``gr`` is imported inside
+# ``make_demo``.
 import tempfile
 import threading
 import typing as tp
@@ -44,11 +47,12 @@ class TtsApp:
         self._lock = threading.Lock()
 
     def speak(self, script: str, seed: float | None = None, temperature: float = 0.6, pace: float = 0.0,
-              voice: str | None = None, pitch: float | None = None, rate: float | None = None
-              ) -> tp.Iterator[tuple[Chunk | None, list[list], str | None]]:
+              voice: str | None = None, pitch: float | None = None, rate: float | None = None,
+              stop: threading.Event | None = None) -> tp.Iterator[tuple[Chunk | None, list[list], str | None]]:
         """Yields (audio chunk, word rows so far, None) while generating, then (None, all word rows, WAV path).
         ``pace`` is added to the pause (PAD) logit: > 0 speaks more slowly, < 0 faster (about -2..2); ``voice``,
-        ``pitch`` (-2..2) and ``rate`` (0.6-1.5) choose a named voice, for models that have them."""
+        ``pitch`` (-2..2) and ``rate`` (0.6-1.5) choose a named voice, for models that have them. Once ``stop``
+        is set (the tab went away) the synthesis ends at the next frame, yielding nothing more."""
         named = {"voice": voice or None, "pitch": None if pitch is None else int(pitch),
                  "rate": None if rate is None else float(rate)} if self.voices else {}
         options = SynthesisOptions(seed=None if seed is None else int(seed), temperature=float(temperature),
@@ -66,6 +70,8 @@ class TtsApp:
                 if isinstance(event, SpokenWord):
                     spoken.append(event)
                 elif isinstance(event, AudioFrame):
+                    if stop is not None and stop.is_set():
+                        return
                     pcm = event.pcm.cpu().numpy()  # [frame_size]
                     frames.append(pcm)
                     pending.append(pcm)
@@ -87,6 +93,11 @@ class TtsApp:
         return [[round(w.start, 2), round(w.end, 2), w.text] for w in word_times(spoken, seconds)]
 
 
+def word_subtitles(rows: list[list]) -> list[dict]:
+    """Word rows ``[start, end, word]`` as the subtitles of a ``gr.Audio``: one cue per word."""
+    return [{"text": word, "timestamp": [start, end]} for start, end, word in rows]
+
+
 def read_script(path: str) -> str:
     """The text of an uploaded script file (UTF-8)."""
     return Path(path).read_text(encoding="utf-8")
@@ -98,21 +109,30 @@ def make_demo(model: str = "default") -> tp.Any:
 
     app = TtsApp(model)
     streaming = can_stream_audio()
+    gone: dict[str, threading.Event] = {}  # per browser session that spoke: set when its tab goes away
 
     def speak(script: str, seed: float | None, temperature: float, pace: float, voice: str | None,
-              pitch: float, rate: float) -> tp.Iterator[tuple]:
-        for chunk, rows, path in app.speak(script, seed, temperature, pace, voice, pitch, rate):
-            if streaming:
-                yield (gr.skip() if chunk is None else chunk), rows, (gr.skip() if path is None else path)
-            else:  # the whole WAV at the end, in the player and as the download
-                yield (gr.skip() if path is None else path), rows, (gr.skip() if path is None else path)
+              pitch: float, rate: float, request: gr.Request) -> tp.Iterator[tuple]:
+        stop = gone.setdefault(request.session_hash, threading.Event())
+        for chunk, rows, path in app.speak(script, seed, temperature, pace, voice, pitch, rate,
+                                             stop=stop):
+            if path is None:  # a chunk (played now if gradio can stream it) and the words so far
+                yield (chunk if streaming and chunk is not None else gr.skip()), rows, gr.skip(), gr.skip()
+            else:  # the whole WAV with its words as subtitles: in a second player after a streamed one
+                subtitled = gr.Audio(value=path, subtitles=word_subtitles(rows))
+                yield (gr.skip(), rows, path, subtitled) if streaming else (subtitled, rows, path, gr.skip())
+
+    def closed(request: gr.Request) -> None:
+        stop = gone.pop(request.session_hash, None)
+        if stop is not None:
+            stop.set()
 
     with gr.Blocks(title="delaykit TTS") as demo:
         gr.Markdown(f"# delaykit streaming TTS\nModel: `{model}`. `<break time=\"0.5s\"/>` makes a pause. "
                     "Audio starts while the rest is still being generated.")
         script = gr.Textbox(label="Script", lines=6, value="Hello there. This is delaykit speaking.")
         upload = gr.UploadButton("Load a script (.txt)", file_types=[".txt"])
-        upload.upload(read_script, upload, script)
+        upload.upload(read_script, upload, script, api_name="load_script")
         with gr.Row():
             seed = gr.Number(label="Seed (also picks the voice of a model without voice conditioning)", value=1,
                              precision=0)
@@ -128,9 +148,12 @@ def make_demo(model: str = "default") -> tp.Any:
         audio = gr.Audio(label="Speech", streaming=streaming, autoplay=True,
                          type="numpy" if streaming else "filepath")
         words = gr.Dataframe(headers=["start", "end", "word"], label="Words")
+        replay = gr.Audio(label="Speech with word subtitles", type="filepath", interactive=False,
+                          visible=streaming)
         wav = gr.File(label="Download WAV")
-        button.click(speak, [script, seed, temperature, pace, voice, pitch, rate], [audio, words, wav],
+        button.click(speak, [script, seed, temperature, pace, voice, pitch, rate], [audio, words, wav, replay],
                      api_name="speak",
                      concurrency_limit=1)
+        demo.unload(closed)
     demo.tts_app = app  # for tests
     return demo
