@@ -321,3 +321,26 @@ def test_fuzzed_messages_never_take_the_server_down(server, asr_model):
     samples = test_audio(9)
     words, errors = recognise(server.url, samples)
     assert not errors and words == offline_words(asr_model, samples)
+
+
+def test_a_client_gone_while_its_message_is_answered_ends_the_session_quietly(asr_checkpoint):
+    """Its message arrived, the reply cannot be sent (the tab closed): the session ends, nothing is raised."""
+    from types import SimpleNamespace
+
+    from websockets.exceptions import ConnectionClosed
+
+    class Gone:
+        async def recv(self):
+            return protocol.encode(Kind.PING, b"are you there")
+
+        async def send(self, data):
+            raise ConnectionClosed(None, None)
+
+    async def never_called(message):
+        raise AssertionError(message)
+
+    server = AsrServer(delaykit.load(asr_checkpoint, device="cpu").transcriber(), ServeConfig())
+    try:
+        asyncio.run(asyncio.wait_for(server._receive_loop(Gone(), SimpleNamespace(errors=0), never_called), 5))
+    finally:
+        server.close()

@@ -128,7 +128,12 @@ class ServerBase:
                     await handle(message)
             except ProtocolError as exc:
                 metrics.errors += 1
-                await connection.send(protocol.encode(Kind.ERROR, {"error": str(exc), "fatal": False}))
+                try:
+                    await connection.send(protocol.encode(Kind.ERROR, {"error": str(exc), "fatal": False}))
+                except (ConnectionClosed, OSError):
+                    return
+            except (ConnectionClosed, OSError):  # it left while its message was answered (e.g. "behind")
+                return
 
     async def _busy(self, connection: tp.Any, reason: str) -> None:
         await connection.send(protocol.encode(Kind.ERROR, {"error": reason, "fatal": True}))
