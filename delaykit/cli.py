@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import sys
 
 import click
@@ -25,6 +26,17 @@ from .formats import FORMATS
 
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report a Ctrl-C
 MAX_ASR_BATCH = 8  # recordings decoded together as one batch of streams by `delaykit asr`
+DEVICES = ("auto", "cpu", "cuda")  # --device: auto is cuda when torch sees a GPU, else cpu
+DTYPES = ("float32", "bfloat16", "float16")  # --dtype of the LM's weights (the codec stays float32)
+SPEAKER_TAG = re.compile(r"\s*\[S([12])\]")  # opens a line of a two-speaker script: [S1] main, [S2] other
+
+
+def model_placement(command):
+    """Add --device and --dtype, the options of every command that runs a model, to ``command``."""
+    command = click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+                           help="dtype of the LM's weights (the codec stays float32)")(command)
+    return click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                        help="where the model runs (auto: cuda when available, else cpu)")(command)
 
 
 class DelaykitGroup(click.Group):
@@ -467,14 +479,15 @@ def eval_judge(data_dirs, count, threads: int) -> None:
 @click.option("--count", type=int, default=None, help="use the first COUNT utterances (default: all)")
 @click.option("--batch-size", default=8, show_default=True, help="recordings decoded as concurrent streams")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
-def eval_asr(model: str, data_dirs, count, batch_size: int, threads) -> None:
+@model_placement
+def eval_asr(model: str, data_dirs, count, batch_size: int, threads, device: str, dtype: str) -> None:
     """Word error rate and speed of streaming recognition on a corpus."""
     from .data.manifest import read_corpus
     from .evaluation.asr import evaluate_asr
 
     _set_threads(threads)
     rows = [row for source in data_dirs for row in read_corpus(source)][:count]
-    report = evaluate_asr(_load_model(model, "asr").transcriber(), rows, batch_size=batch_size)
+    report = evaluate_asr(_load_model(model, "asr", device, dtype).transcriber(), rows, batch_size=batch_size)
     report["model"] = model
     click.echo(json.dumps(report, indent=2))
 
@@ -495,8 +508,9 @@ def eval_asr(model: str, data_dirs, count, batch_size: int, threads) -> None:
 @click.option("--rate", type=click.FloatRange(0.6, 1.5), default=None, help="speaking rate of the named voice")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="keep the wavs here")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
+@model_placement
 def eval_tts(model: str, data_dirs, count: int, seed: int, temperature, judge: bool, asr_model, originals: bool,
-             voice, pitch, rate, out_dir, threads) -> None:
+             voice, pitch, rate, out_dir, threads, device: str, dtype: str) -> None:
     """Intelligibility (WER of recognisers that did not make the speech), pace and speed of TTS."""
     from .data.manifest import read_corpus
     from .evaluation.tts import AsrRecognizer, evaluate_tts
@@ -512,11 +526,11 @@ def eval_tts(model: str, data_dirs, count: int, seed: int, temperature, judge: b
 
         recognizers["judge"] = WhisperJudge(threads=threads or 2)
     if asr_model is not None:
-        recognizers["asr"] = AsrRecognizer(_load_model(asr_model, "asr"))
+        recognizers["asr"] = AsrRecognizer(_load_model(asr_model, "asr", device, dtype))
     overrides = {key: value for key, value in (("temperature", temperature), ("voice", voice), ("pitch", pitch),
                                                ("rate", rate)) if value is not None}
     options = SynthesisOptions(**overrides)
-    report = evaluate_tts(_load_model(model, "tts").engine, rows, recognizers, options, seed=seed,
+    report = evaluate_tts(_load_model(model, "tts", device, dtype).engine, rows, recognizers, options, seed=seed,
                           judge_originals=originals, out_dir=out_dir)
     report["model"] = model
     click.echo(json.dumps(report, indent=2))
@@ -531,7 +545,9 @@ def eval_tts(model: str, data_dirs, count: int, seed: int, temperature, judge: b
               help="a voice setting VOICE[,pitch=P][,rate=R], e.g. en-us+f3,pitch=2 (repeatable)")
 @click.option("--seed", default=0, show_default=True, help="text i is sampled with seed SEED + i")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
-def eval_voices(model: str, data_dirs, count: int, settings, seed: int, threads) -> None:
+@model_placement
+def eval_voices(model: str, data_dirs, count: int, settings, seed: int, threads, device: str,
+                dtype: str) -> None:
     """Median F0 and speaking rate of each voice setting on the same texts and seeds: whether pitch steps,
     rates and timbres do what they say."""
     from .data.manifest import read_corpus
@@ -550,7 +566,7 @@ def eval_voices(model: str, data_dirs, count: int, settings, seed: int, threads)
             fields[key] = int(value) if key == "pitch" else float(value)
         choices[setting] = VoiceChoice(**fields)
     rows = [row for source in data_dirs for row in read_corpus(source)][:count]
-    engine = _load_model(model, "tts").engine
+    engine = _load_model(model, "tts", device, dtype).engine
     try:
         report = evaluate_voices(engine, [row["text"] for row in rows], choices, seed=seed)
     except ValueError as exc:
@@ -575,8 +591,10 @@ def eval_voices(model: str, data_dirs, count: int, settings, seed: int, threads)
 @click.option("--audio-temperature", type=float, default=None,
               help="sampling temperature of the agent's audio (default: the checkpoint's or 0.8; 0 = greedy)")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
+@model_placement
 def eval_dialogue(model: str, data_dirs, count: int, seed: int, judge: bool, asr_model, out_dir,
-                  text_temperature: float | None, audio_temperature: float | None, threads) -> None:
+                  text_temperature: float | None, audio_temperature: float | None, threads, device: str,
+                  dtype: str) -> None:
     """Answers right (heard and in the agent's text), response and stop latency, step time of dialogue."""
     import dataclasses
 
@@ -594,8 +612,8 @@ def eval_dialogue(model: str, data_dirs, count: int, seed: int, judge: bool, asr
 
         recognizer = WhisperJudge(threads=threads or 2)
     elif asr_model is not None:
-        recognizer = AsrRecognizer(_load_model(asr_model, "asr"))
-    loaded = _load_model(model, "dialogue")
+        recognizer = AsrRecognizer(_load_model(asr_model, "asr", device, dtype))
+    loaded = _load_model(model, "dialogue", device, dtype)
     conversation = loaded.conversation(_dialogue_options(loaded, seed, text_temperature, audio_temperature))
     report = evaluate_dialogue(conversation, rows, recognizer, out_dir=out_dir)
     report["sampling"] = {name: dataclasses.asdict(getattr(conversation.options, name)) for name in ("text", "audio")}
@@ -616,14 +634,16 @@ def bench() -> None:
 @click.option("--streams", default="1,4,16,64", show_default=True, help="concurrent stream counts to time")
 @click.option("--frames", default=50, show_default=True, help="80 ms steps timed per stream count")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
-def bench_asr(model: str, data_dirs, count: int, streams: str, frames: int, threads) -> None:
+@model_placement
+def bench_asr(model: str, data_dirs, count: int, streams: str, frames: int, threads, device: str,
+              dtype: str) -> None:
     """Streams served in real time, step time and word latency of streaming recognition."""
     from .audio import load_audio
     from .data.manifest import read_corpus
     from .evaluation.speed import benchmark_asr
 
     _set_threads(threads)
-    transcriber = _load_model(model, "asr").transcriber()
+    transcriber = _load_model(model, "asr", device, dtype).transcriber()
     rows = [row for source in data_dirs for row in read_corpus(source)][:count]
     signals = [load_audio(row["path"], transcriber.sample_rate) for row in rows]
     report = benchmark_asr(transcriber, rows, signals, [int(s) for s in streams.split(",")], frames,
@@ -644,8 +664,9 @@ def bench_asr(model: str, data_dirs, count: int, streams: str, frames: int, thre
 @click.option("--token", default=None, envvar="DELAYKIT_TOKEN", help="API token clients must present")
 @click.option("--seed", type=int, default=None, help="tts, dialogue: seed of the sampling")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
+@model_placement
 def serve(model: str, mode: str | None, host: str, port: int, max_sessions: int, token, seed: int | None,
-          threads) -> None:
+          threads, device: str, dtype: str) -> None:
     """Serve the model over WebSocket: /api/asr (recognition, many sessions in one batch), /api/tts
     (synthesis) or /api/chat (dialogue), by the checkpoint's mode; with /health and /metrics."""
     import asyncio
@@ -655,7 +676,6 @@ def serve(model: str, mode: str | None, host: str, port: int, max_sessions: int,
         from .serve.server import AsrServer, ServeConfig
     except ImportError as exc:
         raise DelaykitError("the server needs websockets: pip install 'delaykit[serve]'") from exc
-    from .api import load
     from .checkpoints import default_name
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -663,7 +683,7 @@ def serve(model: str, mode: str | None, host: str, port: int, max_sessions: int,
     config = ServeConfig(host=host, port=port, max_sessions=max_sessions, token=token)
     if mode is not None and model != "default":
         raise click.UsageError("--mode chooses among the shipped models: it goes with --model default")
-    loaded = load(default_name(mode or "asr") if model == "default" else model)
+    loaded = _load_placed(default_name(mode or "asr") if model == "default" else model, device, dtype)
     if loaded.mode == "asr":
         server = AsrServer(loaded.transcriber(), config, model_name=model)
     elif loaded.mode == "tts":
@@ -717,16 +737,27 @@ def app(mode: str, model: str, host: str, port: int, max_sessions: int) -> None:
 # Modes: speech recognition, speech synthesis, dialogue
 
 
-def _load_model(name: str, mode: str):
-    """The checkpoint ``name`` as a :class:`delaykit.api.Model` for ``mode``; "default" is the shipped model
-    of that mode (``checkpoints/default-<mode>``)."""
+def _load_placed(name: str, device: str = "auto", dtype: str = "float32"):
+    """The checkpoint ``name`` as a :class:`delaykit.api.Model` on ``device`` (one of DEVICES) in ``dtype``
+    (one of DTYPES)."""
+    import torch
+
     from .api import load
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DelaykitError("--device cuda: torch sees no CUDA device on this machine (use --device cpu)")
+    return load(name, device=device, dtype=getattr(torch, dtype))
+
+
+def _load_model(name: str, mode: str, device: str = "auto", dtype: str = "float32"):
+    """The checkpoint ``name`` as a :class:`delaykit.api.Model` for ``mode`` on ``device`` in ``dtype``;
+    "default" is the shipped model of that mode (``checkpoints/default-<mode>``)."""
     from .checkpoints import default_name
     from .errors import CheckpointError
 
     if name == "default":
         name = default_name(mode)
-    model = load(name)
+    model = _load_placed(name, device, dtype)
     if model.mode != mode:
         raise CheckpointError(f"{name}: a {model.mode} checkpoint cannot do {mode}")
     return model
@@ -773,8 +804,35 @@ def _detach_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def _script_turns(lines):
+    """``(line number, speaker, text)`` of numbered script lines: a line that opens with [S1] or [S2] starts a
+    turn of the main (0) or the other (1) speaker, any other line goes on with the current turn (the main
+    speaker's until a tag says otherwise)."""
+    speaker = 0
+    for number, line in lines:
+        tag = SPEAKER_TAG.match(line)
+        if tag is not None:
+            speaker, line = int(tag.group(1)) - 1, line[tag.end():]
+        yield number, speaker, line
+
+
 def _input_label(path: str) -> str:
     return "<stdin>" if path == "-" else path
+
+
+def _check_audio_files(paths) -> None:
+    """Refuse, before a model is loaded, input files whose header libsndfile cannot read (stdin is read later)."""
+    import soundfile
+
+    from .errors import AudioError
+
+    for path in paths:
+        if path == "-":
+            continue
+        try:
+            soundfile.info(path)
+        except (RuntimeError, OSError, ValueError, TypeError) as exc:  # LibsndfileError is a RuntimeError
+            raise AudioError(f"{path}: cannot read audio ({exc})") from exc
 
 
 @main.command()
@@ -790,9 +848,12 @@ def _input_label(path: str) -> str:
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--force", is_flag=True, help="overwrite existing output files")
 @click.option("-q", "--quiet", is_flag=True, help="no progress messages on stderr")
+@model_placement
 def asr(audio: tuple[str, ...], model: str, mic: bool, duration: float | None, output_format: str | None,
-        output_dir: str | None, vad: bool, threads: int | None, force: bool, quiet: bool) -> None:
-    """Transcribe AUDIO files ("-" reads a WAV/FLAC byte stream from stdin).
+        output_dir: str | None, vad: bool, threads: int | None, force: bool, quiet: bool, device: str,
+        dtype: str) -> None:
+    """Transcribe AUDIO files ("-": stdin; a WAV there is recognised as it arrives, e.g. from
+    `arecord -f S16_LE -r 24000 -t wav`, other formats once read whole).
 
     Up to 8 files are decoded together, as concurrent streams of one batch. Without -o, words are printed
     as they are recognised (one file: on one line; several: one "FILE: word" line each), or with -f (one
@@ -803,9 +864,6 @@ def asr(audio: tuple[str, ...], model: str, mic: bool, duration: float | None, o
         raise click.UsageError("give AUDIO files or --mic (not both)")
     if duration is not None and not mic:
         raise click.UsageError("--duration goes with --mic")
-    if mic:
-        _asr_microphone(model, duration, vad, threads, output_format)
-        return
     if audio.count("-") > 1:
         raise click.UsageError("stdin ('-') can be read only once")
     if output_dir is None and output_format == "all":
@@ -815,29 +873,40 @@ def asr(audio: tuple[str, ...], model: str, mic: bool, duration: float | None, o
     formats = (FORMATS if output_format in (None, "all") else (output_format,)) if output_dir else ()
     targets: list[list[Path]] = []
     if output_dir is not None:
-        stems = ["stdin" if path == "-" else Path(path).stem for path in audio]
+        stems = ["microphone"] if mic else ["stdin" if path == "-" else Path(path).stem for path in audio]
         for stem in stems:
             if stems.count(stem) > 1:
                 raise DelaykitError(f"two inputs are named {stem!r}: their transcripts would overwrite each other")
         targets = [[Path(output_dir) / f"{stem}.{name}" for name in formats] for stem in stems]
         _refuse_existing([path for paths in targets for path in paths], force)
+    _check_audio_files(audio)
+    if mic:
+        _asr_microphone(model, duration, vad, threads, output_format, targets[0] if targets else [], quiet,
+                        device, dtype)
+        return
 
     _set_threads(threads)
     from .audio import load_audio, load_audio_bytes
     from .formats import render
     from .modes.asr import EndOfSpeech, TranscribeOptions, Word
     from .modes.asr_batch import ItemFinished, transcribe_batch
+    from .wav_pipe import read_blocks, read_wav_header
 
-    transcriber = _load_model(model, "asr").transcriber(TranscribeOptions(vad=vad))
+    transcriber = _load_model(model, "asr", device, dtype).transcriber(TranscribeOptions(vad=vad))
     if output_dir is not None:
-        try:
-            Path(output_dir).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DelaykitError(f"{output_dir}: cannot create the output directory ({exc.strerror or exc})") from exc
+        _make_output_dir(Path(output_dir))
+    stdin_start = b""  # what was read of stdin before it turned out not to be a WAV to stream
+    if audio == ("-",):  # a WAV on stdin is recognised as it arrives; other formats are read whole
+        wav, stdin_start = read_wav_header(sys.stdin.buffer)
+        if wav is not None:
+            block = round(wav.sample_rate * transcriber.frame_size / transcriber.sample_rate)
+            chunks = _resampled(read_blocks(sys.stdin.buffer, wav, block), wav.sample_rate, transcriber.sample_rate)
+            _transcribe_live(transcriber, chunks, output_format, targets[0] if targets else [], "<stdin>", quiet)
+            return
     several = len(audio) > 1
     for first in range(0, len(audio), MAX_ASR_BATCH):
         paths = audio[first:first + MAX_ASR_BATCH]
-        signals = [load_audio_bytes(sys.stdin.buffer.read(), "<stdin>", transcriber.sample_rate)
+        signals = [load_audio_bytes(stdin_start + sys.stdin.buffer.read(), "<stdin>", transcriber.sample_rate)
                    if path == "-" else load_audio(path, transcriber.sample_rate) for path in paths]
         words: list[list] = [[] for _ in paths]
         for event in transcribe_batch(transcriber, signals):
@@ -865,42 +934,97 @@ def asr(audio: tuple[str, ...], model: str, mic: bool, duration: float | None, o
 
 
 def _asr_microphone(model: str, duration: float | None, vad: bool, threads: int | None,
-                    output_format: str | None) -> None:
+                    output_format: str | None, targets: list, quiet: bool, device: str, dtype: str) -> None:
     """Words from the microphone as they are recognised; Ctrl-C (or --duration) flushes the last ones."""
-    import numpy as np
-
-    from .formats import render
     from .microphone import microphone_frames
-    from .modes.asr import EndOfSpeech, TranscribeOptions, Word
+    from .modes.asr import TranscribeOptions
 
     _set_threads(threads)
-    transcriber = _load_model(model, "asr").transcriber(TranscribeOptions(vad=vad))
+    transcriber = _load_model(model, "asr", device, dtype).transcriber(TranscribeOptions(vad=vad))
+    frames = microphone_frames(transcriber.sample_rate, transcriber.frame_size, duration)
+    if not quiet:
+        click.echo("listening (Ctrl-C to stop)", err=True)
+    try:
+        _transcribe_live(transcriber, frames, output_format, targets, "microphone", quiet)
+    finally:
+        frames.close()
+
+
+def _transcribe_live(transcriber, chunks, output_format: str | None, targets: list, label: str,
+                     quiet: bool) -> None:
+    """Recognise one signal that arrives in ``chunks`` (mono float32 at the model's rate, any sizes) as it
+    comes: words on stdout as they are recognised (or, with ``output_format``, the transcript at the end, or
+    files written to ``targets``), end-of-turn events on stderr. Ctrl-C ends the signal where it is, keeps
+    the words so far, and exits 130 once they are out. The words equal those of the whole signal at once."""
+    import numpy as np
+
+    from .errors import AudioError
+    from .formats import render
+    from .modes.asr import EndOfSpeech, Word
+
+    frame = transcriber.frame_size
     words: list = []
+    received = 0
 
     def show(events: list) -> None:
         for event in events:
             if isinstance(event, Word):
                 words.append(event)
-                if output_format is None:
+                if output_format is None and not targets:
                     click.echo((" " if len(words) > 1 else "") + event.text, nl=False)
             elif isinstance(event, EndOfSpeech):
                 click.echo(f"[end of turn at {event.time:.2f} s]", err=True)
 
-    frames = microphone_frames(transcriber.sample_rate, transcriber.frame_size, duration)
-    click.echo("listening (Ctrl-C to stop)", err=True)
     interrupted = False
+    pending = np.zeros(0, np.float32)  # samples short of a whole frame
     with transcriber.stream(1) as stream:
         try:
-            for frame in frames:
-                show(stream.push(np.asarray(frame, np.float32)))
+            for chunk in chunks:
+                received += len(chunk)
+                pending = np.concatenate([pending, np.asarray(chunk, np.float32)])
+                whole = len(pending) - len(pending) % frame
+                if whole:
+                    show(stream.push(pending[:whole]))
+                    pending = pending[whole:]
         except KeyboardInterrupt:
             interrupted = True
-        finally:
-            frames.close()
-        show(stream.flush())
-    click.echo(render(output_format, words) if output_format else "", nl=not output_format)
+        if not received and not interrupted:
+            raise AudioError(f"{label}: audio is empty (0 samples)")
+        padding = -len(pending) % frame
+        if len(pending):
+            show(stream.push(np.pad(pending, (0, padding))))
+        show(stream.flush(padded_samples=padding if len(pending) else 0))
+    if targets:
+        _make_output_dir(targets[0].parent)
+        for path in targets:
+            write_text_atomically(path, render(path.suffix[1:], words))
+            if not quiet:
+                click.echo(f"{label}: wrote {path}", err=True)
+    else:
+        click.echo(render(output_format, words) if output_format else "", nl=not output_format)
     if interrupted:
-        sys.exit(130)
+        sys.exit(INTERRUPTED_EXIT_CODE)
+
+
+def _make_output_dir(directory) -> None:
+    """Create ``directory`` (a Path) and its parents; a DelaykitError names it when that fails."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DelaykitError(f"{directory}: cannot create the output directory ({exc.strerror or exc})") from exc
+
+
+def _resampled(blocks, orig_rate: int, target_rate: int):
+    """``blocks`` of a signal at ``orig_rate`` resampled to ``target_rate`` as they come."""
+    from .audio import StreamingResampler
+
+    if orig_rate == target_rate:
+        yield from blocks
+        return
+    resampler = StreamingResampler(orig_rate, target_rate)
+    for block in blocks:
+        yield resampler.push(block)
+    yield resampler.flush()
 
 
 @main.command()
@@ -924,11 +1048,16 @@ def _asr_microphone(model: str, duration: float | None, vad: bool, threads: int 
               help="write each word's start and end as JSON [{word, start, end}] here")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--force", is_flag=True, help="overwrite existing output files")
+@click.option("-q", "--quiet", is_flag=True, help="no messages on stderr (the sample rate of -o - included)")
+@model_placement
 def tts(script: str, output: str | None, play: bool, model: str, seed: int | None, temperature: float | None,
         cfg: float | None, voice: str | None, pitch: int | None, rate: float | None, pace: float | None,
-        timings: str | None, threads: int | None, force: bool) -> None:
-    """Speak the text of SCRIPT ("-": stdin) and write it to a WAV file, stream it as raw PCM (-o -), or play it
-    (--play; with -o as well, both).
+        timings: str | None, threads: int | None, force: bool, quiet: bool, device: str, dtype: str) -> None:
+    """Speak the text of SCRIPT ("-": stdin, spoken line by line as it arrives) and write it to a WAV file,
+    stream it as raw PCM (-o -), or play it (--play; with -o as well, both).
+
+    `<break time="0.5s"/>` asks for a pause. For a model trained with speaker turns, a line that opens with
+    [S1] or [S2] starts a turn of the first or the second speaker (lines without a tag go on with the turn).
 
     Raw PCM goes out as each 80 ms frame is generated; the sample rate is printed on stderr, e.g.
     `delaykit tts story.txt -o - | aplay -r 24000 -f S16_LE`."""
@@ -939,17 +1068,27 @@ def tts(script: str, output: str | None, play: bool, model: str, seed: int | Non
         raise click.UsageError("give -o FILE.wav, -o - (raw PCM on stdout) or --play")
     to_stdout = output == "-"
     _refuse_existing([path for path in ((None if to_stdout else output), timings) if path], force)
-    text = sys.stdin.buffer.read() if script == "-" else Path(script).read_bytes()
+    from .errors import TextError
+    from .modes.script import ScriptWord, parse_text
+    from .text import ensure_utf8
+
+    label = _input_label(script)
+    if script == "-":  # spoken as it comes: a line is pushed to the model as soon as it is read
+        lines = ((number, ensure_utf8(line, f"<stdin> line {number}"))
+                 for number, line in enumerate(iter(sys.stdin.buffer.readline, b""), 1))
+    else:  # checked before the model loads: TextError (exit 1) for invalid UTF-8 or a script without words
+        lines = list(enumerate(ensure_utf8(Path(script).read_bytes(), script).splitlines(keepends=True), 1))
+        if not any(isinstance(item, ScriptWord) for _, speaker, text in _script_turns(lines)
+                   for item in parse_text(text, speaker)):
+            raise TextError(f"{script}: text is empty (no word to say)")
 
     _set_threads(threads)
     import numpy as np
     import torch
 
     from .audio import Pcm16StreamWriter, float_to_pcm16, write_audio
-    from .modes.script import parse_turns
     from .modes.tts import AudioFrame, SpokenWord, SynthesisOptions, word_times
 
-    items = parse_turns(text)  # TextError (exit 1) for invalid UTF-8 or a script without words
     overrides = {key: value for key, value in (("seed", seed), ("temperature", temperature), ("cfg_coef", cfg),
                                                ("padding_bonus", pace), ("pitch", pitch), ("rate", rate))
                  if value is not None}
@@ -960,7 +1099,7 @@ def tts(script: str, output: str | None, play: bool, model: str, seed: int | Non
     elif voice is not None:
         overrides["voice"] = voice
     try:
-        synthesizer = _load_model(model, "tts").synthesizer(SynthesisOptions(**overrides))
+        synthesizer = _load_model(model, "tts", device, dtype).synthesizer(SynthesisOptions(**overrides))
     except ValueError as exc:  # an option value this checkpoint does not take (e.g. a --cfg it has no bin for)
         raise click.UsageError(str(exc)) from exc
     if cfg is not None and not synthesizer.supports_guidance:
@@ -968,8 +1107,6 @@ def tts(script: str, output: str | None, play: bool, model: str, seed: int | Non
     sample_rate = synthesizer.codec.sample_rate
     pcm_out = None
     if to_stdout:
-        click.echo(f"streaming raw 16-bit mono PCM at {sample_rate} Hz "
-                   f"(e.g. | aplay -r {sample_rate} -f S16_LE -c 1)", err=True)
         pcm_out = Pcm16StreamWriter(sys.stdout.buffer, sample_rate)
     frames: list[torch.Tensor] = []  # kept for the WAV only: a stream to stdout holds no audio in memory
     samples = 0
@@ -981,21 +1118,41 @@ def tts(script: str, output: str | None, play: bool, model: str, seed: int | Non
             from .microphone import Speakers
 
             speakers = playing.enter_context(Speakers(sample_rate))  # plays out the last frames on exit
+        def deliver(events) -> None:
+            nonlocal samples
+            for event in events:
+                if isinstance(event, AudioFrame):
+                    samples += event.pcm.numel()
+                    if speakers is not None:
+                        speakers.play(event.pcm.cpu().numpy())
+                    if pcm_out is not None:
+                        if not pcm_out.samples_written and not quiet:  # said once, as the first frame goes out
+                            click.echo(f"streaming raw 16-bit mono PCM at {sample_rate} Hz "
+                                       f"(e.g. | aplay -r {sample_rate} -f S16_LE -c 1)", err=True)
+                        pcm_out.write(event.pcm.cpu().numpy())  # written and flushed at once
+                    elif output is not None:
+                        frames.append(event.pcm.cpu())
+                elif isinstance(event, SpokenWord):
+                    spoken.append(event)
+
         try:
             with synthesizer.stream() as stream:
-                stream.push_items(items)
+                has_words = False
+                held: list = []  # breaks read before the first word: a script without words makes no sound
+                for number, speaker, text in _script_turns(lines):  # say what the text so far allows, then wait
+                    if speaker and not synthesizer.multi_speaker:
+                        raise DelaykitError(f"{label} line {number}: [S2] asks for a second speaker; this model "
+                                            "speaks with one voice (no speaker turns)")
+                    held.extend(parse_text(text, speaker))
+                    has_words = has_words or any(isinstance(item, ScriptWord) for item in held)
+                    if has_words:
+                        stream.push_items(held)
+                        held = []
+                        deliver(stream.events())
+                if not has_words:
+                    raise TextError(f"{label}: text is empty (no word to say)")
                 stream.end_of_text()
-                for event in stream.events():
-                    if isinstance(event, AudioFrame):
-                        samples += event.pcm.numel()
-                        if speakers is not None:
-                            speakers.play(event.pcm.cpu().numpy())
-                        if pcm_out is not None:
-                            pcm_out.write(event.pcm.cpu().numpy())  # written and flushed at once
-                        elif output is not None:
-                            frames.append(event.pcm.cpu())
-                    elif isinstance(event, SpokenWord):
-                        spoken.append(event)
+                deliver(stream.events())
         finally:
             if pcm_out is not None:
                 with contextlib.suppress(BrokenPipeError):
@@ -1012,15 +1169,17 @@ def tts(script: str, output: str | None, play: bool, model: str, seed: int | Non
         write_text_atomically(timings, "[\n" + ",\n".join(entries) + ("\n]\n" if entries else "]\n"))
     destinations = [name for name, used in (("stdout", to_stdout), (output, output and not to_stdout),
                                             ("speakers", play)) if used]
-    click.echo(f"{len(words)} words, {seconds:.2f} s of audio in {elapsed:.2f} s -> {', '.join(destinations)}",
-               err=True)
+    if not quiet:
+        click.echo(f"{len(words)} words, {seconds:.2f} s of audio in {elapsed:.2f} s -> "
+                   f"{', '.join(destinations)}", err=True)
 
 
 @main.command()
 @click.option("--model", default="default", show_default=True, help="TTS checkpoint directory, hub id or default")
-def voices(model: str) -> None:
+@model_placement
+def voices(model: str, device: str, dtype: str) -> None:
     """List the named voices of a TTS model (for `delaykit tts --voice`), the default one first, marked *."""
-    synthesizer = _load_model(model, "tts").synthesizer()
+    synthesizer = _load_model(model, "tts", device, dtype).synthesizer()
     names = synthesizer.voice_names
     if not names:
         raise DelaykitError(f"{model}: this model has no named voices")
@@ -1043,8 +1202,11 @@ def voices(model: str) -> None:
               help="sampling temperature of the agent's words (default: the checkpoint's, else 0.7; 0 = greedy)")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
+@click.option("-q", "--quiet", is_flag=True, help="no progress messages on stderr")
+@model_placement
 def dialogue(audio_in: str | None, output: str | None, mic: bool, duration: float | None, model: str,
-             seed: int | None, text_temperature: float | None, threads: int | None, force: bool) -> None:
+             seed: int | None, text_temperature: float | None, threads: int | None, force: bool, quiet: bool,
+             device: str, dtype: str) -> None:
     """Let the agent answer the user recorded in AUDIO_IN, or you, live (--mic), full duplex; its words are
     printed with their times as it says them, and both sides are written to OUTPUT when the session ends."""
     from pathlib import Path
@@ -1059,6 +1221,7 @@ def dialogue(audio_in: str | None, output: str | None, mic: bool, duration: floa
         _refuse_existing([output], force)
         if not Path(output).absolute().parent.is_dir():
             raise DelaykitError(f"{output}: output directory {Path(output).absolute().parent} does not exist")
+    _check_audio_files([audio_in] if audio_in else [])
     _set_threads(threads)
     import numpy as np
 
@@ -1066,7 +1229,7 @@ def dialogue(audio_in: str | None, output: str | None, mic: bool, duration: floa
     from .formats import format_timestamp
     from .modes.dialogue import converse, words_from_pieces
 
-    loaded = _load_model(model, "dialogue")
+    loaded = _load_model(model, "dialogue", device, dtype)
     conversation = loaded.conversation(_dialogue_options(loaded, seed, text_temperature))
     sample_rate = conversation.codec.sample_rate
     user_frames: list[np.ndarray] = []  # what the agent heard, frame by frame
@@ -1077,8 +1240,9 @@ def dialogue(audio_in: str | None, output: str | None, mic: bool, duration: floa
         for word in words_from_pieces(word_pieces, conversation.frame_duration):
             click.echo(f"[{format_timestamp(word.start)} --> {format_timestamp(word.end)}] {word.text}")
 
-    if mic:
+    if mic and not quiet:
         click.echo("listening and speaking (Ctrl-C to stop)", err=True)
+    if mic:
         steps = _live_dialogue(conversation, duration, user_frames)
     else:
         user = load_audio(audio_in, sample_rate)  # [T]
@@ -1105,7 +1269,8 @@ def dialogue(audio_in: str | None, output: str | None, mic: bool, duration: floa
     if output is not None:
         agent = np.concatenate(agent_frames)[:heard.shape[0]] if agent_frames else np.zeros(0)  # [T]
         write_audio(output, np.stack([heard, agent.astype(np.float32)]), sample_rate)  # [2, T], atomically
-        click.echo(f"{heard.shape[0] / sample_rate:.2f} s -> {output} (user left, agent right)", err=True)
+        if not quiet:
+            click.echo(f"{heard.shape[0] / sample_rate:.2f} s -> {output} (user left, agent right)", err=True)
     if interrupted:
         sys.exit(130)
 

@@ -135,6 +135,49 @@ def test_asr_vad_prints_end_of_turn_on_stderr(stt_dir, clips, monkeypatch):
             f"{path}: [end of turn at {end.time:.2f} s]" for end in transcript.end_of_speech]
 
 
+@pytest.mark.parametrize(("rate", "channels", "subtype"), [(24000, 1, "PCM_16"), (16000, 2, "FLOAT"),
+                                                          (44100, 1, "PCM_U8")])
+def test_asr_recognises_a_wav_on_stdin_as_it_arrives(stt_dir, clips, tmp_path, monkeypatch, rate, channels,
+                                                     subtype):
+    import delaykit.audio
+
+    signal, _ = soundfile.read(clips[0][0], dtype="float32")  # 24 kHz
+    wav = tmp_path / "clip.wav"
+    soundfile.write(wav, np.stack([delaykit.audio.resample(signal, 24000, rate)] * channels, axis=1), rate,
+                    subtype=subtype)
+    expected = load(stt_dir, device="cpu").transcriber().transcribe(wav)
+    whole_file = run("asr", wav, "--model", stt_dir, "-f", "json")
+
+    def not_whole(*args, **kwargs):
+        raise AssertionError("stdin was read as a whole file")
+
+    monkeypatch.setattr(delaykit.audio, "load_audio_bytes", not_whole)
+    result = run("asr", "-", "--model", stt_dir, input=wav.read_bytes())
+    assert result.exit_code == 0, result.output
+    assert result.stdout == expected.text + "\n" and expected.words
+    result = run("asr", "-", "--model", stt_dir, "-f", "json", input=wav.read_bytes())
+    assert result.exit_code == 0 and result.stdout == whole_file.stdout
+    result = run("asr", "-", "--model", stt_dir, "-o", tmp_path / "out", "-f", "srt", input=wav.read_bytes())
+    assert result.exit_code == 0 and result.stderr == f"<stdin>: wrote {tmp_path / 'out' / 'stdin.srt'}\n"
+    assert (tmp_path / "out" / "stdin.srt").read_text() == render("srt", expected.words)
+    empty = delaykit.audio.wav_stream_header(24000)
+    result = run("asr", "-", "--model", stt_dir, input=empty)
+    assert result.exit_code == 1 and result.output == "Error: <stdin>: audio is empty (0 samples)\n"
+
+
+@pytest.mark.parametrize(("suffix", "container", "codec"), [(".ogg", "OGG", "VORBIS"), (".mp3", "MP3", "MPEG_LAYER_III")])
+def test_asr_reads_compressed_files(stt_dir, clips, tmp_path, suffix, container, codec):
+    if container not in soundfile.available_formats():
+        pytest.skip(f"this libsndfile has no {container}")
+    signal, rate = soundfile.read(clips[0][0], dtype="float32")
+    path = tmp_path / f"clip{suffix}"
+    soundfile.write(path, signal, rate, format=container, subtype=codec)
+    expected = load(stt_dir, device="cpu").transcriber().transcribe(path)
+    result = run("asr", path, "--model", stt_dir)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == expected.text + "\n" and expected.words
+
+
 def test_asr_errors(stt_dir, clips, checkpoint, tmp_path):  # noqa: F811
     paths, _ = clips
     result = run("asr", tmp_path / "missing.wav", "--model", stt_dir)
@@ -151,10 +194,14 @@ def test_asr_errors(stt_dir, clips, checkpoint, tmp_path):  # noqa: F811
     assert result.exit_code == 2 and "-o DIR" in result.output
     result = run("asr", *paths, "-f", "srt", "--model", stt_dir)
     assert result.exit_code == 2 and "-o DIR" in result.output
+    (tmp_path / "a-file").write_text("")
+    result = run("asr", paths[0], "--model", stt_dir, "-o", tmp_path / "a-file" / "out")
+    assert result.exit_code == 1
+    assert result.output == f"Error: {tmp_path / 'a-file' / 'out'}: cannot create the output directory (Not a directory)\n"
 
 
 # ---------------------------------------------------------------------------------------------------------
-# default models: none ships yet for the modes
+# default models: a missing or codec-only default-<mode> checkpoint gives one clear line
 
 @pytest.mark.parametrize("args", [["asr", "IN"], ["tts", "SCRIPT", "-o", "-"], ["dialogue", "IN", "-o", "OUT"]])
 def test_default_model_gives_a_clear_error(args, clips, tmp_path, monkeypatch):
@@ -203,6 +250,82 @@ def test_tts_streams_the_same_pcm_as_the_wav_and_writes_timings(tts_dir, tmp_pat
 
     result = run("tts", tmp_path / "script.txt", "-o", tmp_path / "out.wav", "--model", tts_dir)
     assert result.exit_code == 1 and "already exists" in result.output
+
+
+def test_tts_speaks_stdin_line_by_line_as_the_whole_file(tts_dir, tmp_path, monkeypatch):
+    from delaykit.modes import tts
+
+    lines = ["the quick brown fox", 'jumps <break time="0.3s"/> over', "", "the lazy dog"]
+    (tmp_path / "script.txt").write_text("\n".join(lines) + "\n")
+    whole = run("tts", tmp_path / "script.txt", "-o", "-", "--model", tts_dir, "--seed", 3)
+    pushed: list = []
+    push_items = tts.SynthesisStream.push_items
+    monkeypatch.setattr(tts.SynthesisStream, "push_items",
+                        lambda self, items: pushed.append(len(items)) or push_items(self, items))
+    streamed = run("tts", "-", "-o", "-", "--model", tts_dir, "--seed", 3, input="\n".join(lines) + "\n")
+    assert whole.exit_code == streamed.exit_code == 0, whole.output + streamed.output
+    assert streamed.stdout_bytes == whole.stdout_bytes and len(whole.stdout_bytes) > 0
+    assert pushed == [4, 3, 0, 3]  # one push per line read (a break is an item too)
+
+    result = run("tts", "-", "-o", "-", "--model", tts_dir, input=" \n<break time=\"1s\"/>\n")
+    assert result.exit_code == 1 and result.output == "Error: <stdin>: text is empty (no word to say)\n"
+    result = run("tts", "-", "-o", "-", "--model", tts_dir, input=b"fine words\nbad \xff\n")
+    assert result.exit_code == 1  # after line 1 was spoken: its frames stay on stdout
+    assert result.stderr.endswith("\nError: <stdin> line 2: not valid UTF-8 (byte 4: invalid start byte)\n")
+    assert len(result.stdout_bytes) > 0 and len(result.stdout_bytes) % (2 * FRAME) == 0
+    (tmp_path / "empty.txt").write_text("\n")
+    result = run("tts", tmp_path / "empty.txt", "-o", "-", "--model", tts_dir)
+    assert result.exit_code == 1 and result.output == f"Error: {tmp_path / 'empty.txt'}: text is empty (no word to say)\n"
+
+
+def test_tts_temperature_reaches_the_sampler(tts_dir):
+    greedy, _ = load(tts_dir, device="cpu").synthesize(SCRIPT, SynthesisOptions(temperature=0.0))
+    result = run("tts", "-", "-o", "-", "--model", tts_dir, "--temperature", 0, input=SCRIPT)
+    assert result.exit_code == 0, result.output
+    streamed = np.frombuffer(result.stdout_bytes, dtype="<i2") / 32767.0
+    assert streamed.shape == greedy.shape and np.abs(streamed - greedy.numpy()).max() < 1.01 / 32767
+
+
+def test_eval_tts_scores_with_an_asr_model(tts_dir, stt_dir, tmp_path):
+    corpus = tmp_path / "texts"
+    corpus.mkdir()
+    rows = [{"path": str(corpus / f"{index}.wav"), "text": text, "duration": 1.0}
+            for index, text in enumerate([SCRIPT, "over the lazy dog"])]
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = run("eval", "tts", "--model", tts_dir, "--data", corpus, "--asr", stt_dir, "--out", tmp_path / "wavs")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["utterances"] == 2 and report["reference_words"] == 13 and set(report["wer"]) == {"asr"}
+    assert report["model"] == str(tts_dir) and sorted(path.name for path in (tmp_path / "wavs").iterdir()) == [
+        "0000.wav", "0001.wav"]
+    result = run("eval", "tts", "--model", tts_dir, "--data", corpus)
+    assert result.exit_code == 2 and "something has to listen" in result.output
+
+
+def test_tts_two_speaker_script(tts_dir, tmp_path, monkeypatch):
+    from delaykit.modes import tts
+
+    script = "[S1] the quick brown fox\n  [S2]jumps over\nthe lazy dog\n[S1] dog\n"
+    turns = ["the quick brown fox", "jumps over the lazy dog", "dog"]  # main, other, main
+    pcm, words = load(tts_dir, device="cpu").synthesize(turns, SynthesisOptions(seed=3))
+    assert [word.speaker for word in words] == ["main"] * 4 + ["other"] * 5 + ["main"]
+    (tmp_path / "dialogue.txt").write_text(script)
+    from_file = run("tts", tmp_path / "dialogue.txt", "-o", "-", "--model", tts_dir, "--seed", 3,
+                    "--timings", tmp_path / "words.json")
+    from_stdin = run("tts", "-", "-o", "-", "--model", tts_dir, "--seed", 3, input=script)
+    assert from_file.exit_code == from_stdin.exit_code == 0, from_file.output + from_stdin.output
+    assert from_file.stdout_bytes == from_stdin.stdout_bytes
+    samples = np.frombuffer(from_file.stdout_bytes, dtype="<i2") / 32767.0
+    assert samples.shape == pcm.shape and np.abs(samples - pcm.numpy()).max() < 1.01 / 32767
+    assert [entry["word"] for entry in json.loads((tmp_path / "words.json").read_text())] == " ".join(turns).split()
+
+    monkeypatch.setattr(tts.Synthesizer, "multi_speaker", property(lambda self: False))
+    result = run("tts", "-", "-o", "-", "--model", tts_dir, "--quiet", input=script)
+    assert result.exit_code == 1 and result.stderr == ("Error: <stdin> line 2: [S2] asks for a second speaker; "
+                                                       "this model speaks with one voice (no speaker turns)\n")
+    result = run("tts", "-", "-o", "-", "--model", tts_dir, "--seed", 3, input="[S1] the quick brown fox\n")
+    assert result.exit_code == 0 and result.stdout_bytes == run(
+        "tts", "-", "-o", "-", "--model", tts_dir, "--seed", 3, input="the quick brown fox\n").stdout_bytes
 
 
 def test_tts_ctrl_c_exits_130_and_keeps_what_was_streamed(tts_dir, tmp_path, monkeypatch):
@@ -309,3 +432,42 @@ def test_dialogue_writes_stereo_and_prints_timed_words(checkpoint, tmp_path):  #
     assert result.exit_code == 1 and "already exists" in result.output
     result = run("dialogue", tmp_path / "none.wav", "-o", tmp_path / "x.wav", "--model", checkpoint[0])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+# ---------------------------------------------------------------------------------------------------------
+# options every mode command shares: --device, --dtype, --quiet
+
+def test_dtype_and_device_reach_the_model(stt_dir, clips, tmp_path, monkeypatch):
+    import delaykit.api
+
+    paths, _ = clips
+    halved = load(stt_dir, device="cpu", dtype=torch.bfloat16).transcriber().transcribe(paths[0])
+    placed: list = []
+
+    def recording_load(name, device="auto", dtype=torch.float32):
+        placed.append((device, dtype))
+        return load(name, device=device, dtype=dtype)
+
+    monkeypatch.setattr(delaykit.api, "load", recording_load)
+    result = run("asr", paths[0], "--model", stt_dir, "--device", "cpu", "--dtype", "bfloat16")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == halved.text + "\n" and placed == [("cpu", torch.bfloat16)]
+    result = run("asr", paths[0], "--model", stt_dir)
+    assert result.exit_code == 0 and placed[-1] == ("auto", torch.float32)
+    if not torch.cuda.is_available():
+        for args in (["asr", paths[0]], ["tts", "-", "-o", "-"], ["dialogue", paths[0], "-o", tmp_path / "x.wav"]):
+            result = run(*args, "--model", stt_dir, "--device", "cuda", input=SCRIPT)
+            assert result.exit_code == 1 and result.output == ("Error: --device cuda: torch sees no CUDA device on "
+                                                               "this machine (use --device cpu)\n")
+    result = run("asr", paths[0], "--model", stt_dir, "--dtype", "float64")
+    assert result.exit_code == 2 and "float64" in result.output
+
+
+def test_quiet_leaves_stderr_empty(tts_dir, checkpoint, tmp_path):  # noqa: F811
+    loud = run("tts", "-", "-o", "-", "--model", tts_dir, "--seed", 3, input=SCRIPT)
+    quiet = run("tts", "-", "-o", "-", "--model", tts_dir, "--seed", 3, "--quiet", input=SCRIPT)
+    assert loud.exit_code == quiet.exit_code == 0 and loud.stderr and quiet.stderr == ""
+    assert quiet.stdout_bytes == loud.stdout_bytes
+    user = speech_like(tmp_path / "user.wav", 0.8, seed=4)
+    result = run("dialogue", user, "-o", tmp_path / "out.wav", "--model", checkpoint[0], "-q")
+    assert result.exit_code == 0 and result.stderr == "" and (tmp_path / "out.wav").is_file()

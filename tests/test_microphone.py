@@ -71,7 +71,7 @@ def fake_sounddevice(signal: np.ndarray, opened: list) -> types.ModuleType:
     return module
 
 
-def test_mic_words_equal_offline(asr_checkpoint, asr_model, monkeypatch):  # noqa: F811
+def test_mic_words_equal_offline(asr_checkpoint, asr_model, monkeypatch, tmp_path):  # noqa: F811
     samples = test_audio(8, 2.0)
     opened: list = []
     monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice(samples, opened))
@@ -84,6 +84,12 @@ def test_mic_words_equal_offline(asr_checkpoint, asr_model, monkeypatch):  # noq
     words = [w for segment in json.loads(result.stdout)["segments"] for w in segment["words"]]
     expected = offline_words(asr_model, samples)
     assert [w["word"].strip() for w in words] == [w["text"] for w in expected]
+    monkeypatch.setitem(sys.modules, "sounddevice", fake_sounddevice(samples, []))
+    out = tmp_path / "out"
+    written = CliRunner().invoke(main, ["asr", "--mic", "--duration", "2.0", "--model", str(asr_checkpoint),
+                                        "-o", str(out), "-f", "json"])
+    assert written.exit_code == 0 and written.stdout == "", written.output
+    assert (out / "microphone.json").read_text(encoding="utf-8") == result.stdout
 
 
 def test_frames_are_whole_and_stop_at_the_duration(monkeypatch):
