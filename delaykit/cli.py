@@ -652,6 +652,64 @@ def bench_asr(model: str, data_dirs, count: int, streams: str, frames: int, thre
     click.echo(json.dumps(report, indent=2))
 
 
+@bench.command("tts")
+@click.option("--model", default="default", show_default=True, help="TTS checkpoint directory, hub id or default")
+@click.option("--data", "data_dirs", multiple=True, type=click.Path(exists=True),
+              help="corpus whose texts to speak")
+@click.option("--text", "text_file", type=click.Path(exists=True, dir_okay=False),
+              help="or a file of texts, one per line")
+@click.option("--count", default=10, show_default=True, help="texts to use")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@model_placement
+def bench_tts(model: str, data_dirs, text_file, count: int, seed: int, threads, device: str, dtype: str) -> None:
+    """Time to first audio (whole text, and words arriving one at a time), time per frame and real-time
+    factor of streaming synthesis."""
+    from pathlib import Path
+
+    from .data.manifest import read_corpus
+    from .evaluation.speed import benchmark_tts
+    from .modes.tts import SynthesisOptions
+
+    if bool(data_dirs) == bool(text_file):
+        raise click.UsageError("give --data or --text (one of them)")
+    if text_file:
+        texts = [line.strip() for line in Path(text_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        texts = [row["text"] for source in data_dirs for row in read_corpus(source)]
+    if not texts:
+        raise DelaykitError("no texts to speak")
+    _set_threads(threads)
+    synthesizer = _load_model(model, "tts", device, dtype).synthesizer(SynthesisOptions(seed=seed))
+    report = benchmark_tts(synthesizer, texts[:count], log=lambda entry: click.echo(json.dumps(entry), err=True))
+    report["model"] = model
+    click.echo(json.dumps(report, indent=2))
+
+
+@bench.command("dialogue")
+@click.option("--model", default="default", show_default=True,
+              help="dialogue checkpoint directory, hub id or default")
+@click.option("--audio", "audio_files", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False), help="what the users say (reused round-robin)")
+@click.option("--streams", default="1,4,16", show_default=True, help="concurrent conversation counts to time")
+@click.option("--frames", default=50, show_default=True, help="80 ms steps timed per count")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@model_placement
+def bench_dialogue(model: str, audio_files, streams: str, frames: int, threads, device: str, dtype: str) -> None:
+    """Step time and real-time factor of full-duplex dialogue, for conversations batched together."""
+    from .audio import load_audio
+    from .evaluation.speed import benchmark_dialogue
+
+    _check_audio_files(audio_files)
+    _set_threads(threads)
+    conversation = _load_model(model, "dialogue", device, dtype).conversation()
+    signals = [load_audio(path, conversation.codec.sample_rate) for path in audio_files]
+    report = benchmark_dialogue(conversation, signals, [int(s) for s in streams.split(",")], frames,
+                                log=lambda entry: click.echo(json.dumps(entry), err=True))
+    report["model"] = model
+    click.echo(json.dumps(report, indent=2))
+
+
 @main.command()
 @click.option("--model", default="default", show_default=True,
               help="checkpoint directory, hub id or default; its mode picks the endpoint")

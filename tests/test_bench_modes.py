@@ -3,6 +3,8 @@ measured on, and that the reports hold them. Speeds themselves are not asserted 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -56,3 +58,23 @@ def test_dialogue_report():
     for entry in report["streams"]:
         assert 0 < entry["step_ms"]["median"] <= entry["step_ms"]["p90"]
         assert entry["x_real_time"] == pytest.approx(entry["streams"] * 80 / entry["step_ms"]["median"], rel=0.02)
+
+
+def test_bench_commands(tmp_path):
+    from click.testing import CliRunner
+
+    from delaykit.cli import main
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Good morning.\n\nSee you soon.\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["bench", "tts", "--text", str(texts), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["texts"] == 2 and report["model"] == "default" and report["threads"] == 1
+    result = runner.invoke(main, ["bench", "dialogue", "--audio", "examples/questions.flac", "--streams", "1,3",
+                                  "--frames", "2", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert [entry["streams"] for entry in json.loads(result.stdout)["streams"]] == [1, 3]
+    refused = runner.invoke(main, ["bench", "tts"])
+    assert refused.exit_code == 2 and "--data or --text" in refused.output
