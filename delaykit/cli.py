@@ -1090,6 +1090,8 @@ def _resampled(blocks, orig_rate: int, target_rate: int):
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="WAV file to write, or - for raw 16-bit mono PCM on stdout, frame by frame")
 @click.option("--play", is_flag=True, help="play through the speakers as it is generated (needs delaykit[mic])")
+@click.option("--stereo", is_flag=True,
+              help="two-speaker scripts: a two-channel WAV, [S1]'s turns on the left, [S2]'s on the right")
 @click.option("--model", default="default", show_default=True, help="TTS checkpoint directory, hub id or default")
 @click.option("--seed", type=int, default=None, help="seed of the sampling (repeatable output)")
 @click.option("--temperature", type=float, default=None, help="sampling temperature (default 0.6; 0 = greedy)")
@@ -1108,7 +1110,8 @@ def _resampled(blocks, orig_rate: int, target_rate: int):
 @click.option("--force", is_flag=True, help="overwrite existing output files")
 @click.option("-q", "--quiet", is_flag=True, help="no messages on stderr (the sample rate of -o - included)")
 @model_placement
-def tts(script: str, output: str | None, play: bool, model: str, seed: int | None, temperature: float | None,
+def tts(script: str, output: str | None, play: bool, stereo: bool, model: str, seed: int | None,
+        temperature: float | None,
         cfg: float | None, voice: str | None, pitch: int | None, rate: float | None, pace: float | None,
         timings: str | None, threads: int | None, force: bool, quiet: bool, device: str, dtype: str) -> None:
     """Speak the text of SCRIPT ("-": stdin, spoken line by line as it arrives) and write it to a WAV file,
@@ -1125,6 +1128,8 @@ def tts(script: str, output: str | None, play: bool, model: str, seed: int | Non
     if output is None and not play:
         raise click.UsageError("give -o FILE.wav, -o - (raw PCM on stdout) or --play")
     to_stdout = output == "-"
+    if stereo and (output is None or to_stdout):
+        raise click.UsageError("--stereo writes a two-channel WAV: give -o FILE.wav")
     _refuse_existing([path for path in ((None if to_stdout else output), timings) if path], force)
     from .errors import TextError
     from .modes.script import ScriptWord, parse_text
@@ -1145,7 +1150,7 @@ def tts(script: str, output: str | None, play: bool, model: str, seed: int | Non
     import torch
 
     from .audio import Pcm16StreamWriter, float_to_pcm16, write_audio
-    from .modes.tts import AudioFrame, SpokenWord, SynthesisOptions, word_times
+    from .modes.tts import AudioFrame, SpokenWord, SynthesisOptions, speaker_channels, word_times
 
     overrides = {key: value for key, value in (("seed", seed), ("temperature", temperature), ("cfg_coef", cfg),
                                                ("padding_bonus", pace), ("pitch", pitch), ("rate", rate))
@@ -1217,12 +1222,16 @@ def tts(script: str, output: str | None, play: bool, model: str, seed: int | Non
                     pcm_out.stream.flush()  # what was streamed stays readable, also after Ctrl-C
     elapsed = time.perf_counter() - started
     seconds = samples / sample_rate
-    if output is not None and not to_stdout:  # the 16-bit samples -o - streams: both hold the same samples
-        audio = torch.cat(frames) if frames else torch.zeros(0)
-        write_audio(output, np.frombuffer(float_to_pcm16(audio.numpy()), dtype="<i2"), sample_rate)
     words = word_times(spoken, seconds)
-    if timings:
-        entries = [json.dumps({"word": word.text, "start": round(word.start, 3), "end": round(word.end, 3)},
+    if output is not None and not to_stdout:  # the 16-bit samples -o - streams: both hold the same samples
+        audio = torch.cat(frames) if frames else torch.zeros(0)  # [N]
+        if stereo:
+            audio = speaker_channels(audio, words, sample_rate)  # [2, N]
+        pcm16 = np.frombuffer(float_to_pcm16(audio.numpy()), dtype="<i2")  # [N] or [N * 2] interleaved
+        write_audio(output, pcm16.reshape(-1, 2).T if stereo else pcm16, sample_rate)
+    if timings:  # a two-speaker model's words also say who speaks them
+        entries = [json.dumps({"word": word.text, "start": round(word.start, 3), "end": round(word.end, 3),
+                               **({"speaker": word.speaker} if synthesizer.multi_speaker else {})},
                               ensure_ascii=False) for word in words]
         write_text_atomically(timings, "[\n" + ",\n".join(entries) + ("\n]\n" if entries else "]\n"))
     destinations = [name for name, used in (("stdout", to_stdout), (output, output and not to_stdout),

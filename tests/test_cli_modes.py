@@ -245,7 +245,9 @@ def test_tts_streams_the_same_pcm_as_the_wav_and_writes_timings(tts_dir, tmp_pat
     pcm, words = load(tts_dir, device="cpu").synthesize(SCRIPT, SynthesisOptions(seed=3))
     assert np.abs(samples / 32767.0 - pcm.numpy()).max() < 1.01 / 32767
     timings = json.loads((tmp_path / "words.json").read_text())
-    assert timings == [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)} for w in words]
+    # the tiny model has speaker turns, so each word also says who speaks it
+    assert timings == [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3), "speaker": w.speaker}
+                       for w in words]
     assert [entry["word"] for entry in timings] == SCRIPT.split()
 
     result = run("tts", tmp_path / "script.txt", "-o", tmp_path / "out.wav", "--model", tts_dir)
@@ -317,7 +319,17 @@ def test_tts_two_speaker_script(tts_dir, tmp_path, monkeypatch):
     assert from_file.stdout_bytes == from_stdin.stdout_bytes
     samples = np.frombuffer(from_file.stdout_bytes, dtype="<i2") / 32767.0
     assert samples.shape == pcm.shape and np.abs(samples - pcm.numpy()).max() < 1.01 / 32767
-    assert [entry["word"] for entry in json.loads((tmp_path / "words.json").read_text())] == " ".join(turns).split()
+    timed = json.loads((tmp_path / "words.json").read_text())
+    assert [entry["word"] for entry in timed] == " ".join(turns).split()
+    assert [entry["speaker"] for entry in timed] == [word.speaker for word in words]
+    stereo = run("tts", tmp_path / "dialogue.txt", "-o", tmp_path / "both.wav", "--stereo", "--model", tts_dir,
+                 "--seed", 3)
+    assert stereo.exit_code == 0, stereo.output
+    channels, rate = soundfile.read(tmp_path / "both.wav", dtype="float32", always_2d=True)  # [N, 2]
+    expected = tts.speaker_channels(pcm, words, rate).numpy().T  # [N, 2]: main left, other right
+    assert channels.shape == expected.shape and np.abs(channels - expected).max() < 2 / 32767
+    assert np.abs(channels[:, 1]).max() > 0 and np.abs(channels[:, 0]).max() > 0  # both speakers are heard
+    assert run("tts", tmp_path / "dialogue.txt", "-o", "-", "--stereo", "--model", tts_dir).exit_code == 2
 
     monkeypatch.setattr(tts.Synthesizer, "multi_speaker", property(lambda self: False))
     result = run("tts", "-", "-o", "-", "--model", tts_dir, "--quiet", input=script)
