@@ -88,3 +88,20 @@ if __name__ == "__main__":  # regenerate the golden file
         GOLDEN.write_text(cli_words(Path(tmp)), encoding="utf-8")
         GOLDEN_MOSHI_SAMPLING.write_text(cli_words(Path(tmp), "--text-temperature", "0.7"), encoding="utf-8")
     print(f"wrote {GOLDEN}", file=sys.stderr)
+
+
+def test_eval_dialogue_command_reports_what_the_library_measures(report):
+    import json
+
+    from click.testing import CliRunner
+
+    from delaykit.cli import main
+
+    result = CliRunner().invoke(main, ["eval", "dialogue", "--data", str(QUESTIONS), "--asr", "default",
+                                       "--seed", "0", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    measured = json.loads(result.stdout)
+    for figure in ("questions", "answers_judged", "answer_right_text", "answer_right_heard",
+                   "response_latency_median", "responded_within_1s"):
+        assert measured[figure] == report[figure], figure
+    assert measured["model"] == "default" and measured["recognizer"] == "default"

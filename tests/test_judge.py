@@ -24,3 +24,27 @@ def test_judge_transcribes_speech(judge):
     heard = judge.transcribe(speech.samples, speech.sample_rate)
     assert word_error_rate([text], [heard], numbers=True).wer <= 0.2, heard
     assert judge.transcribe(0.0 * speech.samples, speech.sample_rate).strip() in ("", "you")  # silence
+
+
+@pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed")
+def test_eval_judge_command(tmp_path):
+    """`delaykit eval judge` scores a corpus's recordings against its texts."""
+    import json
+
+    from click.testing import CliRunner
+
+    from delaykit.audio import write_audio
+    from delaykit.cli import main
+
+    texts = ["The garden door is open and the kettle is warm.", "Please bring the red book to the kitchen."]
+    rows = []
+    for index, text in enumerate(texts):
+        speech = speak_clean(text, "en-us", 160, 50)
+        path = write_audio(tmp_path / f"{index}.wav", speech.samples, speech.sample_rate)
+        rows.append(json.dumps({"path": str(path), "text": text, "alignments": []}))
+    (tmp_path / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+    result = CliRunner().invoke(main, ["eval", "judge", "--data", str(tmp_path), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["utterances"] == 2 and report["reference_words"] == 18 and report["wer_numbers"] <= 0.2
+    assert [example["reference"] for example in report["examples"]] == texts
