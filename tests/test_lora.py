@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from test_train_lm import CARD, tiny_config, tokenizer, toy_corpus  # noqa: F401  (tokenizer: a fixture)
 
@@ -62,3 +63,40 @@ def test_lora_fine_tunes_an_exported_model(tokenizer, tmp_path):  # noqa: F811
     assert sorted(merged.state_dict()) == sorted(base_weights)
     changed = [k for k, v in merged.state_dict().items() if not torch.equal(v, base_weights[k])]
     assert changed and all(k.startswith("transformer.layers.") for k in changed)
+
+
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_fine_tune_a_checkpoint_in_kyutais_layout(lora_rank, tmp_path, monkeypatch):
+    """A moshi-type checkpoint written by the reference package's own constructors (as Kyutai's are) trains,
+    in full or with LoRA, and exports as a checkpoint that converses with its new weights."""
+    import json
+
+    import test_train_lm
+    from test_dialogue import CODEBOOKS, build_checkpoint
+
+    import delaykit
+
+    (tmp_path / "kyutai").mkdir()
+    source, _, _ = build_checkpoint(tmp_path / "kyutai")
+    tokenizer_path = source / json.loads((source / "config.json").read_text())["tokenizer_name"]
+    monkeypatch.setattr(test_train_lm, "CODEBOOKS", CODEBOOKS)  # the toy codes in the checkpoint's layout
+    trainer = LMTrainer(tiny_config("dialogue", init_from=str(source), lora_rank=lora_rank, max_steps=25,
+                                    codec=str(source)), toy_corpus(channels=2), tokenizer_path, tmp_path / "run")
+    original = {k: v.clone() for k, v in delaykit.load(source, device="cpu").engine.lm.state_dict().items()}
+    # training starts from the checkpoint's weights (under LoRA adapters, as the wrapped layers' base)
+    start = {k.replace(".base.", "."): v for k, v in trainer.lm.state_dict().items() if "lora_" not in k}
+    assert start.keys() == original.keys() and all(torch.equal(start[k], v) for k, v in original.items())
+    fixed = trainer.batcher.next_batch()
+    with torch.no_grad():
+        before = trainer.losses(fixed)["total"].item()
+    trainer.fit()
+    with torch.no_grad():
+        after = trainer.losses(fixed)["total"].item()
+    assert after < 0.9 * before
+    export_lm(tmp_path / "run", tmp_path / "export")
+    tuned = delaykit.load(tmp_path / "export", device="cpu")
+    assert tuned.mode == "dialogue" and sorted(tuned.engine.lm.state_dict()) == sorted(original)
+    changed = [k for k, v in tuned.engine.lm.state_dict().items() if not torch.equal(v, original[k])]
+    assert changed and (not lora_rank or all(".layers." in k for k in changed))
+    with tuned.conversation().stream(1) as session:
+        assert session.step(torch.zeros(1, 1920)).agent_pcm.shape == (1, 1920)
