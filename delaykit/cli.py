@@ -769,7 +769,7 @@ def serve(model: str, mode: str | None, host: str, port: int, max_sessions: int,
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=7860, show_default=True)
 @click.option("--max-sessions", default=8, show_default=True,
-              help="asr, dialogue: browser sessions served at once (one batch)")
+              help="asr, tts, dialogue: browser sessions served at once (one batch)")
 def app(mode: str, model: str, host: str, port: int, max_sessions: int) -> None:
     """Launch the Gradio app of MODE (needs delaykit[app])."""
     try:
@@ -783,7 +783,7 @@ def app(mode: str, model: str, host: str, port: int, max_sessions: int) -> None:
     elif mode == "tts":
         from .apps.tts import make_demo as make_tts_demo
 
-        demo = make_tts_demo(model)
+        demo = make_tts_demo(model, max_sessions)
     else:
         from .apps.dialogue import make_demo as make_dialogue_demo
 

@@ -1,8 +1,10 @@
-"""The TTS app: streamed chunks add up to the library's synthesis, then the WAV and the words; gradio_client."""
+"""The TTS app: streamed chunks add up to the library's synthesis, then the WAV and the words; two sessions at
+once share model steps, each getting its own speech, and a closed tab frees its item; gradio_client."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -51,8 +53,76 @@ def test_a_closed_tab_stops_its_synthesis(tts_dir):
         outputs.append(output)
         stop.set()
     assert len(outputs) == 1 and outputs[0][0] is not None and outputs[0][2] is None
-    assert not app._lock.locked()
+    wait_for(lambda: app.scheduler.running == 0, "the stopped synthesis to free its item")
     assert list(app.speak(SCRIPT, seed=3))[-1][2] is not None  # the next visitor is served whole
+
+
+def wait_for(condition, what: str, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+LONG_SCRIPT = " ".join(["one two three four five six seven eight nine ten"] * 3)
+
+
+def pcm_of(outputs) -> np.ndarray:
+    return np.concatenate([pcm for chunk, _, _ in outputs if chunk is not None for pcm in [chunk[1]]])
+
+
+def test_two_sessions_share_steps_and_each_gets_its_own_speech(tts_dir):
+    """Two syntheses at once (other texts, seeds and paces) are items of one batch: some steps carry both,
+    and each session gets the chunks and words it gets alone (to within one PCM step: the codec decodes a
+    batch)."""
+    app = TtsApp(str(tts_dir), chunk_seconds=0.24)
+    requests = {"long": (LONG_SCRIPT, 3, 0.0), "short": (SCRIPT, 5, 1.0)}
+    outputs: dict[str, list] = {}
+    first_chunk = threading.Event()
+
+    def session(name: str) -> None:
+        script, seed, pace = requests[name]
+        outputs[name] = []
+        for output in app.speak(script, seed=seed, pace=pace):
+            outputs[name].append(output)
+            first_chunk.set()
+
+    long_session = threading.Thread(target=session, args=("long",))
+    long_session.start()
+    assert first_chunk.wait(60)  # the long speech is under way: the short one joins its batch
+    session("short")
+    long_session.join(60)
+    assert app.scheduler.metrics.max_batch == 2 and app.scheduler.running == 0
+    model = load(tts_dir, device="cpu")
+    for name, (script, seed, pace) in requests.items():
+        expected, words = model.synthesize(script, SynthesisOptions(seed=seed, padding_bonus=pace))
+        streamed = pcm_of(outputs[name]).astype(np.float32) / 32767
+        assert streamed.shape == expected.shape
+        assert np.abs(streamed - expected.numpy()).max() < 2.01 / 32767
+        assert outputs[name][-1][1] == [[round(w.start, 2), round(w.end, 2), w.text] for w in words]
+    app.close()
+
+
+def test_a_closed_tab_frees_its_item_while_another_goes_on(tts_dir):
+    """Closing one tab (its stop set, as the page's unload handler does) frees its item at once, even while
+    its handler is not reading; the other session's speech is unchanged."""
+    app = TtsApp(str(tts_dir), chunk_seconds=0.24)
+    stop = threading.Event()
+    closed = app.speak(LONG_SCRIPT, seed=3, stop=stop)
+    next(closed)  # under way; its handler now waits (gradio stopped reading it)
+    wait_for(lambda: app.scheduler.running == 1, "the first session to hold an item")
+    other = app.speak(LONG_SCRIPT, seed=4)
+    outputs = [next(other)]
+    wait_for(lambda: app.scheduler.running == 2, "the second session to join the batch")
+    stop.set()
+    app.scheduler.wake()
+    wait_for(lambda: app.scheduler.running == 1, "the closed tab's item to be freed", seconds=2)
+    outputs += list(other)
+    assert list(closed) == []  # nothing more for the closed tab
+    expected, _ = load(tts_dir, device="cpu").synthesize(LONG_SCRIPT, SynthesisOptions(seed=4))
+    streamed = pcm_of(outputs).astype(np.float32) / 32767
+    assert streamed.shape == expected.shape and np.abs(streamed - expected.numpy()).max() < 2.01 / 32767
+    app.close()
 
 
 def test_pace_is_the_padding_bonus(tts_dir, monkeypatch):

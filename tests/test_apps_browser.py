@@ -5,8 +5,8 @@ from the fake microphone, the app hears the file's audio and the page shows the 
 recognition gives for what it heard (not the file's words: the shipped model gives largely different words
 for the same speech after another lead-in and another chain of resamplers); a tab closed while it records
 frees its slot at once. TTS (a tiny model): the speech starts playing while the rest is still being generated,
-the words are listed, and a second player shows each word as a subtitle while it is heard; a tab closed while
-its speech is generated stops the synthesis. Dialogue (a tiny model): the live tab streams both ways at once,
+the words are listed, and a second player shows each word as a subtitle while it is heard; two tabs speak at
+once in one batch; a tab closed while its speech is generated stops the synthesis. Dialogue (a tiny model): the live tab streams both ways at once,
 the agent's 80 ms frames coming back about as fast as the microphone's go up while the microphone is still
 sending, its text shows and the level plot draws both channels; each tab gets a conversation of its own, and
 closing one frees its slot.
@@ -217,18 +217,24 @@ TTS_SCRIPT = "one two three four five six"
 
 def tiny_model_app(tmp_path_factory, mode: str):
     """Serve the ``mode`` app (tts or dialogue) with a tiny random checkpoint, built the way
-    tests/test_<mode>.py builds it; yields the URL."""
+    tests/test_<mode>.py builds it; yields (URL, the Blocks)."""
     pytest.importorskip("moshi")  # the tiny checkpoints are built with the reference's constructors
     build_checkpoint = importlib.import_module(f"test_{mode}").build_checkpoint
     make_demo = importlib.import_module(f"delaykit.apps.{mode}").make_demo
     directory = build_checkpoint(tmp_path_factory.mktemp(f"{mode}-browser"))[0]
-    with served(make_demo(str(directory))) as url:
-        yield url
+    demo = make_demo(str(directory))
+    with served(demo) as url:
+        yield url, demo
 
 
 @pytest.fixture(scope="module")
-def tts_url(tmp_path_factory):
+def tts_served(tmp_path_factory):
     yield from tiny_model_app(tmp_path_factory, "tts")
+
+
+@pytest.fixture(scope="module")
+def tts_url(tts_served):
+    return tts_served[0]
 
 
 class HeldSpeech:
@@ -310,7 +316,7 @@ def test_tts_speech_plays_in_the_page(page, tts_url, monkeypatch):
 
 
 def test_tts_closing_the_tab_stops_its_synthesis(browser, tts_url, monkeypatch):
-    """A tab closed while its speech is generated stops the synthesis, which takes the engine's only turn."""
+    """A tab closed while its speech is generated stops the synthesis, which frees its item of the batch."""
     from delaykit.apps.tts import TtsApp
 
     held = HeldSpeech(TtsApp.speak, chunks=2)
@@ -334,6 +340,32 @@ def test_tts_closing_the_tab_stops_its_synthesis(browser, tts_url, monkeypatch):
         held.release.set()
     assert held.ended.wait(30)
     assert all(path is None for _, _, path in held.outputs), "the synthesis went on to the end"
+
+
+def test_tts_two_tabs_speak_at_once(browser, tts_served):
+    """Two tabs speaking at once are items of one batch (some model steps carry both), and each tab gets its
+    own words and WAV."""
+    _, demo = tts_served
+    scheduler = demo.tts_app.scheduler
+    scripts = [" ".join(["one two three four five six"] * 4), " ".join(["seven eight nine ten"] * 5)]
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 900}) for _ in scripts]
+    try:
+        pages = [context.new_page() for context in contexts]
+        for page, script in zip(pages, scripts, strict=True):
+            page.set_default_timeout(WAIT_MS)
+            page.goto(tts_served[0])
+            page.get_by_label("Script").fill(script)
+        for page in pages:
+            page.get_by_role("button", name="Speak").click()
+        for index, (page, script) in enumerate(zip(pages, scripts, strict=True)):
+            expect(page.locator("a[href*='speech.wav']").first).to_be_attached(timeout=WAIT_MS)
+            words = page.get_by_role("grid", name="Words").get_by_role("gridcell")
+            assert [text.strip() for text in words.all_inner_texts()][2::3] == script.split()
+            screenshot(page, f"tts-tab-{index + 1}-of-2")
+    finally:
+        for context in contexts:
+            context.close()
+    assert scheduler.metrics.max_batch == 2, scheduler.metrics
 
 
 # -- dialogue ------------------------------------------------------------------------------------------------

@@ -5,9 +5,11 @@ A model with named voices (``delaykit.voice``) gets a voice menu and pitch and s
 Audio reaches the browser in chunks of about half a second as the model makes it (a streaming ``gr.Audio``,
 which needs ffmpeg: without it the audio appears once complete); the word table grows as words are spoken, and
 the whole WAV follows, in a player that shows each word as a subtitle while it is heard (a streamed player
-shows none). One engine runs one synthesis stream at a time, so requests take turns (the event's
-concurrency limit is 1); a tab closed while its speech is generated stops it (Gradio's unload event), so the
-next visitor's turn comes at once.
+shows none). Several browser sessions speak at once: each synthesis is an item of one batched stream
+(:class:`delaykit.modes.tts_scheduler.SynthesisScheduler`, ``max_sessions`` items), stepped together by one
+worker, each getting exactly the speech it would get alone (the same tokens; audio to within float rounding);
+sessions asking for another temperature take turns with the running batch. A tab closed while its speech is
+generated (Gradio's unload event) frees its item at once.
 """
 
 # Without ``from __future__ import annotations``: gradio passes a handler its ``gr.Request`` (whose session
@@ -27,14 +29,15 @@ from delaykit.checkpoints import default_name
 from delaykit.errors import CheckpointError
 from delaykit.modes.script import parse_turns
 from delaykit.modes.tts import AudioFrame, SpokenWord, SynthesisOptions, word_times
+from delaykit.modes.tts_scheduler import SynthesisScheduler
 
 Chunk = tuple[int, np.ndarray]  # (sample rate, int16 samples [T]): what a streaming gr.Audio plays
 
 
 class TtsApp:
-    """The app's state: the model, and a lock so that one synthesis runs at a time."""
+    """The app's state across sessions: the model and the scheduler that steps every session's synthesis."""
 
-    def __init__(self, model: str = "default", chunk_seconds: float = 0.48):
+    def __init__(self, model: str = "default", chunk_seconds: float = 0.48, max_sessions: int = 8):
         name = default_name("tts") if model == "default" else model
         self.model = delaykit.load(name, device="cpu")
         if self.model.mode != "tts":
@@ -44,7 +47,8 @@ class TtsApp:
         self.voices = probe.voice_names  # empty for a model without named voices
         self.default_voice = probe.voice_choice() if self.voices else None
         self.chunk_seconds = chunk_seconds
-        self._lock = threading.Lock()
+        self.max_sessions = max_sessions
+        self.scheduler = SynthesisScheduler(max_sessions)
 
     def speak(self, script: str, seed: float | None = None, temperature: float = 0.6, pace: float = 0.0,
               voice: str | None = None, pitch: float | None = None, rate: float | None = None,
@@ -63,14 +67,14 @@ class TtsApp:
         pending: list[np.ndarray] = []
         spoken: list[SpokenWord] = []
         chunk_samples = round(self.chunk_seconds * self.sample_rate)
-        with self._lock, synthesizer.stream() as stream:
-            stream.push_items(items)
-            stream.end_of_text()
-            for event in stream.events():
+        stop = stop or threading.Event()
+        request = self.scheduler.submit(synthesizer, items, stop)
+        try:
+            for event in request.results():
                 if isinstance(event, SpokenWord):
                     spoken.append(event)
                 elif isinstance(event, AudioFrame):
-                    if stop is not None and stop.is_set():
+                    if stop.is_set():
                         return
                     pcm = event.pcm.cpu().numpy()  # [frame_size]
                     frames.append(pcm)
@@ -78,12 +82,20 @@ class TtsApp:
                     if sum(p.shape[0] for p in pending) >= chunk_samples:
                         yield self._chunk(pending), self._rows(spoken, frames), None
                         pending = []
+        finally:  # ended, or the caller stopped reading (the page went away): free the item now
+            self.scheduler.cancel(request)
+        if stop.is_set():
+            return
         if pending:
             yield self._chunk(pending), self._rows(spoken, frames), None
         audio = np.concatenate(frames) if frames else np.zeros(0, np.float32)  # [T]
         path = Path(tempfile.mkdtemp(prefix="delaykit-tts-app-")) / "speech.wav"
         write_audio(path, np.frombuffer(float_to_pcm16(audio), dtype="<i2"), self.sample_rate)
         yield None, self._rows(spoken, frames), str(path)
+
+    def close(self) -> None:
+        """Stop the scheduler's worker and release the engine."""
+        self.scheduler.close()
 
     def _chunk(self, pcm: list[np.ndarray]) -> Chunk:
         return self.sample_rate, np.frombuffer(float_to_pcm16(np.concatenate(pcm)), dtype="<i2")
@@ -103,11 +115,12 @@ def read_script(path: str) -> str:
     return Path(path).read_text(encoding="utf-8")
 
 
-def make_demo(model: str = "default") -> tp.Any:
-    """The Blocks of the TTS app for checkpoint ``model`` (``default``: the shipped TTS model)."""
+def make_demo(model: str = "default", max_sessions: int = 8) -> tp.Any:
+    """The Blocks of the TTS app for checkpoint ``model`` (``default``: the shipped TTS model), speaking for
+    up to ``max_sessions`` browser sessions at once (more wait for a free item)."""
     import gradio as gr
 
-    app = TtsApp(model)
+    app = TtsApp(model, max_sessions=max_sessions)
     streaming = can_stream_audio()
     gone: dict[str, threading.Event] = {}  # per browser session that spoke: set when its tab goes away
 
@@ -126,6 +139,7 @@ def make_demo(model: str = "default") -> tp.Any:
         stop = gone.pop(request.session_hash, None)
         if stop is not None:
             stop.set()
+            app.scheduler.wake()  # its item is freed at the worker's next round
 
     with gr.Blocks(title="delaykit TTS") as demo:
         gr.Markdown(f"# delaykit streaming TTS\nModel: `{model}`. `<break time=\"0.5s\"/>` makes a pause. "
@@ -152,8 +166,7 @@ def make_demo(model: str = "default") -> tp.Any:
                           visible=streaming)
         wav = gr.File(label="Download WAV")
         button.click(speak, [script, seed, temperature, pace, voice, pitch, rate], [audio, words, wav, replay],
-                     api_name="speak",
-                     concurrency_limit=1)
+                     api_name="speak", concurrency_limit=max_sessions)
         demo.unload(closed)
-    demo.tts_app = app  # for tests
+    demo.tts_app = app  # for tests and shutdown
     return demo

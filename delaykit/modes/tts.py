@@ -57,7 +57,7 @@ from ..voice import VOICE_ATTRIBUTES, VoiceChoice, model_voices
 from .script import ScriptEntry, ScriptItem, ScriptTokenizer, parse_text, parse_turns
 from .session import EngineSession
 
-__all__ = ["AudioFrame", "SpokenWord", "SynthesisOptions", "SynthesisStream", "Synthesizer", "TokenFrame",
+__all__ = ["AudioFrame", "SpokenWord", "SynthesisItem", "SynthesisOptions", "SynthesisStream", "Synthesizer", "TokenFrame",
            "load_voice", "speaker_channels", "voice_condition"]
 
 WORD_ACTION = EPAD_ID  # the model's text output "a word starts now" (TokenIds.new_word)
@@ -286,6 +286,7 @@ class Synthesizer:
             raise CheckpointError(f"{name}: tts_config asks for a second text stream but the LM has no "
                                   f"demux_second_stream embedding")
         self.max_delay = max(lm.delays)
+        self.max_audio_delay = max(lm.delays[1:1 + lm.dep_q])  # the generated codebooks' largest delay
         provider = lm.condition_provider
         self.distilled_cfg = provider is not None and "cfg" in provider.conditioners
         # Direct CFG contrasts the model with and without the text: meaningless for a model never trained with
@@ -373,6 +374,12 @@ class Synthesizer:
         with torch.no_grad():
             return provider(attributes)
 
+    def fed_tokens(self, batch_size: int) -> torch.Tensor | None:
+        """Input [B, K_fed] of the streams a TTS model would read from outside (none in Kyutai's): "zero"."""
+        if not self.generator.num_fed:
+            return None
+        return torch.full((batch_size, self.generator.num_fed), ZERO_TOKEN, dtype=torch.long)
+
     def script_tokenizer(self) -> ScriptTokenizer:
         return ScriptTokenizer(self.tokenizer, self.frame_rate, self.multi_speaker, self.options.padding_between,
                                self.unknown_id)
@@ -430,8 +437,10 @@ def speaker_channels(pcm: torch.Tensor, words: tp.Sequence[TimedWord], sample_ra
     return channels
 
 
-class SynthesisStream(EngineSession):
-    """One synthesis in progress: push text, pull events (``AudioFrame``, ``SpokenWord``, ``TokenFrame``)."""
+class SynthesisItem:
+    """What one synthesis remembers between steps (its word feeder, script and step count) and how it reads
+    each step's output: stepped alone by ``SynthesisStream``, or as one item of a batch
+    (:mod:`delaykit.modes.tts_batch`)."""
 
     def __init__(self, synthesizer: Synthesizer):
         self.synthesizer = synthesizer
@@ -442,7 +451,99 @@ class SynthesisStream(EngineSession):
         self.steps = 0  # LM steps taken
         self.frames_out = 0  # audio frames emitted
         self.finished = False
+        self._taken: list[ScriptEntry] = []  # entries taken by the step in progress
+
+    def push_items(self, items: tp.Iterable[ScriptItem]) -> None:
+        if self.feeder.text_ended:
+            raise RuntimeError("end_of_text() was called: no more text can be pushed")
+        self.feeder.entries.extend(self.script.entries(items))
+
+    def ready(self) -> bool:
+        """Whether the next step can be taken now (not finished, and it cannot need a word not pushed yet)."""
+        return not self.finished and self.feeder.can_step()
+
+    def warmup_phase(self) -> int:
+        """The step, capped where the audio gates stop changing: items with equal phases step with the same
+        ``audio_gates``."""
+        synthesizer = self.synthesizer
+        return min(self.steps, synthesizer.delay_steps + synthesizer.max_audio_delay)
+
+    def audio_gates(self) -> tuple[torch.Tensor, bool]:
+        """(codebooks [dep_q] fed "zero" this step, whether the depth transformer is skipped altogether)."""
+        synthesizer = self.synthesizer
+        delays = synthesizer.generator.delays[1:1 + synthesizer.lm.dep_q]  # [dep_q]
+        return self.steps < delays + synthesizer.delay_steps, self.steps < synthesizer.delay_steps
+
+    def choose_text(self, sampled: int) -> int:
+        """The text token to feed for the model's ``sampled`` action at this step."""
+        token, entry = self.feeder.step(self.steps, sampled)
+        if entry is not None:
+            self._taken.append(entry)
+        return token
+
+    def decodes(self, tokens: torch.Tensor | None) -> bool:
+        """Whether the codec must decode this step's output ``tokens`` [1 + dep_q] (a voiced frame)."""
+        return tokens is not None and self.steps - self.synthesizer.max_delay >= self.synthesizer.delay_steps
+
+    def after_step(self, tokens: torch.Tensor | None, pcm: torch.Tensor | None) -> list[SynthesisEvent]:
+        """The events of the step just taken: its output ``tokens`` [1 + dep_q] (None until ``max(delays)``
+        steps have passed) and, where ``decodes(tokens)``, their decoded audio ``pcm`` [frame_size]."""
+        synthesizer = self.synthesizer
+        step = self.steps
+        self.steps += 1
+        events: list[SynthesisEvent] = []
+        for entry in self._taken:
+            if not entry.is_break:
+                start = max(0.0, (step - DROPPED_LEADING_FRAMES) * synthesizer.frame_duration)
+                events.append(SpokenWord(entry.text, start, entry.speaker, step))
+        self._taken.clear()
+        if tokens is None:
+            return events
+        index = step - synthesizer.max_delay  # frame of the text timeline that came out
+        if synthesizer.options.token_frames:
+            events.append(TokenFrame(index, tokens.clone()))
+        first_kept = synthesizer.delay_steps + DROPPED_LEADING_FRAMES
+        if pcm is not None and index >= first_kept:  # voiced frames are all decoded (the codec streams)
+            events.append(AudioFrame(pcm, (index - first_kept) * synthesizer.frame_duration, tokens[1:].clone()))
+            self.frames_out += 1
+        last = self._last_step()
+        if last is not None and step >= last:
+            self.finished = True
+        return events
+
+    def _last_step(self) -> int | None:
+        """Index of the last LM step needed, once the end of the text is known."""
+        end_step = self.feeder.end_step
+        if end_step is None:
+            return None
+        synthesizer = self.synthesizer
+        last_frame = end_step + synthesizer.delay_steps + DROPPED_LEADING_FRAMES - 1
+        return last_frame + synthesizer.max_delay
+
+
+class SynthesisStream(EngineSession):
+    """One synthesis in progress: push text, pull events (``AudioFrame``, ``SpokenWord``, ``TokenFrame``)."""
+
+    def __init__(self, synthesizer: Synthesizer):
+        self.synthesizer = synthesizer
+        self.item = SynthesisItem(synthesizer)
         super().__init__(synthesizer.codec, synthesizer.generator, 1)
+
+    @property
+    def feeder(self) -> WordFeeder:
+        return self.item.feeder
+
+    @property
+    def steps(self) -> int:
+        return self.item.steps
+
+    @property
+    def frames_out(self) -> int:
+        return self.item.frames_out
+
+    @property
+    def finished(self) -> bool:
+        return self.item.finished
 
     def _require_open(self) -> None:
         if self.closed:
@@ -453,9 +554,7 @@ class SynthesisStream(EngineSession):
     def push_items(self, items: tp.Iterable[ScriptItem]) -> None:
         """Queue parsed script items (words and breaks)."""
         self._require_open()
-        if self.feeder.text_ended:
-            raise RuntimeError("end_of_text() was called: no more text can be pushed")
-        self.feeder.entries.extend(self.script.entries(items))
+        self.item.push_items(items)
 
     def push_text(self, text: str | bytes, speaker: int = 0) -> None:
         """Queue the words (and ``<break time=.../>`` pauses) of ``text``, said by ``speaker`` (0 main, 1 other)."""
@@ -469,71 +568,38 @@ class SynthesisStream(EngineSession):
     def end_of_text(self) -> None:
         """No more text will come: speech ends after the queued words."""
         self._require_open()
-        self.feeder.text_ended = True
+        self.item.feeder.text_ended = True
 
     # -- output -----------------------------------------------------------------------------------------
-
-    def _last_step(self) -> int | None:
-        """Index of the last LM step needed, once the end of the text is known."""
-        end_step = self.feeder.end_step
-        if end_step is None:
-            return None
-        synthesizer = self.synthesizer
-        last_frame = end_step + synthesizer.delay_steps + DROPPED_LEADING_FRAMES - 1
-        return last_frame + synthesizer.max_delay
 
     def events(self, max_steps: int | None = None) -> tp.Iterator[SynthesisEvent]:
         """Step the model as far as the pushed text allows (at most ``max_steps`` steps) and yield what comes
         out. Call again after pushing more text; after ``end_of_text`` it runs to the end of speech."""
         self._require_open()
         taken = 0
-        while not self.finished and (max_steps is None or taken < max_steps) and self.feeder.can_step():
+        while self.item.ready() and (max_steps is None or taken < max_steps):
             yield from self._step()
             taken += 1
 
     @torch.no_grad()
-    def _step(self) -> tp.Iterator[SynthesisEvent]:
+    def _step(self) -> list[SynthesisEvent]:
         synthesizer = self.synthesizer
-        feeder = self.feeder
-        step = self.steps
-        taken: list[ScriptEntry] = []
+        item = self.item
+        zero_audio, skip_depth = item.audio_gates()
 
         def choose_text(sampled: torch.Tensor) -> torch.Tensor:  # [1] -> [1]
-            token, entry = feeder.step(step, int(sampled[0]))
-            if entry is not None:
-                taken.append(entry)
-            return torch.tensor([token])
+            return torch.tensor([item.choose_text(int(sampled[0]))])
 
-        delays = synthesizer.generator.delays[1:1 + synthesizer.lm.dep_q]  # [dep_q]
-        zero_audio = step < delays + synthesizer.delay_steps  # [dep_q]
-        generator = synthesizer.generator
-        fed = None  # streams a TTS model would read from outside (none in Kyutai's): no input
-        if generator.num_fed:
-            fed = torch.full((1, generator.num_fed), ZERO_TOKEN, dtype=torch.long)
         control = StepControl(text_bias=synthesizer.text_bias, choose_text=choose_text, zero_audio=zero_audio,
-                              skip_depth=step < synthesizer.delay_steps)
-        output = generator.step(fed, control=control)
-        self.steps += 1
-        for entry in taken:
-            if not entry.is_break:
-                start = max(0.0, (step - DROPPED_LEADING_FRAMES) * synthesizer.frame_duration)
-                yield SpokenWord(entry.text, start, entry.speaker, step)
-        if output is None:
-            return
-        index = step - synthesizer.max_delay  # frame of the text timeline that came out
-        tokens = output.tokens[0]  # [1 + dep_q]
-        if synthesizer.options.token_frames:
-            yield TokenFrame(index, tokens.clone())
-        if index >= synthesizer.delay_steps:  # voiced frames: decode (the codec is streaming, keep them all)
+                              skip_depth=skip_depth)
+        output = synthesizer.generator.step(synthesizer.fed_tokens(1), control=control)
+        tokens = None if output is None else output.tokens[0]  # [1 + dep_q]
+        pcm = None
+        if item.decodes(tokens):
+            assert tokens is not None
             codes = tokens[1:].clamp(min=0)[None, :, None]  # [1, dep_q, 1]
             pcm = synthesizer.codec.decode(codes)[0, 0].float().clamp(-1, 1)  # [frame_size]
-            first_kept = synthesizer.delay_steps + DROPPED_LEADING_FRAMES
-            if index >= first_kept:
-                yield AudioFrame(pcm, (index - first_kept) * synthesizer.frame_duration, tokens[1:].clone())
-                self.frames_out += 1
-        last = self._last_step()
-        if last is not None and step >= last:
-            self.finished = True
+        return item.after_step(tokens, pcm)
 
 
 def synthesize(engine: Engine, script: str | bytes | tp.Sequence[str], options: SynthesisOptions | None = None,
