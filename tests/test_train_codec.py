@@ -293,14 +293,14 @@ def test_discriminator_learns_real_from_decoded():
     losses = []
     for _ in range(30):
         optimizer.zero_grad()
-        loss = discriminator_loss(discriminator, real, decoded)
+        loss = discriminator_loss(discriminator, discriminator(real), decoded)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     assert losses[0] > 1.5 and losses[-1] < 0.5 * losses[0]  # 2 = chance for the hinge at zero logits
-    fooling, matching = generator_losses(discriminator, real, decoded)
+    fooling, matching = generator_losses(discriminator, discriminator(real), decoded)
     assert fooling.item() > 1.0 and matching.item() > 0.1  # the noise is found out, and far from the real
-    same_fooling, same_matching = generator_losses(discriminator, real, real)
+    same_fooling, same_matching = generator_losses(discriminator, discriminator(real), real)
     assert same_fooling.item() < fooling.item() and same_matching.item() == 0.0
 
 

@@ -57,8 +57,8 @@ from ..voice import VOICE_ATTRIBUTES, VoiceChoice, model_voices
 from .script import ScriptEntry, ScriptItem, ScriptTokenizer, parse_text, parse_turns
 from .session import EngineSession
 
-__all__ = ["AudioFrame", "SpokenWord", "SynthesisItem", "SynthesisOptions", "SynthesisStream", "Synthesizer", "TokenFrame",
-           "load_voice", "speaker_channels", "voice_condition"]
+__all__ = ["AudioFrame", "SpokenWord", "SynthesisItem", "SynthesisOptions", "SynthesisStream", "Synthesizer",
+           "TokenFrame", "load_voice", "speaker_channels", "voice_condition"]
 
 WORD_ACTION = EPAD_ID  # the model's text output "a word starts now" (TokenIds.new_word)
 PAD_ACTION = PAD_ID  # "nothing starts" (TokenIds.pad)

@@ -53,6 +53,7 @@ from ..transformer import TransformerConfig
 from .discriminator import (
     DiscriminatorConfig,
     MultiResolutionDiscriminator,
+    Scores,
     discriminator_loss,
     generator_losses,
 )
@@ -345,16 +346,19 @@ class CodecTrainer(TrainingRun):
             loss = loss + cfg.phoneme_weight * phoneme_loss
             phonetic = {"phoneme": phoneme_loss.item(), "phoneme_acc": phoneme_accuracy}
         adversarial: dict[str, float] = {}
-        if self.discriminator is not None and self.step >= cfg.adversarial_after:
-            fooling, matching = generator_losses(self.discriminator, audio, recon)
+        # The real audio's scores serve both the codec's feature targets and, after its step, the
+        # discriminator's own loss: the discriminator does not change in between.
+        real_scores = self.discriminator(audio) if self.discriminator is not None else None
+        if real_scores is not None and self.step >= cfg.adversarial_after:
+            fooling, matching = generator_losses(self.discriminator, real_scores, recon)
             loss = loss + cfg.adversarial_weight * fooling + cfg.feature_weight * matching
             adversarial = {"adv": fooling.item(), "feat": matching.item()}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
-        if self.discriminator is not None:
-            adversarial["disc"] = self.train_discriminator(audio, recon)
+        if real_scores is not None:
+            adversarial["disc"] = self.train_discriminator(real_scores, recon)
         self.step += 1
         self.seen += audio.shape[0] * audio.shape[-1] / cfg.model.sample_rate
         return {"loss": loss.item(), "l1": l1.item(), "stft": stft.item(), "mel": mel.item(),
@@ -363,12 +367,12 @@ class CodecTrainer(TrainingRun):
                 "grad_norm": grad_norm.item(), "lr": lr, **phonetic, **adversarial,
                 **{name: value.item() for name, value in pitch.items()}}
 
-    def train_discriminator(self, audio: torch.Tensor, recon: torch.Tensor) -> float:
-        """One discriminator step on real ``audio`` [B, 1, T] against the codec's ``recon`` [B, 1, T]; returns
-        its loss. Discards the gradients the codec's adversarial terms left on the discriminator."""
+    def train_discriminator(self, real_scores: Scores, recon: torch.Tensor) -> float:
+        """One discriminator step on the real audio's ``real_scores`` against the codec's ``recon`` [B, 1, T];
+        returns its loss. Discards the gradients the codec's adversarial terms left on the discriminator."""
         assert self.discriminator is not None
         self.discriminator_optimizer.zero_grad(set_to_none=True)
-        loss = discriminator_loss(self.discriminator, audio, recon)
+        loss = discriminator_loss(self.discriminator, real_scores, recon)
         loss.backward()
         self.discriminator_optimizer.step()
         return loss.item()

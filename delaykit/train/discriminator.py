@@ -76,27 +76,28 @@ class MultiResolutionDiscriminator(nn.Module):
         return [scale(audio) for scale in self.scales]
 
 
-def discriminator_loss(discriminator: MultiResolutionDiscriminator, real: torch.Tensor, decoded: torch.Tensor
+Scores = list[tuple[torch.Tensor, list[torch.Tensor]]]  # each resolution's (logits, activations)
+
+
+def discriminator_loss(discriminator: MultiResolutionDiscriminator, real_scores: Scores, decoded: torch.Tensor
                        ) -> torch.Tensor:
-    """The hinge loss that teaches ``discriminator`` real [B, 1, T] from ``decoded`` [B, 1, T] (which is
-    detached: this loss trains the discriminator only)."""
-    real_scores = discriminator(real)
+    """The hinge loss that teaches ``discriminator`` real audio (its ``real_scores``) from ``decoded``
+    [B, 1, T] (which is detached: this loss trains the discriminator only)."""
     decoded_scores = discriminator(decoded.detach())
     losses = [F.relu(1 - real_logits).mean() + F.relu(1 + decoded_logits).mean()
               for (real_logits, _), (decoded_logits, _) in zip(real_scores, decoded_scores, strict=True)]
     return torch.stack(losses).mean()
 
 
-def generator_losses(discriminator: MultiResolutionDiscriminator, real: torch.Tensor, decoded: torch.Tensor
+def generator_losses(discriminator: MultiResolutionDiscriminator, real_scores: Scores, decoded: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(adversarial, feature-matching) losses of ``decoded`` [B, 1, T] against ``real`` [B, 1, T]; their
-    gradients reach the decoder through the discriminator (whose own gradients the caller discards)."""
-    with torch.no_grad():
-        real_scores = discriminator(real)
+    """(adversarial, feature-matching) losses of ``decoded`` [B, 1, T] against real audio (its
+    ``real_scores``, the feature targets, taken as constants); their gradients reach the decoder through the
+    discriminator (whose own gradients the caller discards)."""
     decoded_scores = discriminator(decoded)
     adversarial, matching = [], []
     for (_, real_features), (decoded_logits, decoded_features) in zip(real_scores, decoded_scores, strict=True):
         adversarial.append(F.relu(1 - decoded_logits).mean())
-        matching.extend((decoded - target).abs().mean() / target.abs().mean().clamp_min(1e-6)
+        matching.extend((decoded - target.detach()).abs().mean() / target.detach().abs().mean().clamp_min(1e-6)
                         for target, decoded in zip(real_features, decoded_features, strict=True))
     return torch.stack(adversarial).mean(), torch.stack(matching).mean()
