@@ -138,8 +138,10 @@ def data() -> None:
 @click.option("--voices", "voice_names", default="",
               help="comma-separated voices to draw from instead (en-us+f2, flite:kal16, festival:ked_diphone)")
 @click.option("--clean", is_flag=True, help="no noise, band limits or reverberation; level -24 to -20 dBFS")
+@click.option("--vocabulary", type=click.Choice(["base", "wide"]), default="base", show_default=True,
+              help="wide: about twice the word forms (more names, places, nouns, verbs); train split only")
 def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, reverb_prob: float,
-               flite_prob: float, festival_prob: float, voice_names: str, clean: bool) -> None:
+               flite_prob: float, festival_prob: float, voice_names: str, clean: bool, vocabulary: str) -> None:
     """Synthesize HOURS of varied espeak-ng speech (24 kHz WAVs + manifest.jsonl) into OUT."""
     from .data.synth import CLEAN, SynthConfig, synthesize
 
@@ -151,7 +153,8 @@ def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, 
                                "leave out --flite and --festival")
     augmentation = dict(CLEAN) if clean else {"reverb_prob": reverb_prob}
     config = SynthConfig(hours=hours, seed=seed, split=split, workers=workers, flite_prob=flite_prob,
-                         festival_prob=festival_prob, voice_names=names, **augmentation)
+                         festival_prob=festival_prob, voice_names=names, vocabulary=vocabulary,
+                         **augmentation)
     manifest = synthesize(out_dir, config)
     click.echo(str(manifest))
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
+from delaykit.data import lexicon
 from delaykit.data.sentences import (
     FIRST_NAMES,
     HELDOUT_NAMES,
     HELDOUT_PLACES,
+    HELDOUT_SURNAMES,
     PLACES,
     number_words,
     ordinal_words,
@@ -51,3 +54,27 @@ def test_number_words():
     assert ordinal_words(21) == "twenty-first"
     assert ordinal_words(30) == "thirtieth"
     assert ordinal_words(12) == "twelfth"
+
+
+def test_base_vocabulary_remakes_earlier_corpora():
+    """The sentences of corpora made before the wide vocabulary existed (sha256 of the first 2000 of seed 3,
+    taken before it was added): unchanged, so every rebuild script still makes the same speech."""
+    for split, digest in (("train", "a7ffe4b7e54f423a"), ("heldout", "9a223a80ef349e9f")):
+        text = "\n".join(sentences(2000, seed=3, split=split))
+        assert hashlib.sha256(text.encode()).hexdigest()[:16] == digest
+
+
+def test_wide_vocabulary_adds_words_but_no_heldout_ones():
+    base, wide = words(sentences(3000, seed=2)), words(sentences(3000, seed=2, vocabulary="wide"))
+    assert len(wide) > 1.6 * len(base)
+    assert {w.lower() for w in lexicon.WIDE_PLACES[:20]} & wide
+    reserved = {w.lower() for w in HELDOUT_NAMES + HELDOUT_SURNAMES + HELDOUT_PLACES}
+    assert not reserved & wide
+    # the held-out split is the same whichever vocabulary is asked for
+    assert sentences(100, seed=2, split="heldout", vocabulary="wide") == sentences(100, seed=2, split="heldout")
+
+
+def test_wide_vocabulary_keeps_plurals_regular():
+    """Counted nouns get their plural by rule (-s, -es): the wide list holds no noun the rule gets wrong."""
+    for noun in lexicon.WIDE_THINGS:
+        assert not noun.endswith(("sh", "fe", "f", "o")) and not re.search(r"[^aeiou]y$", noun), noun

@@ -6,13 +6,16 @@ numbers written out in words, questions, statements, requests, lists and reporte
 always gives the same sentences.
 
 ``split`` reserves some names and places for held-out evaluation: sentences drawn with ``split="heldout"``
-use only those, sentences with ``split="train"`` never do.
+use only those, sentences with ``split="train"`` never do. ``vocabulary="wide"`` adds the words of
+:mod:`delaykit.data.lexicon` to every slot of the train split (the held-out split is the same either way).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+
+from . import lexicon
 
 FIRST_NAMES = (
     "Alice Benjamin Chloe Daniel Emma Felix Grace Henry Isabel Jack Karen Liam Maria Noah Olivia Peter "
@@ -150,6 +153,14 @@ def ordinal_words(n: int) -> str:
 class SentenceConfig:
     seed: int = 0
     split: str = "train"  # train | heldout: which names/places the sentences may use
+    vocabulary: str = "base"  # base | wide: wide adds delaykit.data.lexicon's words (train split only)
+
+
+def _widened(base, extra, wide: bool):
+    """``base`` followed by the words of ``extra`` it lacks, when ``wide``; else ``base`` itself."""
+    if not wide:
+        return base
+    return list(dict.fromkeys([*base, *extra]))
 
 
 class SentenceGenerator:
@@ -158,12 +169,23 @@ class SentenceGenerator:
     def __init__(self, config: SentenceConfig = SentenceConfig()) -> None:
         if config.split not in ("train", "heldout"):
             raise ValueError(f"split must be 'train' or 'heldout', got {config.split!r}")
+        if config.vocabulary not in ("base", "wide"):
+            raise ValueError(f"vocabulary must be 'base' or 'wide', got {config.vocabulary!r}")
         self.config = config
         self.rng = random.Random(config.seed)
         heldout = config.split == "heldout"
-        self.first_names = HELDOUT_NAMES if heldout else FIRST_NAMES
-        self.surnames = HELDOUT_SURNAMES if heldout else SURNAMES
-        self.places = HELDOUT_PLACES if heldout else PLACES
+        wide = config.vocabulary == "wide" and not heldout
+        self.first_names = HELDOUT_NAMES if heldout else _widened(FIRST_NAMES, lexicon.WIDE_FIRST_NAMES, wide)
+        self.surnames = HELDOUT_SURNAMES if heldout else _widened(SURNAMES, lexicon.WIDE_SURNAMES, wide)
+        self.places = HELDOUT_PLACES if heldout else _widened(PLACES, lexicon.WIDE_PLACES, wide)
+        self.people = _widened(PEOPLE, lexicon.WIDE_PEOPLE, wide)
+        self.things = _widened(THINGS, lexicon.WIDE_THINGS, wide)
+        self.abstract = _widened(ABSTRACT, lexicon.WIDE_ABSTRACT, wide)
+        self.adjectives = _widened(ADJECTIVES, lexicon.WIDE_ADJECTIVES, wide)
+        self.adverbs = _widened(ADVERBS, lexicon.WIDE_ADVERBS, wide)
+        self.verbs_t = _widened(VERBS_T, lexicon.WIDE_VERBS_T, wide)
+        self.verbs_i = _widened(VERBS_I, lexicon.WIDE_VERBS_I, wide)
+        self.locations = _widened(LOCATIONS, lexicon.WIDE_LOCATIONS, wide)
         self._forms = [self._statement, self._question, self._request, self._numbers, self._reported,
                        self._list, self._date, self._compound, self._exclamation]
 
@@ -187,10 +209,10 @@ class SentenceGenerator:
         return self._pick(self.first_names)
 
     def _noun_phrase(self, pool=None) -> str:
-        noun = self._pick(pool or THINGS)
+        noun = self._pick(pool or self.things)
         r = self.rng.random()
         if r < 0.3:
-            return f"the {self._pick(ADJECTIVES)} {noun}"
+            return f"the {self._pick(self.adjectives)} {noun}"
         if r < 0.5:
             det = self._pick(("my", "your", "his", "her", "our", "their", "that", "this"))
             return f"{det} {noun}"
@@ -207,7 +229,7 @@ class SentenceGenerator:
         if r < 0.35:
             return self._name(), True
         if r < 0.65:
-            return f"the {self._pick(PEOPLE)}", True
+            return f"the {self._pick(self.people)}", True
         if r < 0.8:
             return self._pick(("I", "you", "we", "they")), False
         return self._pick(("she", "he")), True
@@ -215,12 +237,12 @@ class SentenceGenerator:
     def _place(self) -> str:
         if self.rng.random() < 0.5:
             return f"in {self._pick(self.places)}"
-        return f"{self._pick(PREPOSITIONS)} the {self._pick(LOCATIONS)}"
+        return f"{self._pick(PREPOSITIONS)} the {self._pick(self.locations)}"
 
     def _predicate(self, third: bool) -> str:
         tense = self.rng.random()
         transitive = self.rng.random() < 0.7
-        verb = self._pick(VERBS_T if transitive else VERBS_I)
+        verb = self._pick(self.verbs_t if transitive else self.verbs_i)
         obj = f" {self._noun_phrase()}" if transitive else ""
         if tense < 0.4:
             head = verb[2]
@@ -236,7 +258,7 @@ class SentenceGenerator:
         if self.rng.random() < 0.4:
             tail += " " + self._pick(TIMES)
         if self.rng.random() < 0.2:
-            tail = " " + self._pick(ADVERBS) + tail
+            tail = " " + self._pick(self.adverbs) + tail
         return head + obj + tail
 
     # ---- sentence forms ----
@@ -248,7 +270,7 @@ class SentenceGenerator:
     def _question(self) -> str:
         r = self.rng.random()
         subject, third = self._subject()
-        verb = self._pick(VERBS_T)
+        verb = self._pick(self.verbs_t)
         if r < 0.3:
             aux = "Does" if third else "Do"
             return f"{aux} {subject} {verb[0]} {self._noun_phrase()} {self._place()}?"
@@ -260,10 +282,10 @@ class SentenceGenerator:
         if r < 0.9:
             return (f"How many {self._pick(UNITS)} is it from {self._pick(self.places)} "
                     f"to {self._pick(self.places)}?")
-        return f"Have you seen {self._noun_phrase(ABSTRACT)} that {self._name()} mentioned?"
+        return f"Have you seen {self._noun_phrase(self.abstract)} that {self._name()} mentioned?"
 
     def _request(self) -> str:
-        verb = self._pick(VERBS_T)
+        verb = self._pick(self.verbs_t)
         tail = f" {self._place()}" if self.rng.random() < 0.5 else f" {self._pick(TIMES)}"
         text = f"{self._pick(REQUESTS)} {verb[0]} {self._noun_phrase()}{tail}"
         return text + ("?" if text.startswith(("Could", "Would", "Can")) else ".")
@@ -312,15 +334,15 @@ class SentenceGenerator:
 
     def _exclamation(self) -> str:
         lead = self._pick(INTERJECTIONS)
-        adj = self._pick(ADJECTIVES)
-        return f"{lead}, what {'an' if adj[0] in 'aeiou' else 'a'} {adj} {self._pick(ABSTRACT)} that was!"
+        adj = self._pick(self.adjectives)
+        return f"{lead}, what {'an' if adj[0] in 'aeiou' else 'a'} {adj} {self._pick(self.abstract)} that was!"
 
 
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def sentences(count: int, seed: int = 0, split: str = "train") -> list[str]:
+def sentences(count: int, seed: int = 0, split: str = "train", vocabulary: str = "base") -> list[str]:
     """``count`` sentences from a generator seeded with ``seed``."""
-    gen = SentenceGenerator(SentenceConfig(seed=seed, split=split))
+    gen = SentenceGenerator(SentenceConfig(seed=seed, split=split, vocabulary=vocabulary))
     return [gen.next() for _ in range(count)]

@@ -94,6 +94,9 @@ class SynthConfig:
     # instead of the split's espeak-ng voices and variants and the shares above: a TTS corpus of a few voices.
     # Empty leaves earlier corpora byte-identical.
     voice_names: tuple[str, ...] = ()
+    # The sentences' vocabulary: "wide" adds delaykit.data.lexicon's words (train split only); "base" leaves
+    # earlier corpora byte-identical.
+    vocabulary: str = "base"
     workers: int = 2
 
     @property
@@ -628,7 +631,8 @@ def alignments(words: tp.Sequence[TimedWord]) -> list[list]:
 def plan(config: SynthConfig, count: int, start: int = 0) -> list[Utterance]:
     """Utterances ``start .. start + count - 1``; a given index always gets the same text and voice."""
     sentence_seed = config.seed * 1_000_003 + (7 if config.split == "heldout" else 0)
-    sentences = SentenceGenerator(SentenceConfig(seed=sentence_seed, split=config.split))
+    sentences = SentenceGenerator(SentenceConfig(seed=sentence_seed, split=config.split,
+                                                 vocabulary=config.vocabulary))
     rng = np.random.default_rng([config.seed, 1 if config.split == "heldout" else 0])
     out = []
     for index in range(start + count):
