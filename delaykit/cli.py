@@ -721,15 +721,15 @@ def bench_dialogue(model: str, audio_files, streams: str, frames: int, threads, 
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (0.0.0.0: every interface)")
 @click.option("--port", default=8998, show_default=True)
 @click.option("--max-sessions", default=16, show_default=True,
-              help="asr, dialogue: concurrent sessions (one batch)")
+              help="concurrent sessions (one batch)")
 @click.option("--token", default=None, envvar="DELAYKIT_TOKEN", help="API token clients must present")
 @click.option("--seed", type=int, default=None, help="tts, dialogue: seed of the sampling")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @model_placement
 def serve(model: str, mode: str | None, host: str, port: int, max_sessions: int, token, seed: int | None,
           threads, device: str, dtype: str) -> None:
-    """Serve the model over WebSocket: /api/asr (recognition, many sessions in one batch), /api/tts
-    (synthesis) or /api/chat (dialogue), by the checkpoint's mode; with /health and /metrics."""
+    """Serve the model over WebSocket: /api/asr (recognition), /api/tts (synthesis) or /api/chat (dialogue),
+    by the checkpoint's mode, up to --max-sessions sessions in one batch; with /health and /metrics."""
     import asyncio
     import logging
 

@@ -1,8 +1,10 @@
 """The TTS (/api/tts) and dialogue (/api/chat) servers on loopback: what comes back equals the library's own
-synthesis or session over the same input; one session at a time; bad messages; Ogg/Opus both ways."""
+synthesis or session over the same input, several sessions at once each as if alone; sessions past
+capacity refused; bad messages; Ogg/Opus both ways."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -120,16 +122,55 @@ def test_tts_sessions_pick_a_named_voice(tokenizer, tmp_path):  # noqa: F811
         running.close()
 
 
-def test_one_session_at_a_time(tts_dir):
-    running = tts_server(tts_dir)
+def test_sessions_past_capacity_are_refused(tts_dir):
+    running = tts_server(tts_dir, max_sessions=1)
     try:
         with connect(running.url) as first:
             first.recv(timeout=10)
             with connect(running.url) as second:
                 error = json.loads(protocol.decode(second.recv(timeout=10)).payload)
                 assert error["fatal"] and "in use" in error["error"]
-        assert speak(running.url, ["one"])[1]  # the line is free again
+        assert speak(running.url, ["one"])[1]  # the slot is free again
         assert running.server.metrics.rejected_busy == 1
+    finally:
+        running.close()
+
+
+def test_tts_sessions_at_once_share_steps_and_each_gets_its_own_speech(tts_dir):
+    """Two clients speaking at once are stepped in one batch (the scheduler's largest batch is 2), and each
+    gets exactly the library's synthesis of its own text, its words pushed in pieces while the other speaks."""
+    running = tts_server(tts_dir, max_sessions=4)
+    texts = {"first": ["one two", " three four"], "second": ["five", " six seven"]}
+    try:
+        with contextlib.ExitStack() as stack:
+            sockets = {name: stack.enter_context(connect(running.url, max_size=None)) for name in texts}
+            for ws in sockets.values():
+                assert protocol.decode(ws.recv(timeout=10)).kind == Kind.HANDSHAKE
+            for piece in range(2):  # their pieces interleaved, so both texts are open at once
+                for name, ws in sockets.items():
+                    ws.send(protocol.encode(Kind.TEXT, texts[name][piece]))
+            for ws in sockets.values():
+                ws.send(protocol.encode(Kind.CONTROL, {"type": "end"}))
+            model = delaykit.load(tts_dir, device="cpu")
+            for name, ws in sockets.items():
+                audio, words = b"", []
+                while True:
+                    message = protocol.decode(ws.recv(timeout=60))
+                    if message.kind == Kind.AUDIO:
+                        audio += message.payload
+                    elif message.kind == Kind.METADATA and json.loads(message.payload)["type"] == "word":
+                        words.append(json.loads(message.payload)["text"])
+                    elif message.kind == Kind.METADATA and json.loads(message.payload)["type"] == "done":
+                        break
+                    else:
+                        assert message.kind == Kind.TEXT, message
+                expected, timed = model.synthesize("".join(texts[name]), SynthesisOptions(seed=5))
+                received = np.frombuffer(audio, "<i2").astype(np.float32) / 32767
+                assert words == [w.text for w in timed]
+                assert received.shape == expected.shape and np.abs(received - expected.numpy()).max() < 2.01 / 32767
+            assert running.server.scheduler.metrics.max_batch == 2
+            health = running.server.health()
+            assert health["capacity"] == 4
     finally:
         running.close()
 

@@ -222,3 +222,31 @@ def test_scheduler_runs_requests_with_other_sampling_settings_in_turn(engine):
             outcome.assert_equals(alone(engine, SCRIPTS[index], chosen[index]))
     finally:
         scheduler.close()
+
+
+def test_scheduler_takes_words_as_they_arrive(engine):
+    """A request submitted with more_text gets its words a few at a time while another request runs, and still
+    gets exactly what it gets alone; a word the tokenizer refuses fails its own request only."""
+    from delaykit.errors import TextError
+    from delaykit.modes.script import ScriptWord
+
+    scheduler = SynthesisScheduler(max_items=3)
+    try:
+        words = parse_turns(SCRIPTS[1])
+        streamed = scheduler.submit(Synthesizer(engine, options()), words[:1], more_text=True)
+        whole = scheduler.submit(Synthesizer(engine, options()), parse_turns(SCRIPTS[2]))
+        refused = scheduler.submit(Synthesizer(engine, options()), [], more_text=True)
+        refused.push_items([ScriptWord("", 0)])
+        for word in words[1:]:
+            time.sleep(0.02)
+            streamed.push_items([word])
+        streamed.end_of_text()
+        for request, script in ((streamed, SCRIPTS[1]), (whole, SCRIPTS[2])):
+            outcome = Outcome()
+            outcome.events = list(request.results())
+            outcome.assert_equals(alone(engine, script, options()))
+        with pytest.raises(TextError):
+            list(refused.results())
+        assert scheduler.metrics.max_batch >= 2
+    finally:
+        scheduler.close()

@@ -1,11 +1,14 @@
 """Syntheses asked for from several threads, served by one worker thread stepping one batch.
 
 A :class:`SynthesisScheduler` owns a :class:`~delaykit.modes.tts_batch.BatchSynthesisStream` of
-``max_items`` slots. ``submit`` queues a request (a synthesizer with its options, and a whole script); the
-worker admits waiting requests into free slots in order, runs one batched step for every admitted request,
-and puts each request's events in its own queue, from which ``SynthesisRequest.results`` reads them. A
-request leaves its slot when its speech ends, or at the worker's next round once it is cancelled or its
-``stop`` event is set (its browser tab went away). The stream is only ever touched by the worker.
+``max_items`` slots. ``submit`` queues a request (a synthesizer with its options, and a whole script; or,
+with ``more_text=True``, the first words of a text whose next words the caller pushes as they arrive, then
+``end_of_text``); the worker admits waiting requests into free slots in order, hands each running request
+the words pushed since its last round, runs one batched step for every request that has the words it needs
+(one waiting for words is left out of the step), and puts each request's events in its own queue, from
+which ``SynthesisRequest.results`` reads them. A request leaves its slot when its speech ends, or at the
+worker's next round once it is cancelled or its ``stop`` event is set (its browser tab went away). The
+stream is only ever touched by the worker.
 
 The items of a batch share their sampling settings: a request with other ones waits until the running batch
 has emptied, then the stream is reopened with its settings (requests behind it wait too, in order). An idle
@@ -25,6 +28,7 @@ from .tts import SynthesisEvent, Synthesizer
 from .tts_batch import BatchSynthesisStream
 
 FINISHED = None  # put in a request's queue after its last event
+END_OF_TEXT = "end of text"  # put in a request's inbox after its last words
 
 
 @dataclass
@@ -47,10 +51,24 @@ class SynthesisRequest:
     stop: threading.Event  # set by the caller (e.g. its tab went away): the request leaves its slot
     outbox: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # events, FINISHED, or an exception
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # Words pushed after submit (lists of script items, then END_OF_TEXT), taken by the worker at its next
+    # round; ``wake`` tells the worker they are there.
+    inbox: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    wake: tp.Callable[[], None] = lambda: None
 
     @property
     def abandoned(self) -> bool:
         return self.stop.is_set() or self.cancelled.is_set()
+
+    def push_items(self, items: tp.Sequence[ScriptItem]) -> None:
+        """More words of a request submitted with ``more_text=True``."""
+        self.inbox.put(list(items))
+        self.wake()
+
+    def end_of_text(self) -> None:
+        """No more words will come: the request's speech ends after those pushed."""
+        self.inbox.put(END_OF_TEXT)
+        self.wake()
 
     def results(self, poll_seconds: float = 0.1) -> tp.Iterator[SynthesisEvent]:
         """The request's events as the worker makes them, until its speech ends; nothing more once it is
@@ -85,11 +103,15 @@ class SynthesisScheduler:
     # -- called by the requests' threads ------------------------------------------------------------------
 
     def submit(self, synthesizer: Synthesizer, items: tp.Sequence[ScriptItem],
-               stop: threading.Event | None = None) -> SynthesisRequest:
-        """Queue the synthesis of ``items`` (a whole script) with ``synthesizer``'s options."""
+               stop: threading.Event | None = None, more_text: bool = False) -> SynthesisRequest:
+        """Queue the synthesis of ``items`` (a whole script) with ``synthesizer``'s options. With
+        ``more_text`` the text stays open: push the next words with ``request.push_items`` as they arrive
+        and end it with ``request.end_of_text()``."""
         if self._closed:
             raise RuntimeError("this scheduler is closed")
-        request = SynthesisRequest(synthesizer, list(items), stop or threading.Event())
+        request = SynthesisRequest(synthesizer, list(items), stop or threading.Event(), wake=self._wake.set)
+        if not more_text:
+            request.inbox.put(END_OF_TEXT)
         with self._lock:
             self._waiting.append(request)
             self.metrics.requests += 1
@@ -141,6 +163,8 @@ class SynthesisScheduler:
         for slot, request in list(self._running.items()):
             if request.abandoned:
                 self._release(slot)
+            else:
+                self._take_words(slot, request)
         self._admit()
         stream = self._stream
         slots = [] if stream is None else stream.ready()
@@ -176,6 +200,24 @@ class SynthesisScheduler:
         assert self._stream is not None
         self._stream.stop(slot)
 
+    def _take_words(self, slot: int, request: SynthesisRequest) -> None:
+        """Hand the stream the words pushed for ``request`` since the last round; a request whose words are
+        refused (a word the tokenizer cannot spell) gets the error and leaves its slot."""
+        assert self._stream is not None
+        try:
+            while True:
+                try:
+                    pushed = request.inbox.get_nowait()
+                except queue.Empty:
+                    return
+                if pushed is END_OF_TEXT:
+                    self._stream.end_of_text(slot)
+                else:
+                    self._stream.push_items(slot, pushed)
+        except Exception as exc:  # noqa: BLE001  (its own words fail it alone)
+            request.outbox.put(exc)
+            self._release(slot)
+
     def _admit(self) -> None:
         """Start waiting requests in free slots, in order, while they can join the running batch."""
         while len(self._running) < self.max_items:
@@ -199,7 +241,6 @@ class SynthesisScheduler:
                 self._stream.start(slot, request.synthesizer)
                 try:
                     self._stream.push_items(slot, request.items)
-                    self._stream.end_of_text(slot)
                 except Exception:
                     self._stream.stop(slot)
                     raise
@@ -207,3 +248,4 @@ class SynthesisScheduler:
                 request.outbox.put(exc)
                 continue
             self._running[slot] = request
+            self._take_words(slot, request)

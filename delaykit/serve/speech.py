@@ -1,10 +1,11 @@
 """``delaykit serve`` for the modes that speak: streaming TTS (``/api/tts``) and full-duplex dialogue (``/api/chat``).
 
-Both use the framing of :mod:`delaykit.serve.protocol`. ``/api/tts`` holds one session at a time (a second
-client gets a fatal ``busy`` error and close code 1013); ``/api/chat`` holds up to ``max_sessions``
-conversations, stepped together in one batch by a :class:`~delaykit.serve.chat.ChatScheduler`, each
-answered exactly as it would be alone, and refuses more the same way. The model runs in a worker thread, so
-the event loop keeps answering health checks and other clients meanwhile.
+Both use the framing of :mod:`delaykit.serve.protocol` and hold up to ``max_sessions`` sessions, stepped
+together in one batch, each answered exactly as it would be alone (a client past that gets a fatal ``busy``
+error and close code 1013): ``/api/tts`` by a :class:`~delaykit.modes.tts_scheduler.SynthesisScheduler`
+(a session waiting for its next words is left out of the steps meanwhile; sessions whose sampling settings
+differ take turns), ``/api/chat`` by a :class:`~delaykit.serve.chat.ChatScheduler`. The model runs in a
+worker thread, so the event loop keeps answering health checks and other clients meanwhile.
 
 ``/api/tts`` (``?format=pcm16|opus`` picks the audio sent back, pcm16 by default; for a model with named voices
 ``&voice=en-us+f3&pitch=1&rate=1.2`` pick the session's voice, pitch step and speaking rate):
@@ -27,15 +28,21 @@ its slot; the next one to take it starts from a fresh state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 import typing as tp
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
+
+from websockets.exceptions import ConnectionClosed
 
 from .. import __version__
 from ..errors import TextError
 from ..modes.dialogue import Conversation
+from ..modes.script import parse_text
 from ..modes.tts import AudioFrame, SpokenWord, Synthesizer
+from ..modes.tts_scheduler import SynthesisRequest, SynthesisScheduler
 from . import protocol
 from .chat import ChatScheduler
 from .protocol import Kind, ProtocolError
@@ -48,75 +55,68 @@ def _query(connection: tp.Any, name: str) -> str | None:
     return values[0] if values else None
 
 
-class OneAtATimeServer(ServerBase):
-    """A server whose engine holds one session: admission, handshake, the receive loop and its limits."""
+@dataclass
+class TtsSession:
+    """One ``/api/tts`` client: its voice, its audio format, and the synthesis of its current text."""
 
-    def __init__(self, config: ServeConfig, model_name: str, sample_rate: int, frame_size: int):
+    synthesizer: Synthesizer  # the server's, or one in the voice the session's query asks for
+    encoder: protocol.AudioEncoder
+    request: SynthesisRequest | None = None  # the text being spoken, from its first words to its "end"
+    forwarder: asyncio.Task | None = None  # sends the request's audio and words as the scheduler makes them
+    seconds: float = 0.0  # audio sent for the current text
+
+
+class TtsServer(ServerBase):
+    """Streaming speech synthesis over WebSocket, up to ``config.max_sessions`` sessions stepped in one batch
+    by a :class:`~delaykit.modes.tts_scheduler.SynthesisScheduler`; see the module docstring."""
+
+    endpoint = "/api/tts"
+
+    def __init__(self, synthesizer: Synthesizer, config: ServeConfig | None = None, model_name: str = ""):
+        config = config or ServeConfig()
         super().__init__(config, model_name)
-        self.sample_rate = sample_rate
-        self.frame_size = frame_size
+        self.synthesizer = synthesizer
+        self.sample_rate = synthesizer.codec.sample_rate
+        self.frame_size = synthesizer.codec.frame_size
+        self.scheduler = SynthesisScheduler(config.max_sessions)
         self.metrics = Metrics()
-        self._line = threading.Lock()
 
     def health(self) -> dict:
-        return {"sessions": self.metrics.sessions, "capacity": 1}
+        return {"sessions": self.metrics.sessions, "capacity": self.scheduler.max_items}
 
     def metrics_text(self) -> str:
+        batched = self.scheduler.metrics
+        self.metrics.steps, self.metrics.max_batch = batched.steps, batched.max_batch
         return self.metrics.prometheus()
 
+    def close(self) -> None:
+        """Stop the scheduler's worker (the server's syntheses end)."""
+        self.scheduler.close()
+
     async def handle(self, connection: tp.Any) -> None:
-        if not self._line.acquire(blocking=False):
+        if self.metrics.sessions >= self.scheduler.max_items:
             self.metrics.rejected_busy += 1
-            await self._busy(connection, "the model is in use by another session: try again later")
+            await self._busy(connection, f"all {self.scheduler.max_items} sessions are in use: try again later")
             return
         self.metrics.sessions += 1
         self.metrics.sessions_total += 1
+        session: TtsSession | None = None
         try:
             try:
-                self.open_session(connection)
+                session = TtsSession(self._voiced(connection),
+                                     protocol.AudioEncoder(self.sample_rate, _query(connection, "format") or "pcm16"))
             except ProtocolError as exc:
                 await self._fatal(connection, str(exc))
                 return
             handshake = {"sample_rate": self.sample_rate, "frame_size": self.frame_size, "model": self.model_name,
                          "version": __version__}
             await connection.send(protocol.encode(Kind.HANDSHAKE, handshake))
-            await self._receive(connection)
+            await self._receive_loop(connection, self.metrics,
+                                     lambda message: self.on_message(connection, session, message))
         finally:
-            self.close_session()
+            if session is not None:
+                await self._drop_text(session)
             self.metrics.sessions -= 1
-            self._line.release()
-
-    async def _receive(self, connection: tp.Any) -> None:
-        await self._receive_loop(connection, self.metrics, lambda message: self.on_message(connection, message))
-
-    def open_session(self, connection: tp.Any) -> None:
-        raise NotImplementedError
-
-    def close_session(self) -> None:
-        raise NotImplementedError
-
-    async def on_message(self, connection: tp.Any, message: protocol.Message) -> None:
-        raise NotImplementedError
-
-
-class TtsServer(OneAtATimeServer):
-    """Streaming speech synthesis over WebSocket; see the module docstring."""
-
-    endpoint = "/api/tts"
-
-    def __init__(self, synthesizer: Synthesizer, config: ServeConfig | None = None, model_name: str = ""):
-        codec = synthesizer.codec
-        super().__init__(config or ServeConfig(), model_name, codec.sample_rate, codec.frame_size)
-        self.synthesizer = synthesizer
-        self._session_synthesizer = synthesizer  # the session's voice (query parameters), else this one
-        self._stream: tp.Any = None
-        self._encoder: protocol.AudioEncoder | None = None
-        self._seconds = 0.0
-
-    def open_session(self, connection: tp.Any) -> None:
-        self._encoder = protocol.AudioEncoder(self.sample_rate, _query(connection, "format") or "pcm16")
-        self._stream, self._seconds = None, 0.0
-        self._session_synthesizer = self._voiced(connection)
 
     def _voiced(self, connection: tp.Any) -> Synthesizer:
         """The server's synthesizer, or one speaking in the voice the session's query asks for."""
@@ -132,54 +132,66 @@ class TtsServer(OneAtATimeServer):
         except ValueError as exc:  # not a number, an unknown voice, a model without named voices
             raise ProtocolError(f"voice: {exc}") from None
 
-    def close_session(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-
-    async def on_message(self, connection: tp.Any, message: protocol.Message) -> None:
+    async def on_message(self, connection: tp.Any, session: TtsSession, message: protocol.Message) -> None:
         if message.kind == Kind.TEXT:
             try:
                 text = message.payload.decode("utf-8")
             except UnicodeDecodeError:
                 raise ProtocolError("text is not UTF-8") from None
-            if self._stream is None:
-                self._stream = self._session_synthesizer.stream()
             try:
-                self._stream.push_text(text)
+                items = parse_text(text)
+                session.synthesizer.script_tokenizer().entries(items)  # refuse a word it cannot spell, here
             except TextError as exc:
                 raise ProtocolError(str(exc)) from None
-            await self._speak(connection)
+            if session.request is None:
+                session.request = self.scheduler.submit(session.synthesizer, items, more_text=True)
+                session.forwarder = asyncio.create_task(self._forward(connection, session, session.request))
+            else:
+                session.request.push_items(items)
         elif message.kind == Kind.CONTROL:
             request = protocol.control(message.payload)
             if request["type"] != "end":
                 raise ProtocolError(f"unknown control type {request['type']!r} (expected end)")
-            if self._stream is not None:
-                self._stream.end_of_text()
-                await self._speak(connection)
-                self._stream.close()
-                self._stream = None
-            await connection.send(protocol.encode(Kind.METADATA, {"type": "done", "seconds": round(self._seconds, 3)}))
-            self._seconds = 0.0
+            if session.request is not None:
+                session.request.end_of_text()
+                assert session.forwarder is not None
+                await session.forwarder  # every event of the text is sent before "done"
+                session.request = session.forwarder = None
+            await connection.send(protocol.encode(Kind.METADATA, {"type": "done", "seconds": round(session.seconds, 3)}))
+            session.seconds = 0.0
         else:
             raise ProtocolError(f"clients of {self.endpoint} send text and control messages, not "
                                 f"{message.kind.name.lower()}")
 
-    async def _speak(self, connection: tp.Any) -> None:
-        """Step the synthesis as far as the text allows, sending its audio and words as they come."""
-        assert self._encoder is not None
-        stream, encoder = self._stream, self._encoder
-        async for event in _in_thread(stream.events):
-            if isinstance(event, AudioFrame):
-                self.metrics.frames += 1
-                self._seconds = event.start + event.pcm.shape[-1] / self.sample_rate
-                data = encoder.encode(event.pcm.cpu().numpy())
-                if data:
-                    await connection.send(protocol.encode(Kind.AUDIO, data))
-            elif isinstance(event, SpokenWord):
-                await connection.send(protocol.encode(Kind.TEXT, event.text))
-                await connection.send(protocol.encode(Kind.METADATA, {
-                    "type": "word", "text": event.text, "start": round(event.start, 3)}))
+    async def _forward(self, connection: tp.Any, session: TtsSession, request: SynthesisRequest) -> None:
+        """Send the request's audio and words as the scheduler makes them, until its speech ends."""
+        try:
+            async for event in _in_thread(request.results):
+                if isinstance(event, AudioFrame):
+                    self.metrics.frames += 1
+                    session.seconds = event.start + event.pcm.shape[-1] / self.sample_rate
+                    data = session.encoder.encode(event.pcm.cpu().numpy())
+                    if data:
+                        await connection.send(protocol.encode(Kind.AUDIO, data))
+                elif isinstance(event, SpokenWord):
+                    await connection.send(protocol.encode(Kind.TEXT, event.text))
+                    await connection.send(protocol.encode(Kind.METADATA, {
+                        "type": "word", "text": event.text, "start": round(event.start, 3)}))
+        except (ConnectionClosed, OSError):  # the client left: the session's end cancels the request
+            pass
+        except Exception as exc:  # noqa: BLE001  (the synthesis failed: the client is told, the session goes on)
+            self.metrics.errors += 1
+            await connection.send(protocol.encode(Kind.ERROR, {"error": f"synthesis failed: {exc}", "fatal": False}))
+
+    async def _drop_text(self, session: TtsSession) -> None:
+        """Free the session's slot (its client left mid-text) and wait for its forwarder to stop."""
+        if session.request is not None:
+            self.scheduler.cancel(session.request)
+        if session.forwarder is not None:
+            session.forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # it is gone either way
+                await session.forwarder
+        session.request = session.forwarder = None
 
 
 class ChatServer(BatchedServer):
