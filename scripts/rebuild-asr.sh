@@ -76,3 +76,34 @@ fi
 dk eval asr --model runs/asr5-export --data runs/data/valid > runs/eval/asr5-valid.json
 dk eval asr --model runs/asr5-export --data runs/data/heldout > runs/eval/asr5-heldout.json
 dk eval asr --model runs/asr5-export --data runs/data/flite > runs/eval/asr5-flite.json
+
+# 6. Stage 5: 39 h of speech stages 1-4 never heard (new seeds; most of it in the wide vocabulary, a tenth by
+#    flite kal/kal16 and Festival kal/ked), 50 minutes from stage 4; snapshots exported as the run goes and chosen on
+#    the validation set (checkpoints/README.md, "checkpoints/default-asr", stage 5).
+mkdir -p runs/codes5
+for part in "w3 52 4 base 0" "w4 53 4 base 0.3" "w1 50 4 wide 0" "w2 51 4 wide 0.3" "w5 54 4 wide 0" \
+            "w8 57 4 base 0" "w9 58 4 wide 0.3" "w10 59 4 wide 0"; do
+  set -- $part
+  [ -f "runs/data/train-$1/synth_config.json" ] ||
+    dk data synth --out "runs/data/train-$1" --hours "$3" --seed "$2" --vocabulary "$4" --reverb "$5"
+done
+for part in "w6 55 4 0.3" "w7 56 3 0.35"; do
+  set -- $part
+  [ -f "runs/data/train-$1/synth_config.json" ] || dk data synth --out "runs/data/train-$1" --hours "$3" \
+    --seed "$2" --vocabulary wide --flite "$4" --festival "$4" --reverb 0.3
+done
+for part in "w1 50" "w2 51" "w3 52" "w4 53" "w5 54" "w6 55" "w7 56" "w8 57" "w9 58" "w10 59"; do
+  set -- $part
+  [ -f "runs/codes5/train-$1.npz" ] || dk data encode --data "runs/data/train-$1" --codec default \
+    --out "runs/codes5/train-$1.npz" --seed "$2" --codebooks 1
+done
+[ -f runs/codes5/valid.npz ] ||
+  dk data encode --data runs/data/valid --codec default --out runs/codes5/valid.npz --seed 2 --codebooks 1
+codes5() { for part in "$@"; do printf -- "--codes runs/codes5/train-%s.npz " "$part"; done; }
+dk train lm --config configs/asr-default-stage5.toml $(codes5 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10) \
+  --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr6 --minutes 50 \
+  --valid-codes runs/codes5/valid.npz --set valid_every=250 $( [ -f runs/asr6/checkpoint.pt ] && echo --resume )
+dk train export-lm runs/asr6 runs/asr6-export --fp16 --codec-from default  # the shipped model: the run's last step
+dk eval asr --model runs/asr6-export --data runs/data/valid > runs/eval/asr6-valid.json
+dk eval asr --model runs/asr6-export --data runs/data/heldout > runs/eval/asr6-heldout.json
+dk eval asr --model runs/asr6-export --data runs/data/flite > runs/eval/asr6-flite.json

@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "speech.wav"
 GOLDEN = Path(__file__).parent / "golden" / "default-asr"
 FORMATS = ("txt", "srt", "json")
-# The shipped model gets 42 % on these six sentences (35.9 % on the whole held-out set; the held-out names and
-# places never occur in training, so they are always wrong); the first, memorising attempt scored 135 % on
-# held-out speech, and a model that stopped recognising speech scores about 100 %.
+# The shipped model (stage 5) gets 48.7 % on these twelve clean sentences (stage 4: 37.6 %; on the next 68 of
+# the same kind 37.7 %, stage 4 38.6 %; 34.2 % on the whole noisy held-out set; the held-out names and places
+# never occur in training, so they are always wrong); the first, memorising attempt scored 135 % on held-out
+# speech, and a model that stopped recognising speech scores about 100 %.
 HELDOUT_WER_CEILING = 0.75
 
 
@@ -65,7 +66,7 @@ def held_out_speech(count: int = 6) -> list[tuple[str, np.ndarray]]:
 
 
 def test_recognises_held_out_speech(model):
-    speech = held_out_speech()
+    speech = held_out_speech(12)
     transcriber = model.transcriber()
     hypotheses = [transcriber.transcribe(audio).text for _, audio in speech]
     counts = word_error_rate([text for text, _ in speech], hypotheses, numbers=True)
