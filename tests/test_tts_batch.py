@@ -70,6 +70,14 @@ def alone(engine, script: str, synthesis: SynthesisOptions) -> Outcome:
     return outcome
 
 
+def wait_until_idle(scheduler: SynthesisScheduler) -> None:
+    """Block until the scheduler has closed its batch stream and released the engine (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while scheduler.holds_engine:
+        assert time.monotonic() < deadline, "the idle scheduler kept its stream open"
+        time.sleep(0.01)
+
+
 def steps(batch: BatchSynthesisStream, outcomes: dict[int, Outcome], count: int | None = None) -> None:
     """``count`` batched steps of the ready slots (None: until none is ready), their events kept by slot."""
     taken = 0
@@ -212,10 +220,7 @@ def test_scheduler_runs_requests_with_other_sampling_settings_in_turn(engine):
                     for index, synthesis in enumerate(chosen)]
         results = [list(request.results()) for request in requests]
         assert scheduler.metrics.requests == 3 and scheduler.metrics.max_batch == 1
-        deadline = time.monotonic() + 10
-        while scheduler.holds_engine:
-            assert time.monotonic() < deadline, "the idle scheduler kept its stream open"
-            time.sleep(0.01)
+        wait_until_idle(scheduler)
         for index, events in enumerate(results):  # the engine is free for a synthesis alone
             outcome = Outcome()
             outcome.events = events
@@ -241,12 +246,16 @@ def test_scheduler_takes_words_as_they_arrive(engine):
             time.sleep(0.02)
             streamed.push_items([word])
         streamed.end_of_text()
-        for request, script in ((streamed, SCRIPTS[1]), (whole, SCRIPTS[2])):
+        outcomes = []
+        for request in (streamed, whole):
             outcome = Outcome()
             outcome.events = list(request.results())
-            outcome.assert_equals(alone(engine, script, options()))
+            outcomes.append(outcome)
         with pytest.raises(TextError):
             list(refused.results())
         assert scheduler.metrics.max_batch >= 2
+        wait_until_idle(scheduler)  # a synthesis alone needs the engine's streaming state to itself
+        for outcome, script in zip(outcomes, (SCRIPTS[1], SCRIPTS[2])):
+            outcome.assert_equals(alone(engine, script, options()))
     finally:
         scheduler.close()
