@@ -664,8 +664,12 @@ def bench_asr(model: str, data_dirs, count: int, streams: str, frames: int, thre
 @click.option("--count", default=10, show_default=True, help="texts to use")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("--decode-frames", default=None,
+              help="most frames the codec decodes per call (default: the synthesis default, 4); several, as 1,4, "
+                   "are timed one after the other, with the ratio of their speeds")
 @model_placement
-def bench_tts(model: str, data_dirs, text_file, count: int, seed: int, threads, device: str, dtype: str) -> None:
+def bench_tts(model: str, data_dirs, text_file, count: int, seed: int, threads, decode_frames: str | None,
+              device: str, dtype: str) -> None:
     """Time to first audio (whole text, and words arriving one at a time), time per frame and real-time
     factor of streaming synthesis."""
     from pathlib import Path
@@ -683,10 +687,18 @@ def bench_tts(model: str, data_dirs, text_file, count: int, seed: int, threads, 
     if not texts:
         raise DelaykitError("no texts to speak")
     _set_threads(threads)
-    synthesizer = _load_model(model, "tts", device, dtype).synthesizer(SynthesisOptions(seed=seed))
-    report = benchmark_tts(synthesizer, texts[:count], log=lambda entry: click.echo(json.dumps(entry), err=True))
-    report["model"] = model
-    click.echo(json.dumps(report, indent=2))
+    loaded = _load_model(model, "tts", device, dtype)
+    reports = []
+    chunks = [SynthesisOptions().decode_frames] if decode_frames is None else [int(n) for n in decode_frames.split(",")]
+    for chunk in chunks:
+        synthesizer = loaded.synthesizer(SynthesisOptions(seed=seed, decode_frames=chunk))
+        report = benchmark_tts(synthesizer, texts[:count], log=lambda entry: click.echo(json.dumps(entry), err=True))
+        reports.append({**report, "decode_frames": chunk, "model": model})
+    if len(reports) == 1:
+        click.echo(json.dumps(reports[0], indent=2))
+        return
+    ratio = reports[-1]["x_real_time"] / reports[0]["x_real_time"]
+    click.echo(json.dumps({"runs": reports, "x_real_time_last_over_first": round(ratio, 2)}, indent=2))
 
 
 @bench.command("dialogue")

@@ -72,6 +72,13 @@ def test_bench_commands(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["texts"] == 2 and report["model"] == "default" and report["threads"] == 1
+    assert report["decode_frames"] == 4
+    result = runner.invoke(main, ["bench", "tts", "--text", str(texts), "--threads", "1", "--decode-frames", "1,4"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [run["decode_frames"] for run in report["runs"]] == [1, 4]
+    ratio = report["runs"][1]["x_real_time"] / report["runs"][0]["x_real_time"]
+    assert report["x_real_time_last_over_first"] == pytest.approx(ratio, abs=0.01)
     result = runner.invoke(main, ["bench", "dialogue", "--audio", "examples/questions.flac", "--streams", "1,3",
                                   "--frames", "2", "--threads", "1"])
     assert result.exit_code == 0, result.output

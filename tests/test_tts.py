@@ -17,6 +17,7 @@ from delaykit.errors import CheckpointError, TextError
 from delaykit.layout import StreamLayout
 from delaykit.modes.script import ScriptBreak, ScriptEntry, ScriptWord, parse_text, parse_turns
 from delaykit.modes.tts import (
+    DROPPED_LEADING_FRAMES,
     AudioFrame,
     SpokenWord,
     SynthesisOptions,
@@ -206,6 +207,28 @@ def test_audio_equals_reference_mimi_decode(checkpoint, engine):
     expected = torch.stack(decoded[2:2 + end_step]).clamp(-1, 1)
     torch.testing.assert_close(torch.stack([frame.pcm for frame in audio]), expected, atol=1e-4, rtol=0)
     assert [frame.start for frame in audio] == pytest.approx([0.08 * i for i in range(end_step)])
+
+
+def test_audio_is_decoded_in_growing_chunks_like_frame_by_frame(engine, monkeypatch):
+    """The codec decodes the first heard frame at once (with the dropped warm-up frames), then chunks no larger
+    than the audio already out (1, 2, 4, then ``decode_frames``); the frames are those of one call per frame."""
+    _, _, one_by_one = ours(engine, SCRIPT, decode_frames=1)
+    chunk_sizes = []
+    decode = engine.codec.decode
+
+    def counted(codes: torch.Tensor) -> torch.Tensor:
+        chunk_sizes.append(codes.shape[-1])
+        return decode(codes)
+
+    monkeypatch.setattr(engine.codec, "decode", counted)
+    _, _, chunked = ours(engine, SCRIPT)
+    assert engine.codec.max_stream_frames >= 4
+    assert chunk_sizes[:4] == [DROPPED_LEADING_FRAMES + 1, 1, 2, 4] and max(chunk_sizes) == 4
+    assert sum(chunk_sizes) == len(chunked) + DROPPED_LEADING_FRAMES
+    assert [frame.start for frame in chunked] == [frame.start for frame in one_by_one]
+    assert torch.equal(torch.stack([f.tokens for f in chunked]), torch.stack([f.tokens for f in one_by_one]))
+    torch.testing.assert_close(torch.stack([f.pcm for f in chunked]), torch.stack([f.pcm for f in one_by_one]),
+                               atol=1e-5, rtol=0)
 
 
 def test_incremental_words_give_the_same_tokens(engine):

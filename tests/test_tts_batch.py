@@ -122,6 +122,32 @@ def test_items_started_apart_and_waiting_for_words_get_what_they_get_alone(engin
         outcomes[slot].assert_equals(alone(engine, script, chosen[slot]))
 
 
+def test_items_decode_their_audio_in_chunks(engine, monkeypatch):
+    """Audio is decoded in chunks of up to ``decode_frames`` (4) frames, slots with as many frames waiting in one
+    codec call: far fewer calls than frames, and each item still gets its audio alone, none lost or repeated."""
+    chunk_sizes = []
+    decode = engine.codec.decode
+
+    def counted(codes: torch.Tensor) -> torch.Tensor:
+        chunk_sizes.append(codes.shape[-1])
+        return decode(codes)
+
+    chosen = {0: options(), 1: options(padding_bonus=1.0)}
+    outcomes = {slot: Outcome() for slot in chosen}
+    with BatchSynthesisStream(Synthesizer(engine, chosen[0]), batch_size=2) as batch:
+        monkeypatch.setattr(engine.codec, "decode", counted)
+        for slot, synthesis in chosen.items():
+            batch.start(slot, Synthesizer(engine, synthesis))
+            batch.push_text(slot, SCRIPTS[slot])
+            batch.end_of_text(slot)
+        steps(batch, outcomes)
+        monkeypatch.undo()
+    frames = sum(len(outcome.of(AudioFrame)) for outcome in outcomes.values())
+    assert max(chunk_sizes) == 4 and len(chunk_sizes) < frames / 3
+    for slot, synthesis in chosen.items():
+        outcomes[slot].assert_equals(alone(engine, SCRIPTS[slot], synthesis))
+
+
 def test_sampled_items_follow_their_own_seeds(engine):
     """Sampling: each item draws from its own seeded generator, so it samples what it samples alone."""
     chosen = [options(temperature=0.8, seed=seed) for seed in (1, 2, 1)]

@@ -151,6 +151,14 @@ class CodecModel(StreamingContainer):
         return self.config.frame_rate
 
     @property
+    def max_stream_frames(self) -> int | None:
+        """Most frames one streaming call may carry (its transformers take ``max_chunk`` steps at the latent
+        rate); None: no limit."""
+        if self.config.transformer is None:
+            return None
+        return max(1, self.config.transformer.max_chunk // self.resample_stride)
+
+    @property
     def cardinality(self) -> int:
         return self.config.quantizer.bins
 

@@ -89,6 +89,10 @@ class SynthesisOptions:
     max_padding: int = 8  # PADs the model may choose in a row before a word is forced
     initial_padding: int = 2  # PADs forced before the first word
     token_frames: bool = False  # also yield a TokenFrame for every LM output frame (debugging, parity tests)
+    # Most audio frames the codec decodes in one call (capped by what it streams in one call). The first frame
+    # is decoded alone, then chunks grow (1, 2, 4, ...) no larger than the audio already out, so playback never
+    # waits on a chunk; a codec call costs about as much for 4 frames as for 1 on CPU. 1: each frame at once.
+    decode_frames: int = 4
 
     @classmethod
     def greedy(cls, **overrides: tp.Any) -> SynthesisOptions:
@@ -287,6 +291,8 @@ class Synthesizer:
                                   f"demux_second_stream embedding")
         self.max_delay = max(lm.delays)
         self.max_audio_delay = max(lm.delays[1:1 + lm.dep_q])  # the generated codebooks' largest delay
+        # Most frames one codec call decodes: the option, within what the codec streams in one call
+        self.decode_chunk = max(1, min(self.options.decode_frames, self.codec.max_stream_frames or 1 << 30))
         provider = lm.condition_provider
         self.distilled_cfg = provider is not None and "cfg" in provider.conditioners
         # Direct CFG contrasts the model with and without the text: meaningless for a model never trained with
@@ -502,14 +508,36 @@ class SynthesisItem:
         index = step - synthesizer.max_delay  # frame of the text timeline that came out
         if synthesizer.options.token_frames:
             events.append(TokenFrame(index, tokens.clone()))
-        first_kept = synthesizer.delay_steps + DROPPED_LEADING_FRAMES
-        if pcm is not None and index >= first_kept:  # voiced frames are all decoded (the codec streams)
-            events.append(AudioFrame(pcm, (index - first_kept) * synthesizer.frame_duration, tokens[1:].clone()))
-            self.frames_out += 1
+        if pcm is not None and (frame := self.audio_frame(index, tokens, pcm)) is not None:
+            events.append(frame)
         last = self._last_step()
         if last is not None and step >= last:
             self.finished = True
         return events
+
+    def output_index(self) -> int:
+        """Frame of the text timeline that the step about to be taken puts out (negative: none yet)."""
+        return self.steps - self.synthesizer.max_delay
+
+    def emits_audio(self, index: int) -> bool:
+        """Whether the decoded frame ``index`` is heard (the first voiced frames only warm the codec up)."""
+        return index >= self.synthesizer.delay_steps + DROPPED_LEADING_FRAMES
+
+    def audio_frame(self, index: int, tokens: torch.Tensor, pcm: torch.Tensor) -> AudioFrame | None:
+        """The ``AudioFrame`` of frame ``index``, decoded from ``tokens`` [1 + dep_q] to ``pcm`` [frame_size]
+        (every voiced frame goes through the codec, in order: it streams), or None for a dropped one."""
+        if not self.emits_audio(index):
+            return None
+        first_kept = self.synthesizer.delay_steps + DROPPED_LEADING_FRAMES
+        self.frames_out += 1
+        return AudioFrame(pcm, (index - first_kept) * self.synthesizer.frame_duration, tokens[1:].clone())
+
+    def chunk_ready(self, undecoded: tp.Sequence[tuple[int, torch.Tensor]]) -> bool:
+        """Whether the voiced frames waiting to be decoded, ``undecoded`` (frame index, tokens), make a chunk:
+        1 heard frame until one is out, then as many as are out already (so the audio out covers the time
+        the next chunk takes), at most ``Synthesizer.decode_chunk``."""
+        heard = sum(self.emits_audio(index) for index, _ in undecoded)
+        return heard >= min(max(self.frames_out, 1), self.synthesizer.decode_chunk)
 
     def _last_step(self) -> int | None:
         """Index of the last LM step needed, once the end of the text is known."""
@@ -528,6 +556,8 @@ class SynthesisStream(EngineSession):
         self.synthesizer = synthesizer
         self.item = SynthesisItem(synthesizer)
         super().__init__(synthesizer.codec, synthesizer.generator, 1)
+        # Voiced frames made but not decoded yet: (frame index, tokens [1 + dep_q]), decoded together
+        self._undecoded: list[tuple[int, torch.Tensor]] = []
 
     @property
     def feeder(self) -> WordFeeder:
@@ -579,7 +609,23 @@ class SynthesisStream(EngineSession):
         taken = 0
         while self.item.ready() and (max_steps is None or taken < max_steps):
             yield from self._step()
+            if self.item.chunk_ready(self._undecoded):
+                yield from self._decode_waiting()
             taken += 1
+        yield from self._decode_waiting()  # the next step may wait on text that never comes: nothing waits
+
+    @torch.no_grad()
+    def _decode_waiting(self) -> list[AudioFrame]:
+        """Decode the waiting voiced frames in one codec call; their ``AudioFrame`` events, in order."""
+        if not self._undecoded:
+            return []
+        codes = torch.stack([tokens[1:] for _, tokens in self._undecoded], dim=-1).clamp(min=0)  # [dep_q, n]
+        pcm = self.synthesizer.codec.decode(codes[None])[0, 0].float().clamp(-1, 1)  # [n * frame_size]
+        frames = pcm.view(len(self._undecoded), -1)  # [n, frame_size]
+        events = [self.item.audio_frame(index, tokens, frame_pcm)
+                  for (index, tokens), frame_pcm in zip(self._undecoded, frames, strict=True)]
+        self._undecoded.clear()
+        return [event for event in events if event is not None]
 
     @torch.no_grad()
     def _step(self) -> list[SynthesisEvent]:
@@ -594,12 +640,10 @@ class SynthesisStream(EngineSession):
                               skip_depth=skip_depth)
         output = synthesizer.generator.step(synthesizer.fed_tokens(1), control=control)
         tokens = None if output is None else output.tokens[0]  # [1 + dep_q]
-        pcm = None
         if item.decodes(tokens):
             assert tokens is not None
-            codes = tokens[1:].clamp(min=0)[None, :, None]  # [1, dep_q, 1]
-            pcm = synthesizer.codec.decode(codes)[0, 0].float().clamp(-1, 1)  # [frame_size]
-        return item.after_step(tokens, pcm)
+            self._undecoded.append((item.output_index(), tokens))  # decoded in a chunk by events()
+        return item.after_step(tokens, None)
 
 
 def synthesize(engine: Engine, script: str | bytes | tp.Sequence[str], options: SynthesisOptions | None = None,

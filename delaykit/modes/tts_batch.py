@@ -66,6 +66,8 @@ class BatchSynthesisStream(EngineSession):
                                      repeat_conditions(synthesizer.conditions, batch_size))
         self.codec = synthesizer.codec
         self.items: list[SynthesisItem | None] = [None] * batch_size  # None: a free slot
+        # Each slot's voiced frames made but not decoded yet: (frame index, tokens [1 + dep_q]); see ``step``
+        self._undecoded: list[list[tuple[int, torch.Tensor]]] = [[] for _ in range(batch_size)]
         vocabulary = synthesizer.lm.text_linear.out_features
         self._text_bias = torch.zeros(batch_size, vocabulary, device=synthesizer.engine.device)  # [B, V]
         self._exec_masks: dict[str, torch.Tensor] = {}  # [B] the last exec mask set on the LM and the codec
@@ -122,6 +124,7 @@ class BatchSynthesisStream(EngineSession):
             state.condition_sum[rows] = condition_sum.to(state.condition_sum)
         self._text_bias[slot] = 0.0 if synthesizer.text_bias is None else synthesizer.text_bias
         self.items[slot] = SynthesisItem(synthesizer)
+        self._undecoded[slot] = []
 
     def incompatibility(self, synthesizer: Synthesizer) -> str | None:
         """Why an item with ``synthesizer`` cannot join this batch (what the batch shares differs), or None."""
@@ -142,6 +145,7 @@ class BatchSynthesisStream(EngineSession):
         """Drop the synthesis in ``slot`` (finished or not); the slot is free for the next ``start``."""
         self._require_open()
         self.items[slot] = None
+        self._undecoded[slot] = []
 
     # -- input --------------------------------------------------------------------------------------------
 
@@ -176,11 +180,20 @@ class BatchSynthesisStream(EngineSession):
                 for event in events:
                     yield slot, event
             taken += 1
+        waiting = [slot for slot, frames in enumerate(self._undecoded) if frames]
+        for slot, frames in self._decode_waiting(waiting).items():
+            for frame in frames:
+                yield slot, frame
 
     @torch.no_grad()
     def step(self, slots: tp.Sequence[int] | None = None) -> dict[int, list[SynthesisEvent]]:
         """One frame for ``slots`` (default: every ready slot), in one batched step (plus one per warm-up
-        phase of items in their first frames); returns each slot's events."""
+        phase of items in their first frames); returns each slot's events.
+
+        Audio is decoded in chunks, as ``SynthesisStream.events`` does: a slot's voiced frames wait until they
+        make a chunk (``SynthesisOptions.decode_frames``, growing from 1 with the audio out), or until the slot
+        cannot step on (finished, or waiting for words), so its ``AudioFrame`` events may come with a later
+        step's; each comes exactly once, in order."""
         self._require_open()
         ready = self.ready()
         slots = ready if slots is None else list(slots)
@@ -196,8 +209,18 @@ class BatchSynthesisStream(EngineSession):
             for slot in members:  # an item's output comes once it has taken max(delays) steps
                 young = self.item(slot).steps < self.synthesizer.max_delay
                 outputs[slot] = None if tokens is None or young else tokens[slot]
-        pcm = self._decode({slot: row for slot, row in outputs.items() if self.item(slot).decodes(row)})
-        return {slot: self.item(slot).after_step(outputs[slot], pcm.get(slot)) for slot in slots}
+        for slot, row in outputs.items():
+            item = self.item(slot)
+            if item.decodes(row):
+                assert row is not None
+                self._undecoded[slot].append((item.output_index(), row))
+        events = {slot: self.item(slot).after_step(outputs[slot], None) for slot in slots}
+        # a slot that cannot step on (finished, or waiting for words) decodes what waits at once
+        due = [slot for slot in slots if self._undecoded[slot] and (
+            not self.item(slot).ready() or self.item(slot).chunk_ready(self._undecoded[slot]))]
+        for slot, frames in self._decode_waiting(due).items():
+            events.setdefault(slot, []).extend(frames)
+        return events
 
     def _step_phase(self, slots: list[int]) -> torch.Tensor | None:
         """One generator step for ``slots`` (items sharing a warm-up phase); the output tokens [B, 1 + dep_q]
@@ -224,14 +247,24 @@ class BatchSynthesisStream(EngineSession):
             model.set_exec_mask(mask.to(self.synthesizer.engine.device))
             self._exec_masks[name] = mask
 
-    def _decode(self, codes: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-        """The audio [frame_size] of each slot's voiced output tokens [1 + dep_q], decoded in one codec step."""
-        if not codes:
-            return {}
+    def _decode_waiting(self, due: tp.Sequence[int]) -> dict[int, list[SynthesisEvent]]:
+        """Decode the waiting frames of the ``due`` slots (and of any other slot with as many waiting: it rides
+        along), one codec call per chunk length; each slot's ``AudioFrame`` events, in order."""
+        lengths = sorted({len(self._undecoded[slot]) for slot in due} - {0})
+        events: dict[int, list[SynthesisEvent]] = {}
         dep_q = self.synthesizer.lm.dep_q
-        batch = torch.zeros(self.batch_size, dep_q, 1, dtype=torch.long)  # [B, dep_q, 1]
-        for slot, tokens in codes.items():
-            batch[slot, :, 0] = tokens[1:].clamp(min=0)
-        self._set_exec_mask(self.codec, "codec", self._mask(codes))
-        pcm = self.codec.decode(batch.to(self.synthesizer.engine.device))[:, 0].float().clamp(-1, 1)  # [B, frame]
-        return {slot: pcm[slot] for slot in codes}
+        for length in lengths:
+            members = [slot for slot, frames in enumerate(self._undecoded) if len(frames) == length]
+            batch = torch.zeros(self.batch_size, dep_q, length, dtype=torch.long)  # [B, dep_q, n]
+            for slot in members:
+                batch[slot] = torch.stack([tokens[1:] for _, tokens in self._undecoded[slot]], dim=-1).clamp(min=0)
+            self._set_exec_mask(self.codec, "codec", self._mask(members))
+            pcm = self.codec.decode(batch.to(self.synthesizer.engine.device))[:, 0].float().clamp(-1, 1)  # [B, n * frame]
+            for slot in members:
+                item = self.item(slot)
+                frames = pcm[slot].view(length, -1)  # [n, frame_size]
+                made = [item.audio_frame(index, tokens, frame_pcm)
+                        for (index, tokens), frame_pcm in zip(self._undecoded[slot], frames, strict=True)]
+                events[slot] = [frame for frame in made if frame is not None]
+                self._undecoded[slot] = []
+        return events
