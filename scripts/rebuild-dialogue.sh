@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dk() { python -m delaykit.cli "$@"; }
-mkdir -p runs/codes2 runs/eval
+mkdir -p runs/codes2 runs/codes6 runs/eval
 
 # 1. Data: 2 x 1250 conversations (12.6 h, espeak-ng, the agent always en-us+f2, users in training voices) and
 #    60 held-out ones (voices and variants training never uses), encoded to 4 codebooks per channel.
@@ -57,3 +57,29 @@ for t in 0.3 0; do
   dk eval dialogue --model runs/dialogue-export --data runs/data/dialogue-heldout --count 60 --threads 2 \
     --text-temperature $t > runs/eval/dialogue-heldout60-t$t.json
 done
+
+# 6. Stage 4 (configs/dialogue-default-stage4.toml; the shipped model since 2026-12-01): stage 3 trained 38
+#    minutes on 2 x 1250 conversations it never heard (seeds 103, 104; 12.6 h), the weights of the lowest loss
+#    on 100 validation conversations in held-out voices (seed 950; not the 60 test ones) exported.
+for part in "c 103" "d 104"; do
+  set -- $part
+  [ -f "runs/data/dialogue-$1/manifest.jsonl" ] || dk data dialogues --out "runs/data/dialogue-$1" --count 1250 \
+    --seed "$2"
+  [ -f "runs/codes6/dialogue-$1.npz" ] || dk data encode --data "runs/data/dialogue-$1" --codec default \
+    --out "runs/codes6/dialogue-$1.npz" --codebooks 4
+done
+[ -f runs/data/dialogue-valid/manifest.jsonl ] || dk data dialogues --out runs/data/dialogue-valid --count 100 \
+  --seed 950 --split heldout
+[ -f runs/codes6/dialogue-valid.npz ] || dk data encode --data runs/data/dialogue-valid --codec default \
+  --out runs/codes6/dialogue-valid.npz --codebooks 4
+if [ -f runs/dialogue4/checkpoint.pt ]; then
+  dk train lm --resume --codes runs/codes6/dialogue-c.npz --codes runs/codes6/dialogue-d.npz \
+    --valid-codes runs/codes6/dialogue-valid.npz --out runs/dialogue4 --minutes 38
+else
+  dk train lm --config configs/dialogue-default-stage4.toml --codes runs/codes6/dialogue-c.npz \
+    --codes runs/codes6/dialogue-d.npz --valid-codes runs/codes6/dialogue-valid.npz \
+    --tokenizer checkpoints/default-dialogue/tokenizer.model --out runs/dialogue4 --minutes 38
+fi
+dk train export-lm runs/dialogue4 runs/dialogue4-export --fp16 --codec-from default --text-temperature 0 --best
+dk eval dialogue --model runs/dialogue4-export --data runs/data/dialogue-heldout --count 60 --threads 2 \
+  > runs/eval/dialogue4-heldout60-t0.json
