@@ -8,16 +8,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dk() { python -m delaykit.cli "$@"; }
 mkdir -p runs/codes2 runs/codes6 runs/eval
+# conversations NAME SEED COUNT SPLIT CODES_DIR: render runs/data/dialogue-NAME and encode it to 4 codebooks per
+# channel as CODES_DIR/dialogue-NAME.npz (each skipped when it exists).
+conversations() {
+  [ -f "runs/data/dialogue-$1/manifest.jsonl" ] || dk data dialogues --out "runs/data/dialogue-$1" --count "$3" \
+    --seed "$2" --split "$4"
+  [ -f "$5/dialogue-$1.npz" ] || dk data encode --data "runs/data/dialogue-$1" --codec default \
+    --out "$5/dialogue-$1.npz" --codebooks 4
+}
 
 # 1. Data: 2 x 1250 conversations (12.6 h, espeak-ng, the agent always en-us+f2, users in training voices) and
 #    60 held-out ones (voices and variants training never uses), encoded to 4 codebooks per channel.
-for part in "a 100" "b 101"; do
-  set -- $part
-  [ -f "runs/data/dialogue-$1/manifest.jsonl" ] || dk data dialogues --out "runs/data/dialogue-$1" --count 1250 \
-    --seed "$2"
-  [ -f "runs/codes2/dialogue-$1.npz" ] || dk data encode --data "runs/data/dialogue-$1" --codec default \
-    --out "runs/codes2/dialogue-$1.npz" --codebooks 4
-done
+conversations a 100 1250 train runs/codes2
+conversations b 101 1250 train runs/codes2
 [ -f runs/data/dialogue-heldout/manifest.jsonl ] || dk data dialogues --out runs/data/dialogue-heldout \
   --count 60 --seed 900 --split heldout
 codes="--codes runs/codes2/dialogue-a.npz --codes runs/codes2/dialogue-b.npz"
@@ -61,17 +64,9 @@ done
 # 6. Stage 4 (configs/dialogue-default-stage4.toml; the shipped model since 2026-12-01): stage 3 trained 38
 #    minutes on 2 x 1250 conversations it never heard (seeds 103, 104; 12.6 h), the weights of the lowest loss
 #    on 100 validation conversations in held-out voices (seed 950; not the 60 test ones) exported.
-for part in "c 103" "d 104"; do
-  set -- $part
-  [ -f "runs/data/dialogue-$1/manifest.jsonl" ] || dk data dialogues --out "runs/data/dialogue-$1" --count 1250 \
-    --seed "$2"
-  [ -f "runs/codes6/dialogue-$1.npz" ] || dk data encode --data "runs/data/dialogue-$1" --codec default \
-    --out "runs/codes6/dialogue-$1.npz" --codebooks 4
-done
-[ -f runs/data/dialogue-valid/manifest.jsonl ] || dk data dialogues --out runs/data/dialogue-valid --count 100 \
-  --seed 950 --split heldout
-[ -f runs/codes6/dialogue-valid.npz ] || dk data encode --data runs/data/dialogue-valid --codec default \
-  --out runs/codes6/dialogue-valid.npz --codebooks 4
+conversations c 103 1250 train runs/codes6
+conversations d 104 1250 train runs/codes6
+conversations valid 950 100 heldout runs/codes6
 if [ -f runs/dialogue4/checkpoint.pt ]; then
   dk train lm --resume --codes runs/codes6/dialogue-c.npz --codes runs/codes6/dialogue-d.npz \
     --valid-codes runs/codes6/dialogue-valid.npz --out runs/dialogue4 --minutes 38
