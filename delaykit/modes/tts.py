@@ -491,9 +491,10 @@ class SynthesisItem:
         """Whether the codec must decode this step's output ``tokens`` [1 + dep_q] (a voiced frame)."""
         return tokens is not None and self.steps - self.synthesizer.max_delay >= self.synthesizer.delay_steps
 
-    def after_step(self, tokens: torch.Tensor | None, pcm: torch.Tensor | None) -> list[SynthesisEvent]:
-        """The events of the step just taken: its output ``tokens`` [1 + dep_q] (None until ``max(delays)``
-        steps have passed) and, where ``decodes(tokens)``, their decoded audio ``pcm`` [frame_size]."""
+    def after_step(self, tokens: torch.Tensor | None) -> list[SynthesisEvent]:
+        """The words and token frame of the step just taken, whose output is ``tokens`` [1 + dep_q] (None until
+        ``max(delays)`` steps have passed). Its audio comes from ``audio_frame`` once the codec has decoded it
+        (the streams decode voiced frames in chunks)."""
         synthesizer = self.synthesizer
         step = self.steps
         self.steps += 1
@@ -508,8 +509,6 @@ class SynthesisItem:
         index = step - synthesizer.max_delay  # frame of the text timeline that came out
         if synthesizer.options.token_frames:
             events.append(TokenFrame(index, tokens.clone()))
-        if pcm is not None and (frame := self.audio_frame(index, tokens, pcm)) is not None:
-            events.append(frame)
         last = self._last_step()
         if last is not None and step >= last:
             self.finished = True
@@ -643,7 +642,7 @@ class SynthesisStream(EngineSession):
         if item.decodes(tokens):
             assert tokens is not None
             self._undecoded.append((item.output_index(), tokens))  # decoded in a chunk by events()
-        return item.after_step(tokens, None)
+        return item.after_step(tokens)
 
 
 def synthesize(engine: Engine, script: str | bytes | tp.Sequence[str], options: SynthesisOptions | None = None,

@@ -214,7 +214,7 @@ class BatchSynthesisStream(EngineSession):
             if item.decodes(row):
                 assert row is not None
                 self._undecoded[slot].append((item.output_index(), row))
-        events = {slot: self.item(slot).after_step(outputs[slot], None) for slot in slots}
+        events = {slot: self.item(slot).after_step(outputs[slot]) for slot in slots}
         # a slot that cannot step on (finished, or waiting for words) decodes what waits at once
         due = [slot for slot in slots if self._undecoded[slot] and (
             not self.item(slot).ready() or self.item(slot).chunk_ready(self._undecoded[slot]))]
