@@ -458,6 +458,9 @@ class SynthesisItem:
         self.frames_out = 0  # audio frames emitted
         self.finished = False
         self._taken: list[ScriptEntry] = []  # entries taken by the step in progress
+        # Voiced frames made and not decoded yet: (frame index, tokens [1 + dep_q]); the stream decodes them in
+        # chunks (``chunk_ready``, ``waiting_codes``, ``take_audio``)
+        self.undecoded: list[tuple[int, torch.Tensor]] = []
 
     def push_items(self, items: tp.Iterable[ScriptItem]) -> None:
         if self.feeder.text_ended:
@@ -487,14 +490,10 @@ class SynthesisItem:
             self._taken.append(entry)
         return token
 
-    def decodes(self, tokens: torch.Tensor | None) -> bool:
-        """Whether the codec must decode this step's output ``tokens`` [1 + dep_q] (a voiced frame)."""
-        return tokens is not None and self.steps - self.synthesizer.max_delay >= self.synthesizer.delay_steps
-
     def after_step(self, tokens: torch.Tensor | None) -> list[SynthesisEvent]:
         """The words and token frame of the step just taken, whose output is ``tokens`` [1 + dep_q] (None until
-        ``max(delays)`` steps have passed). Its audio comes from ``audio_frame`` once the codec has decoded it
-        (the streams decode voiced frames in chunks)."""
+        ``max(delays)`` steps have passed). A voiced frame joins ``undecoded``: its audio comes from
+        ``take_audio`` once the codec has decoded it."""
         synthesizer = self.synthesizer
         step = self.steps
         self.steps += 1
@@ -509,34 +508,41 @@ class SynthesisItem:
         index = step - synthesizer.max_delay  # frame of the text timeline that came out
         if synthesizer.options.token_frames:
             events.append(TokenFrame(index, tokens.clone()))
+        if index >= synthesizer.delay_steps:  # voiced: every such frame goes through the codec, in order
+            self.undecoded.append((index, tokens))
         last = self._last_step()
         if last is not None and step >= last:
             self.finished = True
         return events
 
-    def output_index(self) -> int:
-        """Frame of the text timeline that the step about to be taken puts out (negative: none yet)."""
-        return self.steps - self.synthesizer.max_delay
-
     def emits_audio(self, index: int) -> bool:
         """Whether the decoded frame ``index`` is heard (the first voiced frames only warm the codec up)."""
         return index >= self.synthesizer.delay_steps + DROPPED_LEADING_FRAMES
 
-    def audio_frame(self, index: int, tokens: torch.Tensor, pcm: torch.Tensor) -> AudioFrame | None:
-        """The ``AudioFrame`` of frame ``index``, decoded from ``tokens`` [1 + dep_q] to ``pcm`` [frame_size]
-        (every voiced frame goes through the codec, in order: it streams), or None for a dropped one."""
-        if not self.emits_audio(index):
-            return None
-        first_kept = self.synthesizer.delay_steps + DROPPED_LEADING_FRAMES
-        self.frames_out += 1
-        return AudioFrame(pcm, (index - first_kept) * self.synthesizer.frame_duration, tokens[1:].clone())
-
-    def chunk_ready(self, undecoded: tp.Sequence[tuple[int, torch.Tensor]]) -> bool:
-        """Whether the voiced frames waiting to be decoded, ``undecoded`` (frame index, tokens), make a chunk:
-        1 heard frame until one is out, then as many as are out already (so the audio out covers the time
-        the next chunk takes), at most ``Synthesizer.decode_chunk``."""
-        heard = sum(self.emits_audio(index) for index, _ in undecoded)
+    def chunk_ready(self) -> bool:
+        """Whether the frames in ``undecoded`` make a chunk: 1 heard frame until one is out, then as many as
+        are out already (so the audio out covers the time the next chunk takes), at most
+        ``Synthesizer.decode_chunk``."""
+        heard = sum(self.emits_audio(index) for index, _ in self.undecoded)
         return heard >= min(max(self.frames_out, 1), self.synthesizer.decode_chunk)
+
+    def waiting_codes(self) -> torch.Tensor:
+        """The codes [dep_q, n] of the ``n`` frames in ``undecoded``, for one codec call."""
+        return torch.stack([tokens[1:] for _, tokens in self.undecoded], dim=-1).clamp(min=0)
+
+    def take_audio(self, pcm: torch.Tensor) -> list[AudioFrame]:
+        """The ``AudioFrame`` events of the frames in ``undecoded``, decoded to ``pcm`` [n * frame_size] in one
+        call (the dropped warm-up frames make none); ``undecoded`` is emptied."""
+        first_kept = self.synthesizer.delay_steps + DROPPED_LEADING_FRAMES
+        frames = pcm.view(len(self.undecoded), -1)  # [n, frame_size]
+        events = []
+        for (index, tokens), frame_pcm in zip(self.undecoded, frames, strict=True):
+            if self.emits_audio(index):
+                events.append(AudioFrame(frame_pcm, (index - first_kept) * self.synthesizer.frame_duration,
+                                         tokens[1:].clone()))
+        self.frames_out += len(events)
+        self.undecoded.clear()
+        return events
 
     def _last_step(self) -> int | None:
         """Index of the last LM step needed, once the end of the text is known."""
@@ -555,8 +561,6 @@ class SynthesisStream(EngineSession):
         self.synthesizer = synthesizer
         self.item = SynthesisItem(synthesizer)
         super().__init__(synthesizer.codec, synthesizer.generator, 1)
-        # Voiced frames made but not decoded yet: (frame index, tokens [1 + dep_q]), decoded together
-        self._undecoded: list[tuple[int, torch.Tensor]] = []
 
     @property
     def feeder(self) -> WordFeeder:
@@ -608,7 +612,7 @@ class SynthesisStream(EngineSession):
         taken = 0
         while self.item.ready() and (max_steps is None or taken < max_steps):
             yield from self._step()
-            if self.item.chunk_ready(self._undecoded):
+            if self.item.chunk_ready():
                 yield from self._decode_waiting()
             taken += 1
         yield from self._decode_waiting()  # the next step may wait on text that never comes: nothing waits
@@ -616,15 +620,11 @@ class SynthesisStream(EngineSession):
     @torch.no_grad()
     def _decode_waiting(self) -> list[AudioFrame]:
         """Decode the waiting voiced frames in one codec call; their ``AudioFrame`` events, in order."""
-        if not self._undecoded:
+        if not self.item.undecoded:
             return []
-        codes = torch.stack([tokens[1:] for _, tokens in self._undecoded], dim=-1).clamp(min=0)  # [dep_q, n]
-        pcm = self.synthesizer.codec.decode(codes[None])[0, 0].float().clamp(-1, 1)  # [n * frame_size]
-        frames = pcm.view(len(self._undecoded), -1)  # [n, frame_size]
-        events = [self.item.audio_frame(index, tokens, frame_pcm)
-                  for (index, tokens), frame_pcm in zip(self._undecoded, frames, strict=True)]
-        self._undecoded.clear()
-        return [event for event in events if event is not None]
+        codes = self.item.waiting_codes()[None]  # [1, dep_q, n]
+        pcm = self.synthesizer.codec.decode(codes)[0, 0].float().clamp(-1, 1)  # [n * frame_size]
+        return self.item.take_audio(pcm)
 
     @torch.no_grad()
     def _step(self) -> list[SynthesisEvent]:
@@ -639,9 +639,6 @@ class SynthesisStream(EngineSession):
                               skip_depth=skip_depth)
         output = synthesizer.generator.step(synthesizer.fed_tokens(1), control=control)
         tokens = None if output is None else output.tokens[0]  # [1 + dep_q]
-        if item.decodes(tokens):
-            assert tokens is not None
-            self._undecoded.append((item.output_index(), tokens))  # decoded in a chunk by events()
         return item.after_step(tokens)
 
 

@@ -66,8 +66,6 @@ class BatchSynthesisStream(EngineSession):
                                      repeat_conditions(synthesizer.conditions, batch_size))
         self.codec = synthesizer.codec
         self.items: list[SynthesisItem | None] = [None] * batch_size  # None: a free slot
-        # Each slot's voiced frames made but not decoded yet: (frame index, tokens [1 + dep_q]); see ``step``
-        self._undecoded: list[list[tuple[int, torch.Tensor]]] = [[] for _ in range(batch_size)]
         vocabulary = synthesizer.lm.text_linear.out_features
         self._text_bias = torch.zeros(batch_size, vocabulary, device=synthesizer.engine.device)  # [B, V]
         self._exec_masks: dict[str, torch.Tensor] = {}  # [B] the last exec mask set on the LM and the codec
@@ -124,7 +122,6 @@ class BatchSynthesisStream(EngineSession):
             state.condition_sum[rows] = condition_sum.to(state.condition_sum)
         self._text_bias[slot] = 0.0 if synthesizer.text_bias is None else synthesizer.text_bias
         self.items[slot] = SynthesisItem(synthesizer)
-        self._undecoded[slot] = []
 
     def incompatibility(self, synthesizer: Synthesizer) -> str | None:
         """Why an item with ``synthesizer`` cannot join this batch (what the batch shares differs), or None."""
@@ -145,7 +142,6 @@ class BatchSynthesisStream(EngineSession):
         """Drop the synthesis in ``slot`` (finished or not); the slot is free for the next ``start``."""
         self._require_open()
         self.items[slot] = None
-        self._undecoded[slot] = []
 
     # -- input --------------------------------------------------------------------------------------------
 
@@ -180,7 +176,7 @@ class BatchSynthesisStream(EngineSession):
                 for event in events:
                     yield slot, event
             taken += 1
-        waiting = [slot for slot, frames in enumerate(self._undecoded) if frames]
+        waiting = [slot for slot, item in enumerate(self.items) if item is not None and item.undecoded]
         for slot, frames in self._decode_waiting(waiting).items():
             for frame in frames:
                 yield slot, frame
@@ -209,15 +205,10 @@ class BatchSynthesisStream(EngineSession):
             for slot in members:  # an item's output comes once it has taken max(delays) steps
                 young = self.item(slot).steps < self.synthesizer.max_delay
                 outputs[slot] = None if tokens is None or young else tokens[slot]
-        for slot, row in outputs.items():
-            item = self.item(slot)
-            if item.decodes(row):
-                assert row is not None
-                self._undecoded[slot].append((item.output_index(), row))
         events = {slot: self.item(slot).after_step(outputs[slot]) for slot in slots}
         # a slot that cannot step on (finished, or waiting for words) decodes what waits at once
-        due = [slot for slot in slots if self._undecoded[slot] and (
-            not self.item(slot).ready() or self.item(slot).chunk_ready(self._undecoded[slot]))]
+        due = [slot for slot in slots if (item := self.item(slot)).undecoded and (
+            not item.ready() or item.chunk_ready())]
         for slot, frames in self._decode_waiting(due).items():
             events.setdefault(slot, []).extend(frames)
         return events
@@ -250,21 +241,16 @@ class BatchSynthesisStream(EngineSession):
     def _decode_waiting(self, due: tp.Sequence[int]) -> dict[int, list[SynthesisEvent]]:
         """Decode the waiting frames of the ``due`` slots (and of any other slot with as many waiting: it rides
         along), one codec call per chunk length; each slot's ``AudioFrame`` events, in order."""
-        lengths = sorted({len(self._undecoded[slot]) for slot in due} - {0})
+        waiting = {slot: len(item.undecoded) for slot, item in enumerate(self.items) if item is not None}
         events: dict[int, list[SynthesisEvent]] = {}
         dep_q = self.synthesizer.lm.dep_q
-        for length in lengths:
-            members = [slot for slot, frames in enumerate(self._undecoded) if len(frames) == length]
+        for length in sorted({waiting[slot] for slot in due} - {0}):
+            members = [slot for slot, count in waiting.items() if count == length]
             batch = torch.zeros(self.batch_size, dep_q, length, dtype=torch.long)  # [B, dep_q, n]
             for slot in members:
-                batch[slot] = torch.stack([tokens[1:] for _, tokens in self._undecoded[slot]], dim=-1).clamp(min=0)
+                batch[slot] = self.item(slot).waiting_codes()
             self._set_exec_mask(self.codec, "codec", self._mask(members))
             pcm = self.codec.decode(batch.to(self.synthesizer.engine.device))[:, 0].float().clamp(-1, 1)  # [B, n * frame]
             for slot in members:
-                item = self.item(slot)
-                frames = pcm[slot].view(length, -1)  # [n, frame_size]
-                made = [item.audio_frame(index, tokens, frame_pcm)
-                        for (index, tokens), frame_pcm in zip(self._undecoded[slot], frames, strict=True)]
-                events[slot] = [frame for frame in made if frame is not None]
-                self._undecoded[slot] = []
+                events[slot] = self.item(slot).take_audio(pcm[slot])
         return events
