@@ -20,6 +20,7 @@ import sys
 import click
 
 from . import __version__
+from .data.assistant import ConversationConfig
 from .errors import DelaykitError
 from .files import write_text_atomically
 from .formats import FORMATS
@@ -176,7 +177,9 @@ def data_flite(out_dir: str, count: int, seed: int) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--split", type=click.Choice(["train", "heldout"]), default="train", show_default=True,
               help="heldout gives the user voices and variants that train never does")
-def data_dialogues(out_dir: str, count: int, seed: int, split: str) -> None:
+@click.option("--interrupt-prob", type=click.FloatRange(0, 0.85), default=ConversationConfig.interrupt_prob,
+              show_default=True, help="share of answers the user talks over (\"Wait.\", \"Stop.\")")
+def data_dialogues(out_dir: str, count: int, seed: int, split: str, interrupt_prob: float) -> None:
     """Render scripted-assistant conversations as stereo WAVs (agent left, user right) with word alignments."""
     import itertools
 
@@ -186,7 +189,9 @@ def data_dialogues(out_dir: str, count: int, seed: int, split: str) -> None:
     voices = SynthConfig(split=split)
     user_voices = [f"{voice}+{variant}" if variant else voice
                    for voice, variant in itertools.product(voices.voices, voices.variants)]
-    click.echo(str(synthesize_dialogues(out_dir, count, EspeakSpeaker(), user_voices, seed=seed)))
+    conversation = ConversationConfig(interrupt_prob=interrupt_prob)
+    click.echo(str(synthesize_dialogues(out_dir, count, EspeakSpeaker(), user_voices, seed=seed,
+                                        conversation=conversation)))
 
 
 @data.command("check")

@@ -3,7 +3,7 @@
 import random
 import re
 
-from delaykit.data.assistant import ConversationConfig, exchange, plan_conversation
+from delaykit.data.assistant import ConversationConfig, exchange, plan_conversation, question_kind
 from delaykit.data.sentences import number_words
 
 WORD_NUMBERS = {number_words(n): n for n in range(401)}
@@ -39,3 +39,12 @@ def test_plans_are_seeded_and_hold_interruptions_and_backchannels():
         for previous, turn in zip(plan.turns, plan.turns[1:]):
             if turn.cut_in is not None:  # cuts in on the agent, never on the user
                 assert previous.speaker == "agent" and turn.speaker == "user"
+
+
+def test_question_kind_reads_the_kind_back_from_the_question():
+    rng = random.Random(1)
+    items = [exchange(rng) for _ in range(600)]
+    assert {item.kind for item in items} == {"greeting", "arithmetic", "fact", "spelling"}
+    for item in items:
+        assert question_kind(item.question) == item.kind, item.question
+    assert question_kind("Wait.") == "other"

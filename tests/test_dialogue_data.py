@@ -74,3 +74,27 @@ def test_corpus_files(tmp_path):
         assert {speaker for _, _, speaker in row["alignments"]} == {AGENT, USER}
         questions = [t for t in row["turns"] if t["kind"] == "question"]
         assert questions and all(t["speaker"] == USER and t["start"] < t["end"] for t in questions)
+
+
+def test_cli_interrupt_prob_sets_how_often_the_user_talks_over(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from delaykit import cli
+    from delaykit.data import dialogues
+
+    monkeypatch.setattr(dialogues, "EspeakSpeaker", lambda: fake_speak)
+
+    def interruptions(prob: float) -> tuple[int, int]:
+        out = tmp_path / f"p{prob}"
+        result = CliRunner().invoke(cli.main, ["data", "dialogues", "--out", str(out), "--count", "12",
+                                               "--seed", "5", "--interrupt-prob", str(prob)])
+        assert result.exit_code == 0, result.output
+        turns = [t for line in (out / "manifest.jsonl").read_text().splitlines()
+                 for t in json.loads(line)["turns"]]
+        answers = sum(t["kind"] == "answer" for t in turns)
+        return sum(t["kind"] == "interruption" for t in turns), answers
+
+    never, _ = interruptions(0.0)
+    often, answers = interruptions(0.85)
+    assert never == 0
+    assert often > answers / 4  # each interruption is followed by an acknowledging answer

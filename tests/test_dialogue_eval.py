@@ -71,6 +71,8 @@ def test_score_conversation():
     assert report["answers_judged"] == 1 and report["answer_right_heard"] == 1.0
     assert report["answer_right_text"] == 0.0 and report["stopped_within_0.5s"] == 1.0
     assert report["responded_within_1s"] == 1.0 and report["step_ms_median"] == 25.0
+    assert report["answer_right_text_by_kind"] == {"arithmetic": {"judged": 1, "right": 0.0}}
+    assert report["answer_right_heard_by_kind"] == {"arithmetic": {"judged": 1, "right": 1.0}}
 
 
 def test_an_agent_that_never_stops_or_answers():

@@ -115,6 +115,21 @@ def exchange(rng: random.Random) -> Exchange:
     return _spelling(rng)
 
 
+def question_kind(question: str) -> str:
+    """The kind of exchange (greeting | arithmetic | fact | spelling) a question of this domain belongs to,
+    read back from its wording; "other" for a question the domain never asks."""
+    if any(question == asked for asked, _ in GREETINGS):
+        return "greeting"
+    if question.startswith("How do you spell "):
+        return "spelling"
+    if any(f" {op} " in question for op in ("plus", "minus", "times")):
+        return "arithmetic"
+    if question.startswith(("What is the capital of ", "What colour is ", "What comes after ")) or any(
+            question == asked for asked, _, _ in COUNTS):
+        return "fact"
+    return "other"
+
+
 @dataclass
 class PlannedTurn:
     """A turn to synthesize and where it goes: after the previous turn's end plus ``gap`` seconds, or, for

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import read_audio, resample, write_audio
+from ..data.assistant import question_kind
 from ..data.dialogues import AGENT
 from ..modes.dialogue import Conversation, converse, words_from_pieces
 from ..text_stream import TimedWord
@@ -191,6 +192,14 @@ def _median(values: list[float]) -> float | None:
     return round(float(np.median(values)), 3) if values else None
 
 
+def _by_kind(judged: list[dict], flag: str) -> dict[str, dict]:
+    """Per kind of question (:func:`question_kind`): how many were judged and the share right."""
+    kinds: dict[str, list[bool]] = {}
+    for q in judged:
+        kinds.setdefault(question_kind(q["question"]), []).append(q[flag])
+    return {kind: {"judged": len(flags), "right": _share(flags)} for kind, flags in sorted(kinds.items())}
+
+
 def summarize(scored: list[dict], step_seconds: list[float], examples: int = 8) -> dict:
     """The report: shares, medians and a few examples."""
     questions = [q for conv in scored for q in conv["questions"]]
@@ -204,6 +213,8 @@ def summarize(scored: list[dict], step_seconds: list[float], examples: int = 8) 
         "conversations": len(scored), "questions": len(questions), "answers_judged": len(judged),
         "answer_right_heard": _share([q["heard_right"] for q in judged if "heard_right" in q]),
         "answer_right_text": _share([q["text_right"] for q in judged]),
+        "answer_right_text_by_kind": _by_kind(judged, "text_right"),
+        "answer_right_heard_by_kind": _by_kind([q for q in judged if "heard_right" in q], "heard_right"),
         "response_latency_median": _median(latencies),
         "responded_within_1s": _share([q["latency"] is not None and q["latency"] <= 1.0 for q in questions]),
         "interruptions": len(interruptions), "interruptions_while_speaking": len(spoken_over),
