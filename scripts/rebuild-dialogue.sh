@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Rebuild the shipped dialogue model (checkpoints/default-dialogue) from scripted-assistant conversations
-# (checkpoints/README.md has the figures and timings). About 2.5 hours on 2 CPU cores; every step skips work
-# whose output exists, and training resumes.
+# (checkpoints/README.md has the figures and timings). About 6 hours on 2 CPU cores (stages 1-3 2.5 h, stages 4
+# and 5 about 1.5 h each with their data); every step skips work whose output exists, and training resumes.
 # Needs: bash scripts/install.sh test, espeak-ng, runs/tokenizer/bpe1500.model, and runs/tts-export: the first
 # TTS model, without named voices (scripts/rebuild-tts.sh, steps 1-3), which stage 1 starts from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dk() { python -m delaykit.cli "$@"; }
 mkdir -p runs/codes2 runs/codes6 runs/eval
-# conversations NAME SEED COUNT SPLIT CODES_DIR: render runs/data/dialogue-NAME and encode it to 4 codebooks per
-# channel as CODES_DIR/dialogue-NAME.npz (each skipped when it exists).
+# conversations NAME SEED COUNT SPLIT CODES_DIR [OPTIONS]: render runs/data/dialogue-NAME (OPTIONS go to
+# `delaykit data dialogues`) and encode it to 4 codebooks per channel as CODES_DIR/dialogue-NAME.npz (each
+# skipped when it exists).
 conversations() {
   [ -f "runs/data/dialogue-$1/manifest.jsonl" ] || dk data dialogues --out "runs/data/dialogue-$1" --count "$3" \
-    --seed "$2" --split "$4"
+    --seed "$2" --split "$4" "${@:6}"
   [ -f "$5/dialogue-$1.npz" ] || dk data encode --data "runs/data/dialogue-$1" --codec default \
     --out "$5/dialogue-$1.npz" --codebooks 4
 }
@@ -61,7 +62,7 @@ for t in 0.3 0; do
     --text-temperature $t > runs/eval/dialogue-heldout60-t$t.json
 done
 
-# 6. Stage 4 (configs/dialogue-default-stage4.toml; the shipped model since 2026-12-01): stage 3 trained 38
+# 6. Stage 4 (configs/dialogue-default-stage4.toml; shipped until stage 5): stage 3 trained 38
 #    minutes on 2 x 1250 conversations it never heard (seeds 103, 104; 12.6 h), the weights of the lowest loss
 #    on 100 validation conversations in held-out voices (seed 950; not the 60 test ones) exported.
 conversations c 103 1250 train runs/codes6
@@ -78,3 +79,21 @@ fi
 dk train export-lm runs/dialogue4 runs/dialogue4-export --fp16 --codec-from default --text-temperature 0 --best
 dk eval dialogue --model runs/dialogue4-export --data runs/data/dialogue-heldout --count 60 --threads 2 \
   > runs/eval/dialogue4-heldout60-t0.json
+
+# 7. Stage 5 (configs/dialogue-default-stage5.toml): stage 4 trained 40 minutes on 2 x 1250 more new
+#    conversations (seeds 105, 106; the user talks over 30 % of the answers in the first) beside stage 4's, the
+#    weights of the lowest validation loss exported and measured as stage 4 was (the shipped model since
+#    2026-12-01, the second session).
+conversations e 105 1250 train runs/codes6 --interrupt-prob 0.3
+conversations f 106 1250 train runs/codes6
+codes5="--codes runs/codes6/dialogue-c.npz --codes runs/codes6/dialogue-d.npz --codes runs/codes6/dialogue-e.npz
+  --codes runs/codes6/dialogue-f.npz --valid-codes runs/codes6/dialogue-valid.npz"
+if [ -f runs/dialogue5/checkpoint.pt ]; then
+  dk train lm --resume $codes5 --out runs/dialogue5 --minutes 40
+else
+  dk train lm --config configs/dialogue-default-stage5.toml $codes5 \
+    --tokenizer checkpoints/default-dialogue/tokenizer.model --out runs/dialogue5 --minutes 40
+fi
+dk train export-lm runs/dialogue5 runs/dialogue5-export --fp16 --codec-from default --text-temperature 0 --best
+dk eval dialogue --model runs/dialogue5-export --data runs/data/dialogue-heldout --count 60 --threads 2 \
+  > runs/eval/dialogue5-heldout60-t0.json
