@@ -11,7 +11,7 @@ output clock of :func:`delaykit.modes.dialogue.converse`).
   key words in order: the words of the reference answer that the question does not already hold
   ("Four times five is twenty." after "What is four times five?" -> "twenty"). Questions whose reference
   answer was interrupted are left out. The same test on the agent's own text (its inner monologue) is
-  reported beside it.
+  reported beside it, and both per kind of question (greeting, arithmetic, fact, spelling).
 - **Response latency**: from the end of a question to the first 80 ms frame of agent speech after it.
 - **Stop latency**: from the start of an interruption to the start of the agent's first ``silence_frames``
   silent frames after it; interruptions that find the agent already silent are counted apart.
