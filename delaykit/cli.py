@@ -179,7 +179,11 @@ def data_flite(out_dir: str, count: int, seed: int) -> None:
               help="heldout gives the user voices and variants that train never does")
 @click.option("--interrupt-prob", type=click.FloatRange(0, 0.85), default=ConversationConfig.interrupt_prob,
               show_default=True, help="share of answers the user talks over (\"Wait.\", \"Stop.\")")
-def data_dialogues(out_dir: str, count: int, seed: int, split: str, interrupt_prob: float) -> None:
+@click.option("--kind-weights", default=",".join(f"{w:g}" for w in ConversationConfig.kind_weights),
+              show_default=True, help="how often each kind of question is asked: greeting, arithmetic, fact, "
+              "spelling")
+def data_dialogues(out_dir: str, count: int, seed: int, split: str, interrupt_prob: float,
+                   kind_weights: str) -> None:
     """Render scripted-assistant conversations as stereo WAVs (agent left, user right) with word alignments."""
     import itertools
 
@@ -189,7 +193,14 @@ def data_dialogues(out_dir: str, count: int, seed: int, split: str, interrupt_pr
     voices = SynthConfig(split=split)
     user_voices = [f"{voice}+{variant}" if variant else voice
                    for voice, variant in itertools.product(voices.voices, voices.variants)]
-    conversation = ConversationConfig(interrupt_prob=interrupt_prob)
+    try:
+        weights = tuple(float(w) for w in kind_weights.split(","))
+    except ValueError:
+        weights = ()
+    if len(weights) != 4 or min(weights) < 0 or sum(weights) <= 0:
+        raise click.BadParameter(f"{kind_weights!r}: four weights >= 0, not all 0 (greeting, arithmetic, fact, "
+                                 "spelling)", param_hint="--kind-weights")
+    conversation = ConversationConfig(kind_weights=weights, interrupt_prob=interrupt_prob)
     click.echo(str(synthesize_dialogues(out_dir, count, EspeakSpeaker(), user_voices, seed=seed,
                                         conversation=conversation)))
 

@@ -48,3 +48,13 @@ def test_question_kind_reads_the_kind_back_from_the_question():
     for item in items:
         assert question_kind(item.question) == item.kind, item.question
     assert question_kind("Wait.") == "other"
+
+
+def test_kind_weights_choose_what_is_asked():
+    only_arithmetic = ConversationConfig(kind_weights=(0, 1, 0, 0))
+    plans = [plan_conversation(random.Random(seed), only_arithmetic) for seed in range(20)]
+    questions = [t.text for plan in plans for t in plan.turns if t.speaker == "user" and t.cut_in is None]
+    assert questions and {question_kind(q) for q in questions} == {"arithmetic"}
+    # weights written as floats draw the same conversations as the default
+    assert plan_conversation(random.Random(3)) == plan_conversation(random.Random(3), ConversationConfig(
+        kind_weights=(1.0, 3.0, 3.0, 1.0)))

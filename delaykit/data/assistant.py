@@ -103,9 +103,12 @@ def _spelling(rng: random.Random) -> Exchange:
     return Exchange(f"How do you spell {word}?", f"{word.capitalize()} is spelled {letters}.", "spelling")
 
 
-def exchange(rng: random.Random) -> Exchange:
-    """A random question of the domain and its answer."""
-    kind = rng.choices(("greeting", "arithmetic", "fact", "spelling"), weights=(1, 3, 3, 1))[0]
+KINDS = ("greeting", "arithmetic", "fact", "spelling")
+
+
+def exchange(rng: random.Random, kind_weights: tuple[float, ...] = (1, 3, 3, 1)) -> Exchange:
+    """A random question of the domain and its answer; ``kind_weights`` weigh the ``KINDS`` in order."""
+    kind = rng.choices(KINDS, weights=kind_weights)[0]
     if kind == "greeting":
         return Exchange(*rng.choice(GREETINGS), kind="greeting")
     if kind == "arithmetic":
@@ -152,6 +155,7 @@ class ConversationConfig:
     exchanges: tuple[int, int] = (2, 4)  # exchanges per conversation
     answer_gap: tuple[float, float] = (0.2, 0.7)  # agent's pause after a question
     question_gap: tuple[float, float] = (0.4, 1.5)  # user's pause after an answer
+    kind_weights: tuple[float, ...] = (1, 3, 3, 1)  # greeting, arithmetic, fact, spelling (KINDS)
     backchannel_prob: float = 0.15
     interrupt_prob: float = 0.15
     agent_stop_seconds: float = 0.3  # how long the agent keeps talking over an interruption
@@ -161,7 +165,7 @@ def plan_conversation(rng: random.Random, config: ConversationConfig = Conversat
     """A conversation of a few exchanges, with back-channels and interruptions."""
     plan = ConversationPlan()
     for _ in range(rng.randint(*config.exchanges)):
-        item = exchange(rng)
+        item = exchange(rng, config.kind_weights)
         plan.turns.append(PlannedTurn("user", item.question, gap=rng.uniform(*config.question_gap)))
         plan.turns.append(PlannedTurn("agent", item.answer, gap=rng.uniform(*config.answer_gap)))
         roll = rng.random()
