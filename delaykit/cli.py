@@ -28,6 +28,7 @@ from .formats import FORMATS
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report a Ctrl-C
 MAX_ASR_BATCH = 8  # recordings decoded together as one batch of streams by `delaykit asr`
 DEVICES = ("auto", "cpu", "cuda")  # --device: auto is cuda when torch sees a GPU, else cpu
+DIALOGUE_AGENTS = ("model", "rendered", "codec")  # evaluation.dialogue.AGENT_SOURCES, without importing torch
 DTYPES = ("float32", "bfloat16", "float16")  # --dtype of the LM's weights (the codec stays float32)
 SPEAKER_TAG = re.compile(r"\s*\[S([12])\]")  # opens a line of a two-speaker script: [S1] main, [S2] other
 
@@ -182,12 +183,14 @@ def data_flite(out_dir: str, count: int, seed: int) -> None:
 @click.option("--kind-weights", default=",".join(f"{w:g}" for w in ConversationConfig.kind_weights),
               show_default=True, help="how often each kind of question is asked: greeting, arithmetic, fact, "
               "spelling")
+@click.option("--agent-voice", default="en-us+f2", show_default=True,
+              help="the agent's voice: espeak-ng's (en-us+f2), flite:kal16, festival:ked_diphone, ...")
 def data_dialogues(out_dir: str, count: int, seed: int, split: str, interrupt_prob: float,
-                   kind_weights: str) -> None:
+                   kind_weights: str, agent_voice: str) -> None:
     """Render scripted-assistant conversations as stereo WAVs (agent left, user right) with word alignments."""
     import itertools
 
-    from .data.dialogues import EspeakSpeaker, synthesize_dialogues
+    from .data.dialogues import DialogueRenderConfig, SynthSpeaker, synthesize_dialogues
     from .data.synth import SynthConfig
 
     voices = SynthConfig(split=split)
@@ -201,8 +204,9 @@ def data_dialogues(out_dir: str, count: int, seed: int, split: str, interrupt_pr
         raise click.BadParameter(f"{kind_weights!r}: four weights >= 0, not all 0 (greeting, arithmetic, fact, "
                                  "spelling)", param_hint="--kind-weights")
     conversation = ConversationConfig(kind_weights=weights, interrupt_prob=interrupt_prob)
-    click.echo(str(synthesize_dialogues(out_dir, count, EspeakSpeaker(), user_voices, seed=seed,
-                                        conversation=conversation)))
+    click.echo(str(synthesize_dialogues(out_dir, count, SynthSpeaker(agent_voice=agent_voice), user_voices,
+                                        seed=seed, conversation=conversation,
+                                        config=DialogueRenderConfig(agent_voice=agent_voice))))
 
 
 @data.command("check")
@@ -609,16 +613,19 @@ def eval_voices(model: str, data_dirs, count: int, settings, seed: int, threads,
               help="sampling temperature of the agent's text (default: the checkpoint's or 0.7; 0 = greedy)")
 @click.option("--audio-temperature", type=float, default=None,
               help="sampling temperature of the agent's audio (default: the checkpoint's or 0.8; 0 = greedy)")
+@click.option("--agent", type=click.Choice(DIALOGUE_AGENTS), default="model", show_default=True,
+              help="who speaks for the agent: the model, or (ceilings) the conversation's own rendered agent "
+                   "channel, as is or round-tripped through the model's codec")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @model_placement
 def eval_dialogue(model: str, data_dirs, count: int, seed: int, judge: bool, asr_model, out_dir,
-                  text_temperature: float | None, audio_temperature: float | None, threads, device: str,
-                  dtype: str) -> None:
+                  text_temperature: float | None, audio_temperature: float | None, agent: str, threads,
+                  device: str, dtype: str) -> None:
     """Answers right (heard and in the agent's text), response and stop latency, step time of dialogue."""
     import dataclasses
 
     from .data.manifest import read_corpus
-    from .evaluation.dialogue import evaluate_dialogue
+    from .evaluation.dialogue import DialogueEvalConfig, evaluate_dialogue
     from .evaluation.tts import AsrRecognizer
 
     _set_threads(threads)
@@ -634,7 +641,8 @@ def eval_dialogue(model: str, data_dirs, count: int, seed: int, judge: bool, asr
         recognizer = AsrRecognizer(_load_model(asr_model, "asr", device, dtype))
     loaded = _load_model(model, "dialogue", device, dtype)
     conversation = loaded.conversation(_dialogue_options(loaded, seed, text_temperature, audio_temperature))
-    report = evaluate_dialogue(conversation, rows, recognizer, out_dir=out_dir)
+    report = evaluate_dialogue(conversation, rows, recognizer, DialogueEvalConfig(agent=agent), out_dir=out_dir)
+    report["agent"] = agent
     report["sampling"] = {name: dataclasses.asdict(getattr(conversation.options, name)) for name in ("text", "audio")}
     report.update(model=model, recognizer="judge" if judge else asr_model)
     click.echo(json.dumps(report, indent=2))

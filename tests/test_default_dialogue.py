@@ -105,3 +105,49 @@ def test_eval_dialogue_command_reports_what_the_library_measures(report):
                    "response_latency_median", "responded_within_1s"):
         assert measured[figure] == report[figure], figure
     assert measured["model"] == "default" and measured["recognizer"] == "default"
+
+
+class Keeps:
+    """A recogniser that hears nothing and keeps every window it was given."""
+
+    def __init__(self):
+        self.windows = []
+
+    def transcribe(self, audio, sample_rate):
+        self.windows.append(audio.copy())
+        return ""
+
+
+def test_reference_agents_bound_what_a_model_can_score(model, tmp_path):
+    """``agent="rendered"`` scores the corpus's own agent channel (right answers, on time); ``agent="codec"``
+    scores that channel after the model's codec, which changes the samples but keeps where the speech is."""
+    import numpy as np
+    from test_dialogue_data import fake_speak
+
+    from delaykit.audio import read_audio
+    from delaykit.data.dialogues import DialogueRenderConfig, synthesize_dialogues
+    from delaykit.evaluation.dialogue import DialogueEvalConfig
+
+    synthesize_dialogues(tmp_path, 2, fake_speak, ["user-a"], seed=3,
+                         config=DialogueRenderConfig(agent_voice="agent", tail_seconds=0.5))
+    rows = read_corpus(tmp_path / "manifest.jsonl")
+    conversation = model.conversation(DialogueOptions(seed=0))
+    heard = {}
+    reports = {}
+    for agent in ("rendered", "codec"):
+        heard[agent] = Keeps()
+        reports[agent] = evaluate_dialogue(conversation, rows, heard[agent], DialogueEvalConfig(agent=agent))
+    rendered = reports["rendered"]
+    assert rendered["answers_judged"] > 0 and rendered["answer_right_text"] == 1.0
+    assert rendered["responded_within_1s"] == 1.0 and rendered["answer_right_heard"] == 0.0
+    assert rendered["step_ms_median"] is None  # no model ran
+    first_row = read_audio(tmp_path / rows[0]["path"])[0][0]  # [T] the agent channel
+    first_answer = rows[0]["turns"][0]["end"]  # the first window starts where the first question ends
+    window = heard["rendered"].windows[0]
+    start = int(first_answer * 24_000)
+    np.testing.assert_array_equal(window, first_row[start:start + window.shape[0]])
+    coded = heard["codec"].windows[0]
+    assert coded.shape == window.shape and not np.allclose(coded, window, atol=1e-3)
+    assert reports["codec"]["responded_within_1s"] == 1.0  # the decoded answers still start where they did
+    with pytest.raises(ValueError, match="agent must be one of"):
+        DialogueEvalConfig(agent="someone")

@@ -1,11 +1,14 @@
 """Dialogue corpora: turns land on the right channel and time, interruptions cut the agent short."""
 
 import json
+import shutil
 
 import numpy as np
+import pytest
 
 from delaykit.data.assistant import ConversationPlan, PlannedTurn
 from delaykit.data.dialogues import AGENT, USER, DialogueRenderConfig, render_dialogue, synthesize_dialogues
+from delaykit.data.synth import espeak_available
 from delaykit.text_stream import TimedWord
 
 RATE = 24_000
@@ -82,7 +85,7 @@ def test_cli_interrupt_prob_sets_how_often_the_user_talks_over(tmp_path, monkeyp
     from delaykit import cli
     from delaykit.data import dialogues
 
-    monkeypatch.setattr(dialogues, "EspeakSpeaker", lambda: fake_speak)
+    monkeypatch.setattr(dialogues, "SynthSpeaker", lambda **_: fake_speak)
 
     def interruptions(prob: float) -> tuple[int, int]:
         out = tmp_path / f"p{prob}"
@@ -98,3 +101,40 @@ def test_cli_interrupt_prob_sets_how_often_the_user_talks_over(tmp_path, monkeyp
     often, answers = interruptions(0.85)
     assert never == 0
     assert often > answers / 4  # each interruption is followed by an acknowledging answer
+
+
+@pytest.mark.skipif(shutil.which("flite") is None or not espeak_available(), reason="needs flite and espeak-ng")
+def test_synth_speaker_gives_the_agent_another_synthesizer():
+    """The agent's voice may be flite's kal16 (fixed level); users stay espeak-ng voices."""
+    from delaykit.data.dialogues import SynthSpeaker
+    from delaykit.data.flite import flite_words
+
+    speaker = SynthSpeaker(agent_voice="flite:kal16")
+    text = "Four times five is twenty."
+    audio, words = speaker(text, "flite:kal16", seed=1)
+    assert [w.text for w in words] == text.split()
+    assert abs(20 * np.log10(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) - speaker.agent_level_db) < 0.5
+    flite_audio, flite_rate, _ = flite_words(text, "kal16", ["--setf", f"duration_stretch={175 / 170:.3f}",
+                                                            "--setf", "int_f0_target_mean=130.0"])
+    assert abs(audio.shape[0] / RATE - flite_audio.shape[0] / flite_rate) < 0.01  # flite's own utterance
+    user_audio, user_words = speaker(text, "en-us", seed=1)
+    assert [w.text for w in user_words] == text.split() and user_audio.shape != audio.shape
+
+
+def test_cli_agent_voice_reaches_the_speaker_and_the_render(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from delaykit import cli
+    from delaykit.data import dialogues
+
+    asked = {}
+    monkeypatch.setattr(dialogues, "SynthSpeaker", lambda **kwargs: asked.update(kwargs) or fake_speak)
+    voices = []
+    render = dialogues.render_dialogue
+    monkeypatch.setattr(dialogues, "render_dialogue",
+                        lambda plan, user, speak, seed, config: voices.append(config.agent_voice)
+                        or render(plan, user, speak, seed, config))
+    result = CliRunner().invoke(cli.main, ["data", "dialogues", "--out", str(tmp_path), "--count", "2",
+                                           "--agent-voice", "agent-kal"])
+    assert result.exit_code == 0, result.output
+    assert asked == {"agent_voice": "agent-kal"} and voices == ["agent-kal", "agent-kal"]

@@ -84,3 +84,10 @@ def test_an_agent_that_never_stops_or_answers():
     assert stop["agent_speaking"] and stop["stop_latency"] is None
     report = summarize([scored], [])
     assert report["responded_within_1s"] == 0.5 and report["stopped_within_0.5s"] == 0.0
+
+
+def test_cli_offers_every_agent_source():
+    from delaykit.cli import DIALOGUE_AGENTS
+    from delaykit.evaluation.dialogue import AGENT_SOURCES
+
+    assert DIALOGUE_AGENTS == AGENT_SOURCES

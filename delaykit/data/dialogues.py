@@ -139,9 +139,10 @@ def synthesize_dialogues(out_dir: str | Path, count: int, speak: Speak, user_voi
 
 
 @dataclass(frozen=True)
-class EspeakSpeaker:
-    """A ``Speak`` function over espeak-ng: the agent's voice at a fixed rate, pitch and level; every other
-    voice at a rate, pitch and level drawn from the turn's seed."""
+class SynthSpeaker:
+    """A ``Speak`` function: the agent in ``agent_voice`` (any voice :func:`delaykit.data.synth.speak_voice`
+    knows: espeak-ng's, ``flite:kal16``, ``festival:ked_diphone``) at a fixed rate, pitch and level; every
+    other voice is espeak-ng's, at a rate, pitch and level drawn from the turn's seed."""
 
     agent_voice: str = DialogueRenderConfig.agent_voice
     agent_rate: int = 170
@@ -154,15 +155,16 @@ class EspeakSpeaker:
 
     def __call__(self, text: str, voice: str, seed: int) -> tuple[np.ndarray, list[TimedWord]]:
         from ..audio import resample
-        from .synth import speak_clean
+        from .synth import Utterance, speak_clean, speak_voice
 
         rng = np.random.default_rng(seed)
         if voice == self.agent_voice:
-            rate, pitch, level = self.agent_rate, self.agent_pitch, self.agent_level_db
+            level = self.agent_level_db
+            speech, _ = speak_voice(Utterance(0, text, voice, self.agent_rate, self.agent_pitch, seed))
         else:
             rate, pitch = int(rng.integers(*self.user_rate)), int(rng.integers(*self.user_pitch))
             level = float(rng.uniform(*self.user_level_db))
-        speech = speak_clean(text, voice, rate, pitch)
+            speech = speak_clean(text, voice, rate, pitch)
         audio = speech.samples.astype(np.float64)
         audio *= 10 ** (level / 20) / (np.sqrt(np.mean(audio**2)) + 1e-9)
         audio = resample(audio.astype(np.float32), speech.sample_rate, self.sample_rate)  # [T] at 24 kHz

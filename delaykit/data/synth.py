@@ -576,8 +576,10 @@ class Rendered:
     voice: str
 
 
-def _speak(utt: Utterance) -> tuple[Speech, str]:
-    """The synthesizer the utterance's voice names, falling back to espeak-ng's en-us."""
+def speak_voice(utt: Utterance) -> tuple[Speech, str]:
+    """``utt`` spoken by the synthesizer its voice names (``en-us+f2``, ``flite:kal16``,
+    ``festival:ked_diphone``), and the voice that spoke: espeak-ng's en-us where flite or Festival cannot time
+    the sentence."""
     speech = None
     if utt.voice.startswith("flite:"):
         speech = speak_flite(utt)
@@ -597,7 +599,7 @@ def render(utt: Utterance, config: SynthConfig) -> Rendered:
     seconds); ends are kept inside the resampled audio.
     """
     rng = np.random.default_rng(utt.seed)
-    speech, voice = _speak(utt)
+    speech, voice = speak_voice(utt)
     audio = speech.samples.astype(np.float64)  # [T] at the synthesizer's rate
     rms = math.sqrt(float(np.mean(audio**2))) + 1e-9
     audio *= 10 ** (rng.uniform(*config.level_db) / 20) / rms

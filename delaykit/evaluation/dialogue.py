@@ -17,6 +17,11 @@ output clock of :func:`delaykit.modes.dialogue.converse`).
   silent frames after it; interruptions that find the agent already silent are counted apart.
 - **Step time**: wall-clock milliseconds per 80 ms step, one session, on this machine.
 
+Ceilings: ``agent="rendered"`` scores the conversation's own agent channel (the rendered reference answers,
+with their word times as the text) instead of the model, and ``agent="codec"`` the same channel round-tripped
+through the model's codec at the codebooks the model generates. What the judge hears of those bounds what it can
+hear of any model speaking in that voice through that codec.
+
 A frame is speech when its RMS exceeds ``speech_dbfs`` (the training corpus speaks the agent at -24 dBFS).
 """
 
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..audio import read_audio, resample, write_audio
 from ..data.assistant import question_kind
@@ -37,6 +43,8 @@ from ..text_stream import TimedWord
 from .tts import Recognizer
 from .wer import normalize
 
+AGENT_SOURCES = ("model", "rendered", "codec")  # who speaks for the agent (the module docstring)
+
 
 @dataclass(frozen=True)
 class DialogueEvalConfig:
@@ -45,6 +53,11 @@ class DialogueEvalConfig:
     silence_frames: int = 4  # this many silent frames in a row end the agent's speech (320 ms)
     speaking_lookback: float = 0.24  # the agent "is speaking" at an interruption if it spoke this recently
     examples: int = 8
+    agent: str = "model"  # one of AGENT_SOURCES
+
+    def __post_init__(self):
+        if self.agent not in AGENT_SOURCES:
+            raise ValueError(f"agent must be one of {', '.join(AGENT_SOURCES)}, got {self.agent!r}")
 
 
 @dataclass
@@ -99,6 +112,23 @@ def run_agent(conversation: Conversation, user: np.ndarray, config: DialogueEval
     return AgentTrack(agent, words_from_pieces(pieces, conversation.frame_duration),
                       frame_speech(agent, conversation.frame_size, config.speech_dbfs),
                       conversation.frame_duration, step_seconds)
+
+
+@torch.no_grad()
+def reference_agent(conversation: Conversation, row: dict, agent: np.ndarray, config: DialogueEvalConfig
+                    ) -> AgentTrack:
+    """The rendered agent channel [T] (24 kHz) of ``row`` as an agent track, its words those of the manifest's
+    agent alignments; with ``config.agent == "codec"``, its audio encoded and decoded by the conversation's
+    codec at the codebooks the model generates (whole-file, not streaming)."""
+    if config.agent == "codec":
+        codec = conversation.codec
+        codes = codec.encode(torch.from_numpy(agent)[None, None], conversation.layout.generated_codebooks)
+        agent = codec.decode(codes)[0, 0, :agent.shape[0]].float().cpu().numpy()  # [T]
+    words = [TimedWord(text, start, end, speaker) for text, (start, end), speaker in row["alignments"]
+             if speaker == AGENT]
+    return AgentTrack(agent.astype(np.float32), words,
+                      frame_speech(agent, conversation.frame_size, config.speech_dbfs),
+                      conversation.frame_duration, [])
 
 
 def _first_speech(speech: np.ndarray, start: int, stop: int) -> int | None:
@@ -174,8 +204,15 @@ def evaluate_dialogue(conversation: Conversation, rows: tp.Sequence[dict], recog
         if "turns" not in row:
             raise ValueError(f"{row['path']}: no 'turns' (render the corpus with `delaykit data dialogues`)")
         stereo, rate = read_audio(row["path"])  # [2, T] (agent, user) or [1, T] (the user alone)
-        user = stereo[-1] if rate == sample_rate else resample(stereo[-1], rate, sample_rate)  # [T]
-        track = run_agent(conversation, user, config)
+        if rate != sample_rate:
+            stereo = np.stack([resample(channel, rate, sample_rate) for channel in stereo])
+        user = stereo[-1]  # [T]
+        if config.agent == "model":
+            track = run_agent(conversation, user, config)
+        elif stereo.shape[0] == 2:
+            track = reference_agent(conversation, row, stereo[0], config)
+        else:
+            raise ValueError(f"{row['path']}: agent {config.agent!r} needs the stereo conversation (agent, user)")
         step_seconds.extend(track.step_seconds)
         scored.append(score_conversation(row, track, recognizer, sample_rate, config))
         if out_dir is not None:
