@@ -97,3 +97,21 @@ fi
 dk train export-lm runs/dialogue5 runs/dialogue5-export --fp16 --codec-from default --text-temperature 0 --best
 dk eval dialogue --model runs/dialogue5-export --data runs/data/dialogue-heldout --count 60 --threads 2 \
   > runs/eval/dialogue5-heldout60-t0.json
+
+# 8. Stage 6 (configs/dialogue-default-stage6.toml): stage 5 trained 30 minutes on 2 x 1250 new conversations
+#    only, asking more arithmetic (seed 107: twice the arithmetic; seed 108: more arithmetic and spelling, the
+#    user talking over 30 % of the answers), the weights of the lowest validation loss exported and measured with
+#    the judge.
+conversations g 107 1250 train runs/codes6 --kind-weights 1,6,3,1
+conversations h 108 1250 train runs/codes6 --kind-weights 1,5,3,2 --interrupt-prob 0.3
+codes6="--codes runs/codes6/dialogue-g.npz --codes runs/codes6/dialogue-h.npz
+  --valid-codes runs/codes6/dialogue-valid.npz"
+if [ -f runs/dialogue6/checkpoint.pt ]; then
+  dk train lm --resume $codes6 --out runs/dialogue6 --minutes 30
+else
+  dk train lm --config configs/dialogue-default-stage6.toml $codes6 \
+    --tokenizer checkpoints/default-dialogue/tokenizer.model --out runs/dialogue6 --minutes 30
+fi
+dk train export-lm runs/dialogue6 runs/dialogue6-export --fp16 --codec-from default --text-temperature 0 --best
+dk eval dialogue --model runs/dialogue6-export --data runs/data/dialogue-heldout --count 60 --threads 2 --judge \
+  > runs/eval/dialogue6-heldout60-t0-judge.json
