@@ -98,10 +98,10 @@ dk train export-lm runs/dialogue5 runs/dialogue5-export --fp16 --codec-from defa
 dk eval dialogue --model runs/dialogue5-export --data runs/data/dialogue-heldout --count 60 --threads 2 \
   > runs/eval/dialogue5-heldout60-t0.json
 
-# 8. Stage 6 (configs/dialogue-default-stage6.toml): stage 5 trained 30 minutes on 2 x 1250 new conversations
-#    only, asking more arithmetic (seed 107: twice the arithmetic; seed 108: more arithmetic and spelling, the
-#    user talking over 30 % of the answers), the weights of the lowest validation loss exported and measured with
-#    the judge.
+# 8. Stage 6 (configs/dialogue-default-stage6.toml; measured, NOT shipped: the card says why): stage 5 trained
+#    30 minutes on 2 x 1250 new conversations only, asking more arithmetic (seed 107: twice the arithmetic; seed
+#    108: more arithmetic and spelling, the user talking over 30 % of the answers), the weights of the lowest
+#    validation loss exported and measured with the judge.
 conversations g 107 1250 train runs/codes6 --kind-weights 1,6,3,1
 conversations h 108 1250 train runs/codes6 --kind-weights 1,5,3,2 --interrupt-prob 0.3
 codes6="--codes runs/codes6/dialogue-g.npz --codes runs/codes6/dialogue-h.npz
