@@ -18,6 +18,20 @@ conversations() {
     --out "$5/dialogue-$1.npz" --codebooks 4
 }
 
+# fine_tune N MINUTES CODES...: stage N (configs/dialogue-default-stageN.toml) trained MINUTES on CODES (the
+# --codes and --valid-codes options) into runs/dialogueN, resumed where a run stopped, and its weights of the
+# lowest validation loss exported to runs/dialogueN-export (fp16, greedy text recommended).
+fine_tune() {
+  if [ -f "runs/dialogue$1/checkpoint.pt" ]; then
+    dk train lm --resume "${@:3}" --out "runs/dialogue$1" --minutes "$2"
+  else
+    dk train lm --config "configs/dialogue-default-stage$1.toml" "${@:3}" \
+      --tokenizer checkpoints/default-dialogue/tokenizer.model --out "runs/dialogue$1" --minutes "$2"
+  fi
+  dk train export-lm "runs/dialogue$1" "runs/dialogue$1-export" --fp16 --codec-from default --text-temperature 0 \
+    --best
+}
+
 # 1. Data: 2 x 1250 conversations (12.6 h, espeak-ng, the agent always en-us+f2, users in training voices) and
 #    60 held-out ones (voices and variants training never uses), encoded to 4 codebooks per channel.
 conversations a 100 1250 train runs/codes2
@@ -68,15 +82,8 @@ done
 conversations c 103 1250 train runs/codes6
 conversations d 104 1250 train runs/codes6
 conversations valid 950 100 heldout runs/codes6
-if [ -f runs/dialogue4/checkpoint.pt ]; then
-  dk train lm --resume --codes runs/codes6/dialogue-c.npz --codes runs/codes6/dialogue-d.npz \
-    --valid-codes runs/codes6/dialogue-valid.npz --out runs/dialogue4 --minutes 38
-else
-  dk train lm --config configs/dialogue-default-stage4.toml --codes runs/codes6/dialogue-c.npz \
-    --codes runs/codes6/dialogue-d.npz --valid-codes runs/codes6/dialogue-valid.npz \
-    --tokenizer checkpoints/default-dialogue/tokenizer.model --out runs/dialogue4 --minutes 38
-fi
-dk train export-lm runs/dialogue4 runs/dialogue4-export --fp16 --codec-from default --text-temperature 0 --best
+fine_tune 4 38 --codes runs/codes6/dialogue-c.npz --codes runs/codes6/dialogue-d.npz \
+  --valid-codes runs/codes6/dialogue-valid.npz
 dk eval dialogue --model runs/dialogue4-export --data runs/data/dialogue-heldout --count 60 --threads 2 \
   > runs/eval/dialogue4-heldout60-t0.json
 
@@ -88,13 +95,7 @@ conversations e 105 1250 train runs/codes6 --interrupt-prob 0.3
 conversations f 106 1250 train runs/codes6
 codes5="--codes runs/codes6/dialogue-c.npz --codes runs/codes6/dialogue-d.npz --codes runs/codes6/dialogue-e.npz
   --codes runs/codes6/dialogue-f.npz --valid-codes runs/codes6/dialogue-valid.npz"
-if [ -f runs/dialogue5/checkpoint.pt ]; then
-  dk train lm --resume $codes5 --out runs/dialogue5 --minutes 40
-else
-  dk train lm --config configs/dialogue-default-stage5.toml $codes5 \
-    --tokenizer checkpoints/default-dialogue/tokenizer.model --out runs/dialogue5 --minutes 40
-fi
-dk train export-lm runs/dialogue5 runs/dialogue5-export --fp16 --codec-from default --text-temperature 0 --best
+fine_tune 5 40 $codes5
 dk eval dialogue --model runs/dialogue5-export --data runs/data/dialogue-heldout --count 60 --threads 2 \
   > runs/eval/dialogue5-heldout60-t0.json
 
@@ -106,12 +107,6 @@ conversations g 107 1250 train runs/codes6 --kind-weights 1,6,3,1
 conversations h 108 1250 train runs/codes6 --kind-weights 1,5,3,2 --interrupt-prob 0.3
 codes6="--codes runs/codes6/dialogue-g.npz --codes runs/codes6/dialogue-h.npz
   --valid-codes runs/codes6/dialogue-valid.npz"
-if [ -f runs/dialogue6/checkpoint.pt ]; then
-  dk train lm --resume $codes6 --out runs/dialogue6 --minutes 30
-else
-  dk train lm --config configs/dialogue-default-stage6.toml $codes6 \
-    --tokenizer checkpoints/default-dialogue/tokenizer.model --out runs/dialogue6 --minutes 30
-fi
-dk train export-lm runs/dialogue6 runs/dialogue6-export --fp16 --codec-from default --text-temperature 0 --best
+fine_tune 6 30 $codes6
 dk eval dialogue --model runs/dialogue6-export --data runs/data/dialogue-heldout --count 60 --threads 2 --judge \
   > runs/eval/dialogue6-heldout60-t0-judge.json
