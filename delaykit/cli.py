@@ -142,8 +142,11 @@ def data() -> None:
 @click.option("--clean", is_flag=True, help="no noise, band limits or reverberation; level -24 to -20 dBFS")
 @click.option("--vocabulary", type=click.Choice(["base", "wide"]), default="base", show_default=True,
               help="wide: about twice the word forms (more names, places, nouns, verbs); train split only")
+@click.option("--random-variants", "random_variant_prob", default=0.0, show_default=True,
+              help="share of (train) espeak-ng utterances spoken by a random voice variant drawn for each")
 def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, reverb_prob: float,
-               flite_prob: float, festival_prob: float, voice_names: str, clean: bool, vocabulary: str) -> None:
+               flite_prob: float, festival_prob: float, voice_names: str, clean: bool, vocabulary: str,
+               random_variant_prob: float) -> None:
     """Synthesize HOURS of varied espeak-ng speech (24 kHz WAVs + manifest.jsonl) into OUT."""
     from .data.synth import CLEAN, SynthConfig, synthesize
 
@@ -156,7 +159,7 @@ def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, 
     augmentation = dict(CLEAN) if clean else {"reverb_prob": reverb_prob}
     config = SynthConfig(hours=hours, seed=seed, split=split, workers=workers, flite_prob=flite_prob,
                          festival_prob=festival_prob, voice_names=names, vocabulary=vocabulary,
-                         **augmentation)
+                         random_variant_prob=random_variant_prob, **augmentation)
     manifest = synthesize(out_dir, config)
     click.echo(str(manifest))
 

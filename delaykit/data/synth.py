@@ -43,6 +43,7 @@ import numpy as np
 
 from ..audio import resample, write_audio
 from ..text_stream import TimedWord
+from . import espeak_variants
 from . import manifest as manifest_module
 from .festival import FESTIVAL_TRAIN_VOICES
 from .sentences import SentenceConfig, SentenceGenerator
@@ -50,6 +51,8 @@ from .sentences import SentenceConfig, SentenceGenerator
 ESPEAK_RATE = 22_050  # what espeak-ng's voices are built for; the engine reports its own rate on start-up
 SPEAKER = "SPEAKER_MAIN"  # the speaker name of every alignment (moshi-finetune's name for the main voice)
 # English voices that need no MBROLA database (the mb/* ones do, and it is not packaged).
+# espeak-ng 1.51 has no voice *named* en-gb (only the language), so "en-gb+VARIANT" finds no voice by name
+# and falls back to plain en-gb, as `espeak-ng -v en-gb+f2` does: en-gb speaks with one voice in every split.
 TRAIN_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd",
                 "en-us-nyc")
 HELDOUT_VOICES = ("en-029",)
@@ -97,6 +100,10 @@ class SynthConfig:
     # The sentences' vocabulary: "wide" adds delaykit.data.lexicon's words (train split only); "base" leaves
     # earlier corpora byte-identical.
     vocabulary: str = "base"
+    # Share of (train, espeak-ng) utterances whose variant is a random one drawn for that utterance
+    # (delaykit.data.espeak_variants) instead of a named training variant; 0 leaves earlier corpora
+    # byte-identical.
+    random_variant_prob: float = 0.0
     workers: int = 2
 
     @property
@@ -198,6 +205,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.espeak_Synchronize.restype = ctypes.c_int
     lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
     lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+    lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
+    lib.espeak_Info.restype = ctypes.c_char_p
 
 
 _library: ctypes.CDLL | None = None
@@ -246,17 +255,36 @@ class EspeakEngine:
 
     def __init__(self) -> None:
         self.lib = load_library()
-        rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, BUFFER_MS, None,
-                                          INITIALIZE_PHONEME_EVENTS | INITIALIZE_DONT_EXIT)
-        if rate <= 0:
-            raise EspeakError(f"espeak_Initialize failed (returned {rate}): is espeak-ng-data installed?")
-        self.sample_rate = int(rate)
         self._chunks: list[bytes] = []
         self._word_events: list[tuple[int, int, int]] = []
         self._phoneme_events: list[tuple[int, str]] = []
         self._callback = _SynthCallback(self._collect)  # kept referenced: espeak holds only the pointer
+        self.private_data: Path | None = None  # set once random variants are in use
+        self._initialize(None)
+
+    def _initialize(self, data_path: Path | None) -> None:
+        """(Re)start the library on ``data_path`` (None: the installed espeak-ng-data)."""
+        path = None if data_path is None else str(data_path).encode()
+        rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, BUFFER_MS, path,
+                                          INITIALIZE_PHONEME_EVENTS | INITIALIZE_DONT_EXIT)
+        if rate <= 0:
+            raise EspeakError(f"espeak_Initialize failed (returned {rate}): is espeak-ng-data installed?")
+        self.sample_rate = int(rate)
         self.lib.espeak_SetSynthCallback(self._callback)
         self.set_voice("en-us")  # loads the English dictionary once, so forked speakers start with it
+
+    def data_dir(self) -> Path:
+        """The espeak-ng-data directory the library runs on."""
+        path = ctypes.c_char_p()
+        self.lib.espeak_Info(ctypes.byref(path))
+        return Path((path.value or b"").decode())
+
+    def use_random_variants(self) -> None:
+        """Move onto a private copy of espeak-ng-data that random variants can be written into (named voices
+        sound exactly as before). Done once; corpora call it before their workers fork."""
+        if self.private_data is None:
+            self.private_data = espeak_variants.private_data_dir(self.data_dir())
+            self._initialize(self.private_data)
 
     def _collect(self, wav, count: int, events) -> int:
         """espeak's callback: keep the samples and the WORD and PHONEME events; 0 = go on."""
@@ -274,6 +302,11 @@ class EspeakEngine:
 
     def set_voice(self, voice: str) -> None:
         """Select ``voice`` (``"en-gb+f3"``): by voice name, else by language, as ``espeak-ng -v`` does."""
+        variant = voice.partition("+")[2]
+        if espeak_variants.is_random_variant(variant):
+            self.use_random_variants()
+            assert self.private_data is not None
+            espeak_variants.ensure_variant(self.private_data, variant)
         name = voice.encode("utf-8")
         if self.lib.espeak_SetVoiceByName(name) == 0:
             return
@@ -644,6 +677,8 @@ def plan(config: SynthConfig, count: int, start: int = 0) -> list[Utterance]:
         rate = int(rng.integers(config.rate[0], config.rate[1] + 1))
         pitch = int(rng.integers(config.pitch[0], config.pitch[1] + 1))
         seed = int(rng.integers(2**31))
+        if config.random_variant_prob and config.split == "train" and rng.random() < config.random_variant_prob:
+            variant = espeak_variants.random_variant_name(rng)
         name = f"{voice}+{variant}" if variant else voice
         if config.flite_prob and config.split == "train" and rng.random() < config.flite_prob:
             name = f"flite:{FLITE_TRAIN_VOICES[int(rng.integers(len(FLITE_TRAIN_VOICES)))]}"
@@ -681,6 +716,8 @@ def synthesize(out_dir: str | Path, config: SynthConfig, log=sys.stderr) -> Path
     ``out_dir`` is overwritten.
     """
     load_library()  # a clear error before any worker starts
+    if config.random_variant_prob:
+        engine().use_random_variants()  # before the workers fork, so that they start on the private data
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / "manifest.jsonl"
