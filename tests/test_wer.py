@@ -36,6 +36,23 @@ def test_start_errors_only_for_utterances_recognised_word_for_word():
     assert _start_errors(row, [Word("hello", 0.48, 0.96), Word("word", 1.0, 1.2)]) == []
 
 
+def test_wer_per_voice_and_variant_groups_random_variants():
+    from delaykit.evaluation.asr import _by_speaker
+
+    rows = [{"voice": "en-us+m3"}, {"voice": "en-us+dkrand12"}, {"voice": "en-029+dkrand99"}, {"voice": "flite:slt"}]
+    references = ["one two", "three four", "five six seven eight", "nine"]
+    hypotheses = ["one two", "three", "five six", "ten nine"]
+    report = _by_speaker(rows, references, hypotheses)
+    assert report["by_voice"] == {
+        "en-029": {"utterances": 1, "reference_words": 4, "wer": 0.5},
+        "en-us": {"utterances": 2, "reference_words": 4, "wer": 0.25},
+        "flite:slt": {"utterances": 1, "reference_words": 1, "wer": 1.0},
+    }
+    assert report["by_variant"]["random"] == {"utterances": 2, "reference_words": 6, "wer": 0.5}
+    assert report["by_variant"]["m3"]["wer"] == 0.0 and report["by_variant"]["(none)"]["utterances"] == 1
+    assert _by_speaker([{"path": "a.wav"}], ["x"], ["y"]) == {}  # no voices named: no breakdown
+
+
 def test_numbers_become_digits_as_whisper_writes_them():
     assert normalize("born in one thousand nine hundred and ten", numbers=True) == ["born", "in", "1910"]
     assert normalize("the twenty-first of May", numbers=True) == ["the", "21st", "of", "may"]

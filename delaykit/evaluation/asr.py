@@ -5,7 +5,9 @@ word's start is compared with its aligned start (``start_error_s``: median of th
 absolute value), which checks the EPAD word-boundary convention and the text delay together.
 
 Recordings are decoded as concurrent streams of one batch (:func:`~delaykit.modes.asr_batch.transcribe_batch`,
-the same words each would get alone), ``batch_size`` at a time. Speed is audio seconds per wall-clock second
+the same words each would get alone), ``batch_size`` at a time. Where the manifest names each row's ``voice``
+(``en-us+f2``, ``flite:slt``), WER is also given per voice and per variant (``by_voice``, ``by_variant``;
+random espeak-ng variants together as ``random``): which speakers a model has not learnt to hear. Speed is audio seconds per wall-clock second
 over the whole run, with the batch counted as parallel streams.
 """
 
@@ -17,9 +19,10 @@ import typing as tp
 import numpy as np
 
 from ..audio import load_audio
+from ..data.espeak_variants import is_random_variant
 from ..modes.asr import Transcriber, Word
 from ..modes.asr_batch import transcribe_batch
-from .wer import normalize, word_error_rate
+from .wer import ErrorCounts, align_counts, normalize, word_error_rate
 
 
 def evaluate_asr(transcriber: Transcriber, rows: tp.Sequence[dict], batch_size: int = 8,
@@ -53,8 +56,33 @@ def evaluate_asr(transcriber: Transcriber, rows: tp.Sequence[dict], batch_size: 
             "median": round(float(np.median(start_errors)), 3) if start_errors else None,
             "median_abs": round(float(np.median(np.abs(start_errors))), 3) if start_errors else None,
         },
+        **_by_speaker(rows, references, hypotheses),
         "examples": [{"reference": r, "hypothesis": h} for r, h in zip(references[:examples], hypotheses)],
     }
+
+
+def _by_speaker(rows: tp.Sequence[dict], references: list[str], hypotheses: list[str]) -> dict:
+    """``by_voice`` and ``by_variant``: utterances, words and WER of each group (empty without voices)."""
+    groups: dict[str, dict[str, list[ErrorCounts]]] = {"by_voice": {}, "by_variant": {}}
+    for row, reference, hypothesis in zip(rows, references, hypotheses, strict=True):
+        if not row.get("voice"):
+            continue
+        voice, _, variant = str(row["voice"]).partition("+")
+        if is_random_variant(variant):
+            variant = "random"
+        counts = align_counts(normalize(reference), normalize(hypothesis))
+        groups["by_voice"].setdefault(voice, []).append(counts)
+        groups["by_variant"].setdefault(variant or "(none)", []).append(counts)
+    report = {}
+    for name, by_key in groups.items():
+        if by_key:
+            report[name] = {key: _group_figures(counts) for key, counts in sorted(by_key.items())}
+    return report
+
+
+def _group_figures(counts: list[ErrorCounts]) -> dict:
+    total = sum(counts, ErrorCounts())
+    return {"utterances": len(counts), "reference_words": total.reference_words, "wer": round(total.wer, 4)}
 
 
 def _start_errors(row: dict, words: list[Word]) -> list[float]:
