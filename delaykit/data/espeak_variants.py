@@ -15,6 +15,7 @@ its file follows from the name alone, so any process can rebuild it and every co
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -23,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 RANDOM_PREFIX = "dkrand"
+# Bumped whenever random_variant_text changes what a seed gives: private directories are per version, so a
+# file written by older code is never reused.
+VARIANT_VERSION = 1
 _RANDOM_NAME = re.compile(rf"^{RANDOM_PREFIX}(\d+)$")
 
 
@@ -67,7 +71,10 @@ def random_variant_text(seed: int) -> str:
 def private_data_dir(system: Path, root: Path | None = None) -> Path:
     """A directory that espeak-ng can use as its data: links to every file of ``system``, and a
     ``voices/!v`` of its own (links to the named variants) that random variants are written into."""
-    root = root or Path(tempfile.gettempdir()) / f"delaykit-espeak-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    if root is None:
+        user = os.getuid() if hasattr(os, "getuid") else 0
+        key = hashlib.sha1(f"{system.resolve()}|{VARIANT_VERSION}".encode()).hexdigest()[:10]
+        root = Path(tempfile.gettempdir()) / f"delaykit-espeak-{user}-{key}"
     data = root / "espeak-ng-data"
     variants = data / "voices" / "!v"
     variants.mkdir(parents=True, exist_ok=True)
