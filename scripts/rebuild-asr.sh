@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the shipped codec and ASR model from nothing (checkpoints/README.md has the figures and timings).
 # About 5 hours on 2 CPU cores; every step skips work whose output exists, and training steps resume.
-# Needs: bash scripts/install.sh test, and apt-get install espeak-ng flite.
+# Needs: bash scripts/install.sh test, and apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dk() { python -m delaykit.cli "$@"; }

@@ -270,3 +270,14 @@ def test_cli_makes_a_clean_corpus_of_named_voices(tmp_path):
     for other in ("--flite", "--festival"):  # shares of other synthesizers would be silently overridden
         refused = CliRunner().invoke(main, [*args, "--voices", "en-us+f2", other, "0.3"])
         assert refused.exit_code == 2 and "leave out --flite and --festival" in refused.output
+
+
+def test_missing_festival_voice_fails_before_synthesis_with_the_package_to_install(tmp_path):
+    from delaykit.data.festival import require_voices
+    from delaykit.data.synth import SynthConfig, synthesize
+
+    with pytest.raises(RuntimeError, match="apt-get install"):
+        require_voices(["no_such_diphone"])
+    with pytest.raises(RuntimeError, match="apt-get install"):
+        synthesize(tmp_path, SynthConfig(hours=0.01, voice_names=("festival:no_such_diphone",)))
+    assert not (tmp_path / "manifest.jsonl").exists()

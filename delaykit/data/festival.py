@@ -23,6 +23,8 @@ import numpy as np
 from ..audio import read_audio
 
 FESTIVAL_TRAIN_VOICES = ("kal_diphone", "ked_diphone")
+# The Debian package that installs each voice: what to tell a user whose Festival lacks one.
+VOICE_PACKAGES = {"kal_diphone": "festvox-kallpc16k", "ked_diphone": "festvox-kdlpc16k"}
 # The diphone voices' own pitch model (festival's voice definitions): targets are moved, the model kept.
 _MODEL_F0_MEAN, _MODEL_F0_STD = 170, 34
 
@@ -32,6 +34,18 @@ def festival_available(voice: str | None = None) -> bool:
     if shutil.which("festival") is None:
         return False
     return voice is None or any(Path("/usr/share/festival/voices").glob(f"*/{voice}"))
+
+
+def require_voices(voices: tuple[str, ...] | list[str]) -> None:
+    """Raise a clear error, naming the packages to install, unless Festival and every one of ``voices`` are.
+
+    Without it a missing voice shows up minutes into a corpus as festival exiting with status 255."""
+    if shutil.which("festival") is None:
+        raise RuntimeError("festival is not installed (Debian: apt-get install festival)")
+    missing = [voice for voice in voices if not festival_available(voice)]
+    if missing:
+        packages = " ".join(VOICE_PACKAGES.get(voice, voice) for voice in missing)
+        raise RuntimeError(f"Festival voices {', '.join(missing)} are not installed (Debian: apt-get install {packages})")
 
 
 def _scheme_string(text: str) -> str:

@@ -45,7 +45,7 @@ from ..audio import resample, write_audio
 from ..text_stream import TimedWord
 from . import espeak_variants
 from . import manifest as manifest_module
-from .festival import FESTIVAL_TRAIN_VOICES
+from .festival import FESTIVAL_TRAIN_VOICES, require_voices
 from .sentences import SentenceConfig, SentenceGenerator
 
 ESPEAK_RATE = 22_050  # what espeak-ng's voices are built for; the engine reports its own rate on start-up
@@ -715,7 +715,12 @@ def synthesize(out_dir: str | Path, config: SynthConfig, log=sys.stderr) -> Path
     Utterances are planned in batches until the total duration reaches the target. An existing manifest in
     ``out_dir`` is overwritten.
     """
-    load_library()  # a clear error before any worker starts
+    load_library()  # clear errors before any worker starts
+    festival_voices = [name.removeprefix("festival:") for name in config.voice_names if name.startswith("festival:")]
+    if config.festival_prob and config.split == "train" and not config.voice_names:
+        festival_voices += FESTIVAL_TRAIN_VOICES
+    if festival_voices:
+        require_voices(festival_voices)
     if config.random_variant_prob:
         engine().use_random_variants()  # before the workers fork, so that they start on the private data
     out_dir = Path(out_dir)
