@@ -140,8 +140,9 @@ def data() -> None:
 @click.option("--voices", "voice_names", default="",
               help="comma-separated voices to draw from instead (en-us+f2, flite:kal16, festival:ked_diphone)")
 @click.option("--clean", is_flag=True, help="no noise, band limits or reverberation; level -24 to -20 dBFS")
-@click.option("--vocabulary", type=click.Choice(["base", "wide"]), default="base", show_default=True,
-              help="wide: about twice the word forms (more names, places, nouns, verbs); train split only")
+@click.option("--vocabulary", type=click.Choice(["base", "wide", "open"]), default="base", show_default=True,
+              help="wide: about twice the word forms (more names, places, nouns, verbs); open: wide plus "
+                   "thousands of names and places (needs delaykit[data]); train split only")
 @click.option("--random-variants", "random_variant_prob", default=0.0, show_default=True,
               help="share of (train) espeak-ng utterances spoken by a random voice variant drawn for each")
 def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, reverb_prob: float,

@@ -78,3 +78,31 @@ def test_wide_vocabulary_keeps_plurals_regular():
     """Counted nouns get their plural by rule (-s, -es): the wide list holds no noun the rule gets wrong."""
     for noun in lexicon.WIDE_THINGS:
         assert not noun.endswith(("sh", "fe", "f", "o")) and not re.search(r"[^aeiou]y$", noun), noun
+
+
+def test_wide_vocabulary_remakes_earlier_corpora():
+    """The wide corpora of ASR stages 5 and 6 (sha256 of the first 2000 sentences of seed 3, taken before the
+    open vocabulary was added): unchanged."""
+    text = "\n".join(sentences(2000, seed=3, vocabulary="wide"))
+    assert hashlib.sha256(text.encode()).hexdigest()[:16] == "29e4c162fe340adf"
+
+
+def test_open_vocabulary_adds_thousands_of_names_and_places_but_no_heldout_ones():
+    from delaykit.data.open_names import open_vocabulary
+
+    reserved = HELDOUT_NAMES + HELDOUT_SURNAMES + HELDOUT_PLACES
+    lists = open_vocabulary(frozenset(reserved))
+    assert min(len(lists.first_names), len(lists.surnames), len(lists.places)) > 1000
+    for words_of_a_slot in (lists.first_names, lists.surnames, lists.places):
+        assert list(words_of_a_slot) == sorted(set(words_of_a_slot))  # the same lists whatever the set order
+        assert all(re.fullmatch(r"[A-Z][a-z]+", word) for word in words_of_a_slot)
+        assert not set(reserved) & set(words_of_a_slot)
+    # Faker does hold some of the held-out names: the exclusion is what keeps them out
+    assert set(reserved) & set(open_vocabulary().first_names + open_vocabulary().places)
+
+    wide, opened = sentences(3000, seed=2, vocabulary="wide"), sentences(3000, seed=2, vocabulary="open")
+    assert opened == sentences(3000, seed=2, vocabulary="open")
+    names_heard = {w for text in opened for w in re.findall(r"[A-Z][a-z]+", text)}
+    assert len(names_heard - words(wide) - {w.capitalize() for w in words(wide)}) > 1000
+    assert not {w.lower() for w in reserved} & words(opened)
+    assert sentences(100, seed=2, split="heldout", vocabulary="open") == sentences(100, seed=2, split="heldout")

@@ -272,6 +272,23 @@ def test_cli_makes_a_clean_corpus_of_named_voices(tmp_path):
         assert refused.exit_code == 2 and "leave out --flite and --festival" in refused.output
 
 
+@needs_espeak
+def test_cli_open_vocabulary_records_where_its_names_come_from(tmp_path):
+    from click.testing import CliRunner
+
+    from delaykit.cli import main
+    from delaykit.data.open_names import open_vocabulary_source
+
+    out = tmp_path / "corpus"
+    args = ["data", "synth", "--out", str(out), "--hours", "0.002", "--seed", "3", "--workers", "1"]
+    result = CliRunner().invoke(main, [*args, "--vocabulary", "open"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "synth_config.json").read_text())
+    assert config["vocabulary"] == "open" and config["open_vocabulary_source"] == open_vocabulary_source()
+    assert open_vocabulary_source().startswith("faker ")
+
+
+@needs_espeak
 def test_missing_festival_voice_fails_before_synthesis_with_the_package_to_install(tmp_path):
     from delaykit.data.festival import require_voices
     from delaykit.data.synth import SynthConfig, synthesize

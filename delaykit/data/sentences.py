@@ -7,7 +7,8 @@ always gives the same sentences.
 
 ``split`` reserves some names and places for held-out evaluation: sentences drawn with ``split="heldout"``
 use only those, sentences with ``split="train"`` never do. ``vocabulary="wide"`` adds the words of
-:mod:`delaykit.data.lexicon` to every slot of the train split (the held-out split is the same either way).
+:mod:`delaykit.data.lexicon` to every slot of the train split (the held-out split is the same either way);
+``vocabulary="open"`` adds to those thousands of names, surnames and places (:mod:`delaykit.data.open_names`).
 """
 
 from __future__ import annotations
@@ -153,7 +154,9 @@ def ordinal_words(n: int) -> str:
 class SentenceConfig:
     seed: int = 0
     split: str = "train"  # train | heldout: which names/places the sentences may use
-    vocabulary: str = "base"  # base | wide: wide adds delaykit.data.lexicon's words (train split only)
+    # base | wide | open: wide adds delaykit.data.lexicon's words, open also Faker's names and places (train
+    # split only)
+    vocabulary: str = "base"
 
 
 def _widened(base, extra, wide: bool):
@@ -169,15 +172,22 @@ class SentenceGenerator:
     def __init__(self, config: SentenceConfig = SentenceConfig()) -> None:
         if config.split not in ("train", "heldout"):
             raise ValueError(f"split must be 'train' or 'heldout', got {config.split!r}")
-        if config.vocabulary not in ("base", "wide"):
-            raise ValueError(f"vocabulary must be 'base' or 'wide', got {config.vocabulary!r}")
+        if config.vocabulary not in ("base", "wide", "open"):
+            raise ValueError(f"vocabulary must be 'base', 'wide' or 'open', got {config.vocabulary!r}")
         self.config = config
         self.rng = random.Random(config.seed)
         heldout = config.split == "heldout"
-        wide = config.vocabulary == "wide" and not heldout
+        wide = config.vocabulary in ("wide", "open") and not heldout
         self.first_names = HELDOUT_NAMES if heldout else _widened(FIRST_NAMES, lexicon.WIDE_FIRST_NAMES, wide)
         self.surnames = HELDOUT_SURNAMES if heldout else _widened(SURNAMES, lexicon.WIDE_SURNAMES, wide)
         self.places = HELDOUT_PLACES if heldout else _widened(PLACES, lexicon.WIDE_PLACES, wide)
+        if config.vocabulary == "open" and not heldout:
+            from .open_names import open_vocabulary
+
+            extra = open_vocabulary(frozenset((*HELDOUT_NAMES, *HELDOUT_SURNAMES, *HELDOUT_PLACES)))
+            self.first_names = _widened(self.first_names, extra.first_names, True)
+            self.surnames = _widened(self.surnames, extra.surnames, True)
+            self.places = _widened(self.places, extra.places, True)
         self.people = _widened(PEOPLE, lexicon.WIDE_PEOPLE, wide)
         self.things = _widened(THINGS, lexicon.WIDE_THINGS, wide)
         self.abstract = _widened(ABSTRACT, lexicon.WIDE_ABSTRACT, wide)

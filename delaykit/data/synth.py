@@ -97,8 +97,8 @@ class SynthConfig:
     # instead of the split's espeak-ng voices and variants and the shares above: a TTS corpus of a few voices.
     # Empty leaves earlier corpora byte-identical.
     voice_names: tuple[str, ...] = ()
-    # The sentences' vocabulary: "wide" adds delaykit.data.lexicon's words (train split only); "base" leaves
-    # earlier corpora byte-identical.
+    # The sentences' vocabulary: "wide" adds delaykit.data.lexicon's words, "open" also thousands of names and
+    # places (delaykit.data.open_names; train split only); "base" leaves earlier corpora byte-identical.
     vocabulary: str = "base"
     # Share of (train, espeak-ng) utterances whose variant is a random one drawn for that utterance
     # (delaykit.data.espeak_variants) instead of a named training variant; 0 leaves earlier corpora
@@ -743,7 +743,12 @@ def synthesize(out_dir: str | Path, config: SynthConfig, log=sys.stderr) -> Path
             print(f"synth: {done} utterances, {total / 3600:.2f} h, {total / max(elapsed, 1e-9):.0f}x real time",
                   file=log, flush=True)
     _remove_unlisted(out_dir, done)
-    (out_dir / "synth_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    record = asdict(config)
+    if config.vocabulary == "open" and config.split == "train":
+        from .open_names import open_vocabulary_source
+
+        record["open_vocabulary_source"] = open_vocabulary_source()  # the lists can change between releases
+    (out_dir / "synth_config.json").write_text(json.dumps(record, indent=2) + "\n")
     return manifest
 
 
