@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the shipped codec and ASR model from nothing (checkpoints/README.md has the figures and timings).
-# About 5 hours on 2 CPU cores; every step skips work whose output exists, and training steps resume.
+# About 6.5 hours on 2 CPU cores; every step skips work whose output exists, and training steps resume.
 # Needs: bash scripts/install.sh test, and apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,7 +103,35 @@ codes5() { for part in "$@"; do printf -- "--codes runs/codes5/train-%s.npz " "$
 dk train lm --config configs/asr-default-stage5.toml $(codes5 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10) \
   --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr6 --minutes 50 \
   --valid-codes runs/codes5/valid.npz --set valid_every=250 $( [ -f runs/asr6/checkpoint.pt ] && echo --resume )
-dk train export-lm runs/asr6 runs/asr6-export --fp16 --codec-from default  # the shipped model: the run's last step
+dk train export-lm runs/asr6 runs/asr6-export --fp16 --codec-from default  # stage 5 (shipped until stage 6): the run's last step
 dk eval asr --model runs/asr6-export --data runs/data/valid > runs/eval/asr6-valid.json
 dk eval asr --model runs/asr6-export --data runs/data/heldout > runs/eval/asr6-heldout.json
 dk eval asr --model runs/asr6-export --data runs/data/flite > runs/eval/asr6-flite.json
+
+# 7. Stage 6 (2026-12-06): 35 h more of new sentences, 70 % of the espeak-ng utterances by a random voice
+#    variant drawn for each (`--random-variants 0.7`, delaykit/data/espeak_variants.py), 60 minutes from stage 5;
+#    snapshots exported as the run goes and chosen on the validation set (checkpoints/README.md, stage 6).
+mkdir -p runs/codes6
+for part in "r1 61 6 wide 0.3" "r2 62 6 wide 0" "r3 63 5 base 0.3" "r5 65 5 wide 0.3" "r6 66 5 wide 0" \
+            "r7 67 5 base 0.3"; do
+  set -- $part
+  [ -f "runs/data/train-$1/synth_config.json" ] || dk data synth --out "runs/data/train-$1" --hours "$3" \
+    --seed "$2" --vocabulary "$4" --reverb "$5" --random-variants 0.7
+done
+[ -f runs/data/train-r4/synth_config.json ] || dk data synth --out runs/data/train-r4 --hours 3 --seed 64 \
+  --vocabulary wide --flite 0.15 --festival 0.15 --reverb 0.3 --random-variants 0.7
+for part in "r1 61" "r2 62" "r3 63" "r4 64" "r5 65" "r6 66" "r7 67"; do
+  set -- $part
+  [ -f "runs/codes6/train-$1.npz" ] || dk data encode --data "runs/data/train-$1" --codec default \
+    --out "runs/codes6/train-$1.npz" --seed "$2" --codebooks 1
+done
+[ -f runs/codes6/valid.npz ] ||
+  dk data encode --data runs/data/valid --codec default --out runs/codes6/valid.npz --seed 2 --codebooks 1
+codes6() { for part in "$@"; do printf -- "--codes runs/codes6/train-%s.npz " "$part"; done; }
+dk train lm --config configs/asr-default-stage6.toml $(codes6 r1 r2 r3 r4 r5 r6 r7) \
+  --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr7 --minutes 60 \
+  --valid-codes runs/codes6/valid.npz --set valid_every=250 $( [ -f runs/asr7/checkpoint.pt ] && echo --resume )
+dk train export-lm runs/asr7 runs/asr7-export --fp16 --codec-from default  # the shipped model: the run's last step
+dk eval asr --model runs/asr7-export --data runs/data/valid > runs/eval/asr7-valid.json
+dk eval asr --model runs/asr7-export --data runs/data/heldout > runs/eval/asr7-heldout.json
+dk eval asr --model runs/asr7-export --data runs/data/flite > runs/eval/asr7-flite.json
