@@ -6,6 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dk() { python -m delaykit.cli "$@"; }
 mkdir -p runs/data runs/codes2 runs/tokenizer runs/eval
+# Encode corpora runs/data/train-NAME ("NAME SEED" each) to DIR/train-NAME.npz, the shipped codec's first codebook.
+encode_first_codebook() {
+  local dir=$1; shift
+  for part in "$@"; do
+    set -- $part
+    [ -f "$dir/train-$1.npz" ] || dk data encode --data "runs/data/train-$1" --codec default \
+      --out "$dir/train-$1.npz" --seed "$2" --codebooks 1
+  done
+  [ -f "$dir/valid.npz" ] ||
+    dk data encode --data runs/data/valid --codec default --out "$dir/valid.npz" --seed 2 --codebooks 1
+}
+codes_in() { local dir=$1; shift; for part in "$@"; do printf -- "--codes %s/train-%s.npz " "$dir" "$part"; done; }
 
 # 1. Speech: espeak-ng 4 h x 7 (two of them with room reverberation), 1.5 h with flite's kal voices, held-out sets.
 for part in "a 10" "b 11" "c 12" "f 15" "g 16"; do
@@ -92,15 +104,8 @@ for part in "w6 55 4 0.3" "w7 56 3 0.35"; do
   [ -f "runs/data/train-$1/synth_config.json" ] || dk data synth --out "runs/data/train-$1" --hours "$3" \
     --seed "$2" --vocabulary wide --flite "$4" --festival "$4" --reverb 0.3
 done
-for part in "w1 50" "w2 51" "w3 52" "w4 53" "w5 54" "w6 55" "w7 56" "w8 57" "w9 58" "w10 59"; do
-  set -- $part
-  [ -f "runs/codes5/train-$1.npz" ] || dk data encode --data "runs/data/train-$1" --codec default \
-    --out "runs/codes5/train-$1.npz" --seed "$2" --codebooks 1
-done
-[ -f runs/codes5/valid.npz ] ||
-  dk data encode --data runs/data/valid --codec default --out runs/codes5/valid.npz --seed 2 --codebooks 1
-codes5() { for part in "$@"; do printf -- "--codes runs/codes5/train-%s.npz " "$part"; done; }
-dk train lm --config configs/asr-default-stage5.toml $(codes5 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10) \
+encode_first_codebook runs/codes5 "w1 50" "w2 51" "w3 52" "w4 53" "w5 54" "w6 55" "w7 56" "w8 57" "w9 58" "w10 59"
+dk train lm --config configs/asr-default-stage5.toml $(codes_in runs/codes5 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10) \
   --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr6 --minutes 50 \
   --valid-codes runs/codes5/valid.npz --set valid_every=250 $( [ -f runs/asr6/checkpoint.pt ] && echo --resume )
 dk train export-lm runs/asr6 runs/asr6-export --fp16 --codec-from default  # stage 5 (shipped until stage 6): the run's last step
@@ -120,15 +125,8 @@ for part in "r1 61 6 wide 0.3" "r2 62 6 wide 0" "r3 63 5 base 0.3" "r5 65 5 wide
 done
 [ -f runs/data/train-r4/synth_config.json ] || dk data synth --out runs/data/train-r4 --hours 3 --seed 64 \
   --vocabulary wide --flite 0.15 --festival 0.15 --reverb 0.3 --random-variants 0.7
-for part in "r1 61" "r2 62" "r3 63" "r4 64" "r5 65" "r6 66" "r7 67"; do
-  set -- $part
-  [ -f "runs/codes6/train-$1.npz" ] || dk data encode --data "runs/data/train-$1" --codec default \
-    --out "runs/codes6/train-$1.npz" --seed "$2" --codebooks 1
-done
-[ -f runs/codes6/valid.npz ] ||
-  dk data encode --data runs/data/valid --codec default --out runs/codes6/valid.npz --seed 2 --codebooks 1
-codes6() { for part in "$@"; do printf -- "--codes runs/codes6/train-%s.npz " "$part"; done; }
-dk train lm --config configs/asr-default-stage6.toml $(codes6 r1 r2 r3 r4 r5 r6 r7) \
+encode_first_codebook runs/codes6 "r1 61" "r2 62" "r3 63" "r4 64" "r5 65" "r6 66" "r7 67"
+dk train lm --config configs/asr-default-stage6.toml $(codes_in runs/codes6 r1 r2 r3 r4 r5 r6 r7) \
   --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr7 --minutes 60 \
   --valid-codes runs/codes6/valid.npz --set valid_every=250 $( [ -f runs/asr7/checkpoint.pt ] && echo --resume )
 dk train export-lm runs/asr7 runs/asr7-export --fp16 --codec-from default  # the shipped model: the run's last step
