@@ -48,3 +48,19 @@ def test_eval_judge_command(tmp_path):
     report = json.loads(result.stdout)
     assert report["utterances"] == 2 and report["reference_words"] == 18 and report["wer_numbers"] <= 0.2
     assert [example["reference"] for example in report["examples"]] == texts
+
+
+def test_judges_alive_at_exit_are_released_by_the_atexit_hook():
+    """CTranslate2's Whisper object can abort the process when finalised at shutdown: live judges are closed
+    by an atexit hook first."""
+    import gc
+
+    from delaykit.evaluation import judge as judge_module
+
+    own = WhisperJudge(threads=1)
+    assert own in judge_module._LIVE_JUDGES and own.model is not None
+    judge_module._release_judges()  # what atexit runs: every live judge, this module's fixture too (no test after this uses it)
+    assert own.model is None
+    del own
+    gc.collect()
+    assert all(j.model is None for j in judge_module._LIVE_JUDGES)

