@@ -40,7 +40,7 @@ def require_voices(voices: tuple[str, ...] | list[str]) -> None:
     """Raise a clear error, naming the packages to install, unless Festival and every one of ``voices`` are.
 
     Without it a missing voice shows up minutes into a corpus as festival exiting with status 255."""
-    if shutil.which("festival") is None:
+    if not festival_available():
         raise RuntimeError("festival is not installed (Debian: apt-get install festival)")
     missing = [voice for voice in voices if not festival_available(voice)]
     if missing:

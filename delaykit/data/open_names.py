@@ -47,7 +47,7 @@ def _provider(kind: str, locale: str):
         raise
 
 
-def _words(values, excluded: set[str]) -> list[str]:
+def _words(values, excluded: frozenset[str]) -> list[str]:
     """The distinct values that are one plain word, not in ``excluded``, sorted."""
     return sorted({value for value in values if _WORD.fullmatch(value) and value not in excluded})
 
@@ -69,14 +69,14 @@ def open_vocabulary(excluded: frozenset[str] = frozenset()) -> OpenVocabulary:
         if address is None:
             continue
         towns = _words([*(getattr(address, "cities", ()) or ()), *(getattr(address, "city_names", ()) or ())],
-                       set(excluded))
+                       excluded)
         step = max(1, len(towns) // MAX_PLACES_PER_LOCALE)  # an even spread over the sorted list
         places.update(towns[::step][:MAX_PLACES_PER_LOCALE])
     for locale, attribute in REGION_LISTS:
         address = _provider("address", locale)
         if address is not None:
-            places.update(_words(getattr(address, attribute, ()) or (), set(excluded)))
-    return OpenVocabulary(tuple(_words(first, set(excluded))), tuple(_words(last, set(excluded))),
+            places.update(_words(getattr(address, attribute, ()) or (), excluded))
+    return OpenVocabulary(tuple(_words(first, excluded)), tuple(_words(last, excluded)),
                           tuple(sorted(places)))
 
 
