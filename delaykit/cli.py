@@ -145,9 +145,12 @@ def data() -> None:
                    "thousands of names and places (needs delaykit[data]); train split only")
 @click.option("--random-variants", "random_variant_prob", default=0.0, show_default=True,
               help="share of (train) espeak-ng utterances spoken by a random voice variant drawn for each")
+@click.option("--variant-span", "random_variant_span", type=click.Choice(["named", "wide"]), default="named",
+              show_default=True, help="random variants near the middle of the named variants' settings, or "
+                                      "across all of them (lower and higher voices, weak voicing, tone, echo)")
 def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, reverb_prob: float,
                flite_prob: float, festival_prob: float, voice_names: str, clean: bool, vocabulary: str,
-               random_variant_prob: float) -> None:
+               random_variant_prob: float, random_variant_span: str) -> None:
     """Synthesize HOURS of varied espeak-ng speech (24 kHz WAVs + manifest.jsonl) into OUT."""
     from .data.synth import CLEAN, SynthConfig, synthesize
 
@@ -160,7 +163,8 @@ def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, 
     augmentation = dict(CLEAN) if clean else {"reverb_prob": reverb_prob}
     config = SynthConfig(hours=hours, seed=seed, split=split, workers=workers, flite_prob=flite_prob,
                          festival_prob=festival_prob, voice_names=names, vocabulary=vocabulary,
-                         random_variant_prob=random_variant_prob, **augmentation)
+                         random_variant_prob=random_variant_prob, random_variant_span=random_variant_span,
+                         **augmentation)
     manifest = synthesize(out_dir, config)
     click.echo(str(manifest))
 

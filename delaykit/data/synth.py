@@ -104,6 +104,9 @@ class SynthConfig:
     # (delaykit.data.espeak_variants) instead of a named training variant; 0 leaves earlier corpora
     # byte-identical.
     random_variant_prob: float = 0.0
+    # Which random variants (a key of espeak_variants.SPANS): "named" keeps to the middle of the named
+    # variants' span (dkrand), "wide" reaches all of it (dkwide).
+    random_variant_span: str = "named"
     workers: int = 2
 
     @property
@@ -678,7 +681,7 @@ def plan(config: SynthConfig, count: int, start: int = 0) -> list[Utterance]:
         pitch = int(rng.integers(config.pitch[0], config.pitch[1] + 1))
         seed = int(rng.integers(2**31))
         if config.random_variant_prob and config.split == "train" and rng.random() < config.random_variant_prob:
-            variant = espeak_variants.random_variant_name(rng)
+            variant = espeak_variants.random_variant_name(rng, config.random_variant_span)
         name = f"{voice}+{variant}" if variant else voice
         if config.flite_prob and config.split == "train" and rng.random() < config.flite_prob:
             name = f"flite:{FLITE_TRAIN_VOICES[int(rng.integers(len(FLITE_TRAIN_VOICES)))]}"
