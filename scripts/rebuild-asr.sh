@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the shipped codec and ASR model from nothing (checkpoints/README.md has the figures and timings).
-# About 6.5 hours on 2 CPU cores; every step skips work whose output exists, and training steps resume.
+# About 9 hours on 2 CPU cores; every step skips work whose output exists, and training steps resume.
 # Needs: bash scripts/install.sh test, and apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -129,7 +129,27 @@ encode_first_codebook runs/codes6 "r1 61" "r2 62" "r3 63" "r4 64" "r5 65" "r6 66
 dk train lm --config configs/asr-default-stage6.toml $(codes_in runs/codes6 r1 r2 r3 r4 r5 r6 r7) \
   --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr7 --minutes 60 \
   --valid-codes runs/codes6/valid.npz --set valid_every=250 $( [ -f runs/asr7/checkpoint.pt ] && echo --resume )
-dk train export-lm runs/asr7 runs/asr7-export --fp16 --codec-from default  # the shipped model: the run's last step
+dk train export-lm runs/asr7 runs/asr7-export --fp16 --codec-from default  # stage 6 (shipped until stage 7): the run's last step
 dk eval asr --model runs/asr7-export --data runs/data/valid > runs/eval/asr7-valid.json
 dk eval asr --model runs/asr7-export --data runs/data/heldout > runs/eval/asr7-heldout.json
 dk eval asr --model runs/asr7-export --data runs/data/flite > runs/eval/asr7-flite.json
+
+# 8. Stage 7 (2026-12-06): 20 h of new sentences in the open vocabulary (thousands of names and places) and by
+#    random variants across the whole span of the named ones (`--variant-span wide`), with 25 h of stage 6's
+#    speech, 70 minutes from stage 6; snapshots chosen on the validation set (checkpoints/README.md, stage 7).
+mkdir -p runs/codes7
+for part in "o1 71 6 open wide 0.3" "o2 72 6 open wide 0" "o4 74 4 wide wide 0.3"; do
+  set -- $part
+  [ -f "runs/data/train-$1/synth_config.json" ] || dk data synth --out "runs/data/train-$1" --hours "$3" \
+    --seed "$2" --vocabulary "$4" --variant-span "$5" --reverb "$6" --random-variants 0.7
+done
+[ -f runs/data/train-o3/synth_config.json ] || dk data synth --out runs/data/train-o3 --hours 4 --seed 73 \
+  --vocabulary open --flite 0.15 --festival 0.15 --reverb 0.3 --random-variants 0.7
+encode_first_codebook runs/codes7 "o1 71" "o2 72" "o3 73" "o4 74"
+dk train lm --config configs/asr-default-stage7.toml $(codes_in runs/codes7 o1 o2 o3 o4) \
+  $(codes_in runs/codes6 r1 r2 r4 r5 r6) --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr8 \
+  --minutes 70 --valid-codes runs/codes7/valid.npz --set valid_every=250 $( [ -f runs/asr8/checkpoint.pt ] && echo --resume )
+dk train export-lm runs/asr8 runs/asr8-export --fp16 --codec-from default  # the shipped model: the run's last step
+dk eval asr --model runs/asr8-export --data runs/data/valid > runs/eval/asr8-valid.json
+dk eval asr --model runs/asr8-export --data runs/data/heldout > runs/eval/asr8-heldout.json
+dk eval asr --model runs/asr8-export --data runs/data/flite > runs/eval/asr8-flite.json

@@ -8,7 +8,9 @@ A full run (`bash .ci/run`, 2026-12-06) passed every test and then aborted while
 ("terminate called without an active exception": a native library's thread object destroyed while still
 joinable), turning a green run into exit status 134; a run of the same tests with `-p no:warnings` did not.
 Which of the native libraries the tests load does it is not yet known, so once pytest has printed its summary
-the process exits with pytest's status directly (`os._exit`), never running that finalisation.
+the process exits with pytest's status directly (`os._exit`), never running that finalisation. Other projects
+meet the same abort after green runs and end their tests the same way (NVIDIA-NeMo/Megatron-Bridge PR #2818
+blames the order of PyTorch's C++ static destructors at interpreter teardown; not confirmed here).
 """
 
 import os
