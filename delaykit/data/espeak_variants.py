@@ -62,8 +62,8 @@ class VariantSpan:
     klatt: tuple[float, tuple[int, ...]] = (0.25, (1, 2, 3))  # the synthesizers of klatt, klatt2, klatt3
 
 
-# espeak's named training variants span pitch 37-390 Hz, single formants at 40-200 % of their nominal
-# frequency, voicing 35-165 and consonants 40-120 (the keywords of `espeak-ng-data/voices/!v/*`).
+# espeak's named training variants span pitch 37-390 Hz, formants 0-2 at 40-150 % of their nominal frequency
+# (3 and 4 at 0-290 %), voicing 35-165 and consonants 40-120 (the keywords of `espeak-ng-data/voices/!v/*`).
 NAMED = VariantSpan("dkrand", 0x5EED, pitch_base=(60, 190), pitch_width=(30, 110), tract=(0.88, 1.18),
                     formant_jitter=0.07)  # near the middle of that span (m3 80 Hz, f2 142, Alicia 180)
 WIDE = VariantSpan("dkwide", 0x771DE, pitch_base=(55, 230), pitch_width=(20, 150), tract=(0.85, 1.2),
@@ -72,7 +72,6 @@ WIDE = VariantSpan("dkwide", 0x771DE, pitch_base=(55, 230), pitch_width=(20, 150
                    echo=(0.35, (10, 160), (5, 80)), voicing=(0.5, (30, 166)), consonants=(0.5, (40, 121), 2),
                    tone=(0.35, (3, 6)), klatt=(0.3, (1, 2, 3, 5, 6)))  # never klatt4's synthesizer 4 (held out)
 SPANS = {"named": NAMED, "wide": WIDE}  # a corpus's choice of family (SynthConfig.random_variant_span)
-RANDOM_PREFIX = NAMED.prefix
 # Bumped whenever what a seed gives changes: private directories are per version, so a file written by
 # older code is never reused.
 VARIANT_VERSION = 1
