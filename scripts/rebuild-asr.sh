@@ -18,6 +18,12 @@ encode_first_codebook() {
     dk data encode --data runs/data/valid --codec default --out "$dir/valid.npz" --seed 2 --codebooks 1
 }
 codes_in() { local dir=$1; shift; for part in "$@"; do printf -- "--codes %s/train-%s.npz " "$dir" "$part"; done; }
+# Measure runs/RUN-export on the validation, held-out and flite sets, into runs/eval/RUN-SET.json.
+measure_export() {
+  for set in valid heldout flite; do
+    dk eval asr --model "runs/$1-export" --data "runs/data/$set" > "runs/eval/$1-$set.json"
+  done
+}
 
 # 1. Speech: espeak-ng 4 h x 7 (two of them with room reverberation), 1.5 h with flite's kal voices, held-out sets.
 for part in "a 10" "b 11" "c 12" "f 15" "g 16"; do
@@ -85,9 +91,7 @@ if [ ! -d runs/asr5-export ]; then  # the shipped run: 3016 steps in 60 minutes
     $( [ -f runs/asr5/checkpoint.pt ] && echo --resume )
   dk train export-lm runs/asr5 runs/asr5-export --fp16 --codec-from default
 fi
-dk eval asr --model runs/asr5-export --data runs/data/valid > runs/eval/asr5-valid.json
-dk eval asr --model runs/asr5-export --data runs/data/heldout > runs/eval/asr5-heldout.json
-dk eval asr --model runs/asr5-export --data runs/data/flite > runs/eval/asr5-flite.json
+measure_export asr5
 
 # 6. Stage 5: 39 h of speech stages 1-4 never heard (new seeds; most of it in the wide vocabulary, a tenth by
 #    flite kal/kal16 and Festival kal/ked), 50 minutes from stage 4; snapshots exported as the run goes and chosen on
@@ -109,9 +113,7 @@ dk train lm --config configs/asr-default-stage5.toml $(codes_in runs/codes5 w1 w
   --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr6 --minutes 50 \
   --valid-codes runs/codes5/valid.npz --set valid_every=250 $( [ -f runs/asr6/checkpoint.pt ] && echo --resume )
 dk train export-lm runs/asr6 runs/asr6-export --fp16 --codec-from default  # stage 5 (shipped until stage 6): the run's last step
-dk eval asr --model runs/asr6-export --data runs/data/valid > runs/eval/asr6-valid.json
-dk eval asr --model runs/asr6-export --data runs/data/heldout > runs/eval/asr6-heldout.json
-dk eval asr --model runs/asr6-export --data runs/data/flite > runs/eval/asr6-flite.json
+measure_export asr6
 
 # 7. Stage 6 (2026-12-06): 35 h more of new sentences, 70 % of the espeak-ng utterances by a random voice
 #    variant drawn for each (`--random-variants 0.7`, delaykit/data/espeak_variants.py), 60 minutes from stage 5;
@@ -130,9 +132,7 @@ dk train lm --config configs/asr-default-stage6.toml $(codes_in runs/codes6 r1 r
   --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr7 --minutes 60 \
   --valid-codes runs/codes6/valid.npz --set valid_every=250 $( [ -f runs/asr7/checkpoint.pt ] && echo --resume )
 dk train export-lm runs/asr7 runs/asr7-export --fp16 --codec-from default  # stage 6 (shipped until stage 7): the run's last step
-dk eval asr --model runs/asr7-export --data runs/data/valid > runs/eval/asr7-valid.json
-dk eval asr --model runs/asr7-export --data runs/data/heldout > runs/eval/asr7-heldout.json
-dk eval asr --model runs/asr7-export --data runs/data/flite > runs/eval/asr7-flite.json
+measure_export asr7
 
 # 8. Stage 7 (2026-12-06): 20 h of new sentences in the open vocabulary (thousands of names and places) and by
 #    random variants across the whole span of the named ones (`--variant-span wide`), with 25 h of stage 6's
@@ -150,6 +150,4 @@ dk train lm --config configs/asr-default-stage7.toml $(codes_in runs/codes7 o1 o
   $(codes_in runs/codes6 r1 r2 r4 r5 r6) --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr8 \
   --minutes 70 --valid-codes runs/codes7/valid.npz --set valid_every=250 $( [ -f runs/asr8/checkpoint.pt ] && echo --resume )
 dk train export-lm runs/asr8 runs/asr8-export --fp16 --codec-from default  # the shipped model: the run's last step
-dk eval asr --model runs/asr8-export --data runs/data/valid > runs/eval/asr8-valid.json
-dk eval asr --model runs/asr8-export --data runs/data/heldout > runs/eval/asr8-heldout.json
-dk eval asr --model runs/asr8-export --data runs/data/flite > runs/eval/asr8-flite.json
+measure_export asr8
