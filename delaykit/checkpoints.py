@@ -9,6 +9,9 @@ A checkpoint is a directory in Kyutai's layout, so published models load as they
 
 A shipped model may instead name the shipped checkpoint whose codec it uses (``"codec_from": "default"``, a
 delaykit key; ``mimi_name`` is then ``null``), so that ``checkpoints/`` holds one codec, not one per model.
+Such a model may also carry a few weights of its own that replace the shared codec's (``"codec_patch":
+"codec_patch.safetensors"``): the default ASR model's own semantic encoder, retrained on more voices, reads
+the shared codec's semantic codebook while the TTS and dialogue models keep the shared encoder.
 
 Meta keys missing from ``config.json`` take Kyutai's defaults (``model.safetensors``,
 ``tokenizer-e351c8d8-checkpoint125.safetensors``, ``tokenizer_spm_32k_3.model``); a key set to ``null``
@@ -39,6 +42,7 @@ LM_WEIGHTS_NAME = "model.safetensors"  # Kyutai's default `moshi_name`
 KYUTAI_CODEC_NAME = "tokenizer-e351c8d8-checkpoint125.safetensors"  # Kyutai's default `mimi_name`
 KYUTAI_TOKENIZER_NAME = "tokenizer_spm_32k_3.model"  # Kyutai's default `tokenizer_name`
 CODEC_WEIGHTS_NAME = "codec.safetensors"  # what save_checkpoint names the codec when config has no mimi_name
+CODEC_PATCH_NAME = "codec_patch.safetensors"  # what save_checkpoint names a codec patch when config has none
 DEFAULT_NAME = "default"  # resolve_checkpoint("default") -> default_checkpoint_dir()
 
 SAFETENSORS_SUFFIXES = frozenset({".safetensors", ".sft", ".sfts"})
@@ -49,8 +53,10 @@ META_KEYS = (
     "lm_gen_config", "tts_config", "stt_config", "dialogue_config", "model_id", "codec_config",
     "training",  # delaykit: how the model was trained (steps, data seen, the run config)
     "codec_from",  # delaykit: the shipped checkpoint whose codec this one uses
+    "codec_patch",  # delaykit: weights of this checkpoint's own that replace some of that codec's
 )
 CODEC_FROM_KEY = "codec_from"
+CODEC_PATCH_KEY = "codec_patch"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
@@ -82,6 +88,7 @@ class CheckpointFiles:
     tokenizer: Path | None  # SentencePiece .model, None for a checkpoint without text
     lora_weights: Path | None = None  # optional LoRA safetensors (config key `lora_name`)
     codec_config: dict | None = None  # contents of `mimi_config_name`, when the config names one
+    codec_patch: Path | None = None  # weights replacing some of the shared codec's (config key `codec_patch`)
     source: str = ""  # what was asked for: "default", a path or a hub repo id
     extra: dict = field(default_factory=dict)  # free room for loaders (e.g. resolved revision)
 
@@ -120,6 +127,7 @@ class CheckpointFiles:
             "codec_weights": opt(self.codec_weights),
             "tokenizer": opt(self.tokenizer),
             "lora_weights": opt(self.lora_weights),
+            "codec_patch": opt(self.codec_patch),
             "lm_config": self.lm_config,
         }
 
@@ -201,6 +209,9 @@ def _collect_files(
         codec_weights, codec_config = _shared_codec(config, config_path)
     else:
         codec_weights = weights("mimi_name", KYUTAI_CODEC_NAME)
+        if config.get(CODEC_PATCH_KEY) is not None:
+            raise CheckpointError(f"{config_path}: {CODEC_PATCH_KEY} patches a shared codec: it needs "
+                                  f"{CODEC_FROM_KEY}")
     return CheckpointFiles(
         directory=directory,
         config=config,
@@ -209,6 +220,7 @@ def _collect_files(
         tokenizer=tokenizer,
         lora_weights=weights("lora_name", None),
         codec_config=codec_config,
+        codec_patch=weights(CODEC_PATCH_KEY, None),
         source=source,
     )
 
@@ -368,11 +380,13 @@ def save_checkpoint(
     lm_state: tp.Mapping[str, torch.Tensor] | None,
     codec_state: tp.Mapping[str, torch.Tensor] | None,
     tokenizer_path: str | os.PathLike | None = None,
+    codec_patch: tp.Mapping[str, torch.Tensor] | None = None,
 ) -> CheckpointFiles:
     """Write a checkpoint directory in the layout :func:`resolve_checkpoint` reads, and resolve it.
 
     The config's ``moshi_name`` / ``mimi_name`` name the weight files (defaults ``model.safetensors`` and
-    ``codec.safetensors``); a part passed as None gets ``null`` in config.json. ``tokenizer_path`` is
+    ``codec.safetensors``); a part passed as None gets ``null`` in config.json. ``codec_patch`` (weights
+    replacing some of the ``codec_from`` codec's) goes to ``codec_patch.safetensors``. ``tokenizer_path`` is
     copied in under its own name. Everything is first written into a temporary directory beside the target
     and moved into place only once complete (config.json last), so an error leaves no half-written file and
     leaves an existing checkpoint as it was; other files in the directory (a model card) are kept.
@@ -387,6 +401,9 @@ def save_checkpoint(
     )
     config["tokenizer_name"] = Path(tokenizer_path).name if tokenizer_path is not None else None
     parts = [(config["moshi_name"], lm_state, "moshi_name"), (config["mimi_name"], codec_state, "mimi_name")]
+    if codec_patch is not None:
+        config[CODEC_PATCH_KEY] = config.get(CODEC_PATCH_KEY) or CODEC_PATCH_NAME
+        parts.append((config[CODEC_PATCH_KEY], codec_patch, CODEC_PATCH_KEY))
     for name, state, key in parts:
         if state is not None and Path(_check_name(name, key)).suffix not in SAFETENSORS_SUFFIXES:
             raise CheckpointError(f"{CONFIG_NAME}: {key} must end in .safetensors, got {name!r}")

@@ -400,6 +400,9 @@ def train_plot(run_dir: str, output) -> None:
 @click.option("--codec", default=None, help="codec checkpoint to bundle (default: the one the run used)")
 @click.option("--codec-from", default=None, type=click.Choice(["default"]),
               help="bundle no codec: use the shipped checkpoint's (it must encode like the run's codec)")
+@click.option("--codec-patch", is_flag=True,
+              help="with --codec-from: carry the run's codec's encoder weights that differ from the shipped "
+                   "codec's (a retrained semantic encoder), which replace them when the model loads")
 @click.option("--default-voice", default=None,
               help="voice-conditioned TTS: the voice used when none is asked for (e.g. en-us+f3)")
 @click.option("--default-pitch", type=click.IntRange(-2, 2), default=None, help="and its pitch step")
@@ -410,8 +413,8 @@ def train_plot(run_dir: str, output) -> None:
               help="ASR: seconds of silence fed before the audio (default: the middle of the training "
                    "sequences' lead-in, 0.5)")
 @click.option("--best", is_flag=True, help="export the weights of the lowest validation loss (best.pt)")
-def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, default_voice: str | None,
-                    default_pitch: int | None, text_temperature: float | None, text_top_k: int,
+def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, codec_patch: bool,
+                    default_voice: str | None, default_pitch: int | None, text_temperature: float | None, text_top_k: int,
                     silence_prefix: float | None, best: bool) -> None:
     """Write RUN_DIR's latest LM with its codec and tokenizer as checkpoint directory TARGET."""
     from .train.lm import BEST_NAME, CHECKPOINT_NAME, export_lm
@@ -421,7 +424,7 @@ def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, de
         sampling = None if text_temperature is None else {"temperature": text_temperature, "top_k": text_top_k}
         path = export_lm(run_dir, target, fp16=fp16, codec=codec, codec_from=codec_from, default_voice=voice or None,
                          text_sampling=sampling, silence_prefix=silence_prefix,
-                         checkpoint=BEST_NAME if best else CHECKPOINT_NAME)
+                         checkpoint=BEST_NAME if best else CHECKPOINT_NAME, codec_patch=codec_patch)
     except ValueError as exc:
         raise DelaykitError(str(exc)) from exc
     click.echo(str(path))
@@ -433,11 +436,15 @@ def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, de
 @click.option("--fp16", "half", flag_value="all", help="store all weights in float16 (half the size)")
 @click.option("--fp16-decoder", "half", flag_value="decoder",
               help="store only the decode path in float16: the codes stay exactly those of the float32 encoder")
+@click.option("--fp16-semantic", "half", flag_value="semantic",
+              help="store the decode path and the semantic encoder in float16 (a retrained semantic encoder that "
+                   "a model carries as a codec patch: the codes are those of the rounded weights)")
 def train_export_codec(run_dir: str, target: str, half: str | None) -> None:
     """Write RUN_DIR's latest codec as a codec-only checkpoint directory TARGET."""
     from .train.codec import export_codec
 
-    click.echo(str(export_codec(run_dir, target, fp16=half == "all", fp16_decoder=half == "decoder")))
+    click.echo(str(export_codec(run_dir, target, fp16=half == "all", fp16_decoder=half == "decoder",
+                                fp16_semantic=half == "semantic")))
 
 
 @main.group("eval")

@@ -61,6 +61,19 @@ def _build(module_factory: tp.Callable[[], torch.nn.Module], weights: Path, devi
     return model.eval()
 
 
+def apply_codec_patch(codec: CodecModel, patch: Path, device: torch.device) -> None:
+    """Replace some of ``codec``'s weights with those of the ``patch`` safetensors file (in float32)."""
+    own = codec.state_dict()
+    state = load_safetensors(patch, device=str(device))
+    unknown = sorted(key for key, value in state.items()
+                     if key not in own or own[key].shape != value.shape or own[key].dtype.is_floating_point
+                     != value.dtype.is_floating_point)
+    if unknown or not state:
+        raise CheckpointError(f"{patch}: a codec patch must replace weights the codec has, with their shapes "
+                              f"(does not fit: {unknown[:5]})")
+    codec.load_state_dict({key: value.to(own[key].dtype) for key, value in state.items()}, strict=False)
+
+
 def codec_config_for(files: CheckpointFiles) -> CodecConfig:
     """The codec shape of a checkpoint: delaykit's inline config, a named config file, or published Mimi."""
     if CODEC_CONFIG_KEY in files.config:
@@ -84,6 +97,8 @@ def load_engine(name_or_path: str | Path = "default", device: str | torch.device
         codec_config = codec_config_for(files)
         codec = _build(lambda: CodecModel(codec_config), files.codec_weights, device, torch.float32, "codec")
         # The codec stays float32: its quantizer's nearest-code search needs the precision.
+        if files.codec_patch is not None:
+            apply_codec_patch(codec, files.codec_patch, device)
     if files.lm_weights is not None:
         try:
             lm_config = LMConfig.from_kyutai(files.lm_config)
@@ -98,8 +113,9 @@ def load_engine(name_or_path: str | Path = "default", device: str | torch.device
 
 def save_engine(directory: str | Path, codec: CodecModel | None, lm: LMModel | None,
                 tokenizer_path: str | Path | None = None, model_type: str = "moshi",
-                meta: dict | None = None) -> CheckpointFiles:
-    """Write a checkpoint that ``load_engine`` (and Kyutai's layout readers, for the LM) can read."""
+                meta: dict | None = None, codec_patch: dict[str, torch.Tensor] | None = None) -> CheckpointFiles:
+    """Write a checkpoint that ``load_engine`` (and Kyutai's layout readers, for the LM) can read;
+    ``codec_patch``: weights replacing some of those of the codec that ``meta``'s ``codec_from`` names."""
     config: dict = dict(lm.config.to_kyutai()) if lm is not None else {}
     config["model_type"] = model_type if lm is not None else "codec"
     if codec is not None:
@@ -108,4 +124,4 @@ def save_engine(directory: str | Path, codec: CodecModel | None, lm: LMModel | N
     return save_checkpoint(directory, config,
                            lm.state_dict() if lm is not None else None,
                            codec.state_dict() if codec is not None else None,
-                           tokenizer_path)
+                           tokenizer_path, codec_patch)

@@ -6,16 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dk() { python -m delaykit.cli "$@"; }
 mkdir -p runs/data runs/codes2 runs/tokenizer runs/eval
-# Encode corpora runs/data/train-NAME ("NAME SEED" each) to DIR/train-NAME.npz, the shipped codec's first codebook.
+# Encode corpora runs/data/train-NAME ("NAME SEED" each) to DIR/train-NAME.npz, the first codebook of the codec
+# $CODEC (default: the shipped one).
 encode_first_codebook() {
   local dir=$1; shift
   for part in "$@"; do
     set -- $part
-    [ -f "$dir/train-$1.npz" ] || dk data encode --data "runs/data/train-$1" --codec default \
+    [ -f "$dir/train-$1.npz" ] || dk data encode --data "runs/data/train-$1" --codec "${CODEC:-default}" \
       --out "$dir/train-$1.npz" --seed "$2" --codebooks 1
   done
   [ -f "$dir/valid.npz" ] ||
-    dk data encode --data runs/data/valid --codec default --out "$dir/valid.npz" --seed 2 --codebooks 1
+    dk data encode --data runs/data/valid --codec "${CODEC:-default}" --out "$dir/valid.npz" --seed 2 --codebooks 1
 }
 codes_in() { local dir=$1; shift; for part in "$@"; do printf -- "--codes %s/train-%s.npz " "$dir" "$part"; done; }
 # Measure runs/RUN-export on the validation, held-out and flite sets, into runs/eval/RUN-SET.json.

@@ -62,6 +62,7 @@ def test_encodes_like_ignores_the_decoder_only():
 @pytest.mark.parametrize("change, message", [
     ({"codec_from": "../default"}, "must name a shipped checkpoint"),
     ({"codec_from": "default", "mimi_name": "codec.safetensors"}, "keep one"),
+    ({"codec_from": None, "codec_patch": "codec_patch.safetensors"}, "it needs codec_from"),
 ])
 def test_bad_codec_references_are_refused(tts_run, tmp_path, change, message):
     target = export_lm(tts_run, tmp_path / "tts", codec_from="default")
@@ -119,3 +120,61 @@ def test_tts_evaluation_scores_what_the_recognisers_hear(tts_run, tmp_path):
     assert report["examples"][0]["echo"] == "one two three"
     evaluate_tts(engine, rows[:1], {"deaf": Deaf()}, seed=3, out_dir=tmp_path / "again")
     assert np.array_equal(sf.read(wavs[0])[0], sf.read(tmp_path / "again" / "0000.wav")[0])  # seeded
+
+
+def _retrained_semantic_encoder(directory):
+    """The shipped codec with its semantic encoder's weights moved a little (as a retrained one would be), in
+    values float16 holds exactly, saved as a codec-only checkpoint."""
+    from delaykit.engine import save_engine
+
+    codec = delaykit.load("default", device="cpu").engine.codec
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in codec.semantic_encoder.named_parameters():
+            moved = parameter + 0.05 * parameter.std() * torch.randn(parameter.shape, generator=generator)
+            parameter.copy_(moved.half().float())
+    return save_engine(directory, codec, None).directory, codec
+
+
+def test_export_patches_the_shared_codec_with_a_retrained_encoder(tokenizer, tmp_path):  # noqa: F811
+    from safetensors.torch import load_file
+
+    codec_dir, retrained = _retrained_semantic_encoder(tmp_path / "codec")
+    LMTrainer(tiny_config("asr", max_steps=1, codec=str(codec_dir)), toy_corpus(), tokenizer,
+              tmp_path / "run").fit()
+    target = export_lm(tmp_path / "run", tmp_path / "asr", codec_from="default", codec_patch=True)
+    config = json.loads((target / "config.json").read_text())
+    assert config["codec_from"] == "default" and config["codec_patch"] == "codec_patch.safetensors"
+    patch = load_file(target / "codec_patch.safetensors")
+    assert patch and all(key.startswith("semantic_encoder.") for key in patch)
+    assert all(value.dtype == torch.float16 for value in patch.values())  # exact in float16: half the bytes
+    codec = delaykit.load(target, device="cpu").engine.codec
+    shipped = delaykit.load("default", device="cpu").engine.codec
+    assert codec.encodes_like(retrained) and not codec.encodes_like(shipped)
+    assert all(torch.equal(value, codec.state_dict()[key])  # everything but the patch is the shipped codec
+               for key, value in shipped.state_dict().items() if key not in patch)
+    audio = torch.randn(1, 1, 4 * codec.frame_size, generator=torch.Generator().manual_seed(1)) * 0.1
+    assert torch.equal(codec.encode(audio, 1), retrained.encode(audio, 1))
+
+
+def test_a_patch_needs_a_difference_and_a_shared_codec(tts_run, tokenizer, tmp_path):  # noqa: F811
+    with pytest.raises(ValueError, match="no patch"):
+        export_lm(tts_run, tmp_path / "tts", codec_from="default", codec_patch=True)
+    with pytest.raises(ValueError, match="set codec_from"):
+        export_lm(tts_run, tmp_path / "tts", codec_patch=True)
+    target = export_lm(tts_run, tmp_path / "tts", codec_from="default")
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, "codec_patch": "codec_patch.safetensors"}))
+    with pytest.raises(CheckpointError, match="codec_patch.safetensors"):
+        resolve_checkpoint(target)  # names a file that is not there
+
+
+def test_a_patch_must_fit_the_codec(tmp_path):
+    from safetensors.torch import save_file
+
+    from delaykit.engine import apply_codec_patch
+
+    codec = delaykit.load("default", device="cpu").engine.codec
+    save_file({"semantic_encoder.no_such_weight": torch.zeros(3)}, str(tmp_path / "patch.safetensors"))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        apply_codec_patch(codec, tmp_path / "patch.safetensors", torch.device("cpu"))

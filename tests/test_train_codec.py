@@ -335,3 +335,42 @@ def test_adversarial_terms_train_the_codec_and_resume_exactly(tmp_path):
     export_codec(tmp_path / "b", tmp_path / "export")  # the discriminator is not part of the codec
     config = json.loads((tmp_path / "export" / "config.json").read_text())
     assert "discriminator" not in json.dumps(config)
+
+
+def tiny_semantic_codec() -> CodecConfig:
+    """``tiny_codec`` with a semantic encoder (log-mel, 10 ms steps, 3 stride-2 stages: 1920-sample frames)."""
+    from delaykit.codec.semantic import SemanticConfig
+
+    config = tiny_codec()
+    config.semantic = SemanticConfig(n_mels=16, channels=8)
+    return config
+
+
+def test_semantic_only_retrains_the_semantic_encoder_and_nothing_else(tmp_path):
+    # A codec whose semantic codebook has met the data (k-means at its first step) to start from.
+    CodecTrainer(tiny_train_config(model=tiny_semantic_codec(), max_steps=3), labelled_tones(), tmp_path / "a",
+                 log=io.StringIO()).fit()
+    start = export_codec(tmp_path / "a", tmp_path / "start")
+    config = tiny_train_config(model=tiny_semantic_codec(), init_from=str(start), semantic_only=True,
+                               phoneme_weight=1.0, phoneme_slots=2, head_warmup_steps=5, lr=1e-2, max_steps=80)
+    trainer = CodecTrainer(config, labelled_tones(), tmp_path / "run", log=io.StringIO())
+    before = {key: value.clone() for key, value in trainer.model.state_dict().items()}
+    rows = [trainer.train_step() for _ in range(5)]
+    encoder_keys = [key for key in before if key.startswith("semantic_encoder.")]
+    assert encoder_keys and all(torch.equal(trainer.model.state_dict()[key], before[key]) for key in encoder_keys)
+    rows += [trainer.train_step() for _ in range(75)]
+    after = trainer.model.state_dict()
+    assert any(not torch.equal(after[key], before[key]) for key in encoder_keys)
+    kept = [key for key in before if key not in encoder_keys]
+    assert all(torch.equal(after[key], before[key]) for key in kept)  # codebooks, projections, decoder
+    assert "mel" not in rows[-1] and "loss" in trainer.progress({**rows[-1], "seen": trainer.seen})
+    assert np.mean([r["phoneme"] for r in rows[-5:]]) < 0.8 * np.mean([r["phoneme"] for r in rows[:5]])
+    trainer.save_checkpoint()
+    resumed = CodecTrainer(config, labelled_tones(), tmp_path / "run", resume=True, log=io.StringIO())
+    assert all(torch.equal(resumed.model.state_dict()[key], value) for key, value in after.items())
+
+
+def test_semantic_only_needs_a_semantic_codec_to_start_from(tmp_path):
+    with pytest.raises(ValueError, match="semantic_only"):
+        CodecTrainer(tiny_train_config(model=tiny_semantic_codec(), semantic_only=True, phoneme_weight=1.0),
+                     labelled_tones(), tmp_path, log=io.StringIO())

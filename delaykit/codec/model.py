@@ -226,14 +226,23 @@ class CodecModel(StreamingContainer):
                  self.semantic_encoder]
         return [part for part in parts if part is not None]
 
+    def encode_path_state(self) -> dict[str, torch.Tensor]:
+        """The state-dict entries of :meth:`encode_path`'s modules, under the codec's own key names."""
+        parts = {id(module) for module in self.encode_path()}
+        return {f"{name}.{key}": value for name, module in self.named_children() if id(module) in parts
+                for key, value in module.state_dict().items()}
+
+    def encode_path_changes(self, other: CodecModel) -> dict[str, torch.Tensor]:
+        """``other``'s encode-path entries that differ from this codec's (all of them when the shapes differ)."""
+        mine, theirs = self.encode_path_state(), other.encode_path_state()
+        return {key: value for key, value in theirs.items()
+                if key not in mine or mine[key].shape != value.shape
+                or not torch.equal(mine[key].float(), value.float())}
+
     def encodes_like(self, other: CodecModel) -> bool:
         """Whether ``other`` turns audio into the same codes: equal encode-path shapes and weights, whatever
         either decodes with (so a model trained on one's codes can use the other)."""
-        mine = nn.ModuleList(self.encode_path()).state_dict()
-        theirs = nn.ModuleList(other.encode_path()).state_dict()
-        return mine.keys() == theirs.keys() and all(
-            mine[key].shape == theirs[key].shape and torch.equal(mine[key].float(), theirs[key].float())
-            for key in mine)
+        return self.encode_path_state().keys() == other.encode_path_state().keys() and not self.encode_path_changes(other)
 
     def forward(self, audio: torch.Tensor, num_codebooks: int | None = None) -> tuple[torch.Tensor, QuantizerOutput]:
         """Training pass: (reconstruction [B, C, T], quantizer output with codes and losses)."""

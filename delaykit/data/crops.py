@@ -19,6 +19,11 @@ from ..audio import load_audio
 from .synth import read_manifest
 
 
+def _to_int16(signal: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] -> int16 (clipped)."""
+    return np.round(np.clip(signal, -1, 1) * 32767).astype(np.int16)
+
+
 class AudioCorpus:
     """All utterances of the given manifests (or directories holding ``manifest.jsonl``) at one rate."""
 
@@ -37,13 +42,14 @@ class AudioCorpus:
         rows = [row for source in sources for row in read_manifest(source)]
         if not rows:
             raise ValueError(f"no utterances in {[str(s) for s in sources]}")
-        return cls.from_arrays([load_audio(row["path"], sample_rate) for row in rows], rows, sample_rate)
+        # Each file becomes int16 as it is read: a float32 copy of every file at once would need twice the memory.
+        return cls([_to_int16(load_audio(row["path"], sample_rate)) for row in rows], rows, sample_rate)
 
     @classmethod
     def from_arrays(cls, signals: list[np.ndarray], rows: list[dict] | None = None,
                     sample_rate: int = 24_000) -> AudioCorpus:
         """From float mono signals ``[T]`` in [-1, 1]."""
-        chunks = [np.round(np.clip(x, -1, 1) * 32767).astype(np.int16) for x in signals]
+        chunks = [_to_int16(x) for x in signals]
         return cls(chunks, rows if rows is not None else [{} for _ in chunks], sample_rate)
 
     def __len__(self) -> int:

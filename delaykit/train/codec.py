@@ -13,7 +13,11 @@ after an unquantized warm-up) is decoded from quantized latents, the rest from u
 
 The phoneme term (off by default) makes the semantic codebook phonetic: a linear classifier on the semantic
 quantizer's output names the phoneme at ``phoneme_slots`` instants of every frame (``delaykit.train.phonemes``;
-targets from the manifests' espeak phonemes). The classifier is training-only and is not exported. The F0 and
+targets from the manifests' espeak phonemes). The classifier is training-only and is not exported. With
+``semantic_only`` a run trains nothing but the semantic encoder of an existing codec, on the phoneme and
+commitment terms alone (no decoding): the semantic codebook, its projections and everything else stay as
+loaded, so the encoder learns to pick, for voices it maps badly, the codes whose meaning the codebook already
+has (see ``CodecTrainer._semantic_step``). The F0 and
 voicing terms apply to a harmonic decoder (``delaykit.codec.harmonic``): YIN (``delaykit.pitch``) on the
 target audio gives every 10 ms step an F0 or "unvoiced", and with ``teacher_f0`` the decoder's pulse train
 runs at that F0 where the target is voiced. The adversarial terms (off by default) come from a
@@ -111,6 +115,11 @@ class CodecTrainConfig:
     # Sub-modules kept as loaded (no gradients, no codebook updates), e.g. ["semantic_encoder",
     # "quantizer.rvq_first"]: the semantic codes, and the models that read only them, stay valid.
     frozen: tuple[str, ...] = ()
+    # Train only the semantic encoder (module docstring); needs init_from and phoneme_weight > 0. For its first
+    # ``head_warmup_steps`` only the (new) phoneme classifier learns, so that the encoder is not pushed around
+    # by a random one.
+    semantic_only: bool = False
+    head_warmup_steps: int = 0
     quantize_prob: float = 0.5  # per item: decode the quantized latent, else the unquantized one (as Mimi)
     quantize_after: int = 0  # steps that decode only unquantized latents (the codebooks still follow them)
     quantize_ramp: int = 0  # then steps over which the quantized share grows linearly to quantize_prob
@@ -239,6 +248,8 @@ class CodecTrainer(TrainingRun):
             self._freeze_encode_path()
         if config.frozen:
             self._freeze(config.frozen)
+        if config.semantic_only:
+            self._freeze_all_but_semantic_encoder()
         if config.weight_norm:
             add_weight_norm(self.model)
         self.spectral = MultiResolutionSpectralLoss(config.spectral)
@@ -274,6 +285,16 @@ class CodecTrainer(TrainingRun):
         if self.config.phoneme_weight > 0:
             raise ValueError("decoder_only leaves the semantic codebook as it is: set phoneme_weight = 0")
         _keep_as_loaded(self.model.encode_path())
+
+    def _freeze_all_but_semantic_encoder(self) -> None:
+        """With ``semantic_only``: every part of the codec but the semantic encoder is kept as loaded."""
+        cfg = self.config
+        if cfg.init_from is None or cfg.phoneme_weight <= 0 or self.model.semantic_encoder is None:
+            raise ValueError("semantic_only retrains the semantic encoder of an existing codec on phonemes: set "
+                             "init_from to a codec with a semantic encoder and phoneme_weight > 0")
+        if cfg.decoder_only:
+            raise ValueError("semantic_only and decoder_only train disjoint parts: choose one")
+        _keep_as_loaded(module for name, module in self.model.named_children() if name != "semantic_encoder")
 
     def _freeze(self, names: tp.Iterable[str]) -> None:
         """Keep the sub-modules ``names`` (dotted paths in the codec) as loaded."""
@@ -331,6 +352,8 @@ class CodecTrainer(TrainingRun):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         audio = self.sampler.next_batch()  # [B, 1, T]
+        if cfg.semantic_only:
+            return self._semantic_step(audio, lr)
         forward = self._decode_codes if cfg.decoder_only else self._forward
         latent, quantized = forward(audio)  # [B, D, frames], codes [B, K, frames]
         recon, pitch = self._decode(latent, audio)  # [B, 1, T]
@@ -342,7 +365,8 @@ class CodecTrainer(TrainingRun):
             loss = loss + cfg.f0_weight * pitch["f0"] + cfg.voicing_weight * pitch["voicing"]
         phonetic: dict[str, float] = {}
         if self.phoneme_head is not None:
-            phoneme_loss, phoneme_accuracy = self.phoneme_loss(quantized)
+            assert quantized.semantic is not None
+            phoneme_loss, phoneme_accuracy = self.phoneme_loss(quantized.semantic)
             loss = loss + cfg.phoneme_weight * phoneme_loss
             phonetic = {"phoneme": phoneme_loss.item(), "phoneme_acc": phoneme_accuracy}
         adversarial: dict[str, float] = {}
@@ -366,6 +390,36 @@ class CodecTrainer(TrainingRun):
                 "restarted": float(quantized.metrics.get("restarted", torch.zeros(())).item()),
                 "grad_norm": grad_norm.item(), "lr": lr, **phonetic, **adversarial,
                 **{name: value.item() for name, value in pitch.items()}}
+
+    def _semantic_step(self, audio: torch.Tensor, lr: float) -> dict[str, float]:
+        """One ``semantic_only`` step on ``audio`` [B, 1, T]: phoneme cross-entropy + commitment.
+
+        The frozen semantic codebook quantizes the encoder's latent; the straight-through estimator passes the
+        classifier's gradient to the latent, and the commitment term keeps the latent near the code it
+        chose, so the codes stay those the codebook (and the decoder reading it) already knows."""
+        cfg = self.config
+        rvq = self.model.quantizer.rvq_first
+        assert self.model.semantic_encoder is not None and rvq.n_q == 1, "one semantic codebook"
+        latent = self.model.semantic_encoder(audio)  # [B, D_in, frames]
+        if self.step < cfg.head_warmup_steps:
+            latent = latent.detach()  # only the classifier learns
+        batch = latent.shape[0]
+        flat = rvq._project_in(latent)  # [B * frames, D]
+        codebook = rvq.codebooks[0]
+        vectors = codebook.lookup(codebook.nearest(flat.detach()))  # [B * frames, D], no gradient
+        commitment = F.mse_loss(flat, vectors)
+        quantized = flat + (vectors - flat).detach()  # straight-through estimator
+        semantic = rvq._project_out(quantized, batch)  # [B, D_out, frames]
+        phoneme_loss, phoneme_accuracy = self.phoneme_loss(semantic)
+        loss = cfg.phoneme_weight * phoneme_loss + cfg.commit_weight * commitment
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        self.seen += audio.shape[0] * audio.shape[-1] / cfg.model.sample_rate
+        return {"loss": loss.item(), "commit": commitment.item(), "phoneme": phoneme_loss.item(),
+                "phoneme_acc": phoneme_accuracy, "grad_norm": grad_norm.item(), "lr": lr}
 
     def train_discriminator(self, real_scores: Scores, recon: torch.Tensor) -> float:
         """One discriminator step on the real audio's ``real_scores`` against the codec's ``recon`` [B, 1, T];
@@ -398,10 +452,11 @@ class CodecTrainer(TrainingRun):
                                 cfg.phoneme_slots, crop.length / rate) for crop in self.sampler.last_crops]
         return torch.from_numpy(np.stack(targets))
 
-    def phoneme_loss(self, quantized: QuantizerOutput) -> tuple[torch.Tensor, float]:
-        """Cross-entropy of the phoneme classifier on the semantic codes, and its accuracy."""
-        assert self.phoneme_head is not None and quantized.semantic is not None
-        semantic = quantized.semantic.transpose(1, 2)  # [B, frames, D]
+    def phoneme_loss(self, semantic: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Cross-entropy of the phoneme classifier on the quantized semantic latent [B, D, frames], and its
+        accuracy."""
+        assert self.phoneme_head is not None
+        semantic = semantic.transpose(1, 2)  # [B, frames, D]
         batch, frames, _ = semantic.shape
         logits = self.phoneme_head(semantic).view(batch, frames, self.config.phoneme_slots, -1)  # [B, F, S, P]
         targets = self.phoneme_targets(frames)  # [B, F, S]
@@ -441,6 +496,9 @@ class CodecTrainer(TrainingRun):
         pitch = f" f0 {row['f0']:.3f} voicing {row['voicing']:.3f}" if "f0" in row else ""
         adversarial = f" adv {row['adv']:.3f} feat {row['feat']:.3f}" if "adv" in row else ""
         adversarial += f" disc {row['disc']:.3f}" if "disc" in row else ""
+        if "mel" not in row:  # semantic_only
+            return (f"loss {row['loss']:.4f} (commit {row['commit']:.4f}{phonemes}) lr {row['lr']:.2e}, "
+                    f"{row['seen'] / 3600:.2f} h seen")
         return (f"loss {row['loss']:.4f} (mel {row['mel']:.3f} stft {row['stft']:.3f} l1 {row['l1']:.4f} "
                 f"commit {row['commit']:.4f}{phonemes}{pitch}{adversarial}) lr {row['lr']:.2e}, {row['seen'] / 3600:.2f} h seen")
 
@@ -576,18 +634,21 @@ DECODE_PATH = ("upsample.", "decoder_transformer.", "decoder.")  # state-dict pr
 
 
 def export_codec(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool = False,
-                 fp16_decoder: bool = False) -> Path:
+                 fp16_decoder: bool = False, fp16_semantic: bool = False) -> Path:
     """Write the run's codec as a codec-only checkpoint directory (``config.json`` + ``codec.safetensors``).
 
     ``fp16`` stores every weight in float16; ``fp16_decoder`` only the decode path, so that encoding (run in
-    float32 after loading, as always) gives exactly the codes of the float32 codec."""
+    float32 after loading, as always) gives exactly the codes of the float32 codec; ``fp16_semantic`` also the
+    semantic encoder (a ``semantic_only`` run's, which a model then carries as a float16 codec patch: the codes
+    are those of the rounded weights)."""
     from ..checkpoints import save_checkpoint
 
     codec_config, state, _ = load_run(run_dir)
     codec_config = dataclasses.replace(
         codec_config, quantizer=dataclasses.replace(codec_config.quantizer, q_dropout=False))
-    if fp16 or fp16_decoder:
-        state = {k: v.half() if v.is_floating_point() and (fp16 or k.startswith(DECODE_PATH)) else v
+    halved = DECODE_PATH + (("semantic_encoder.",) if fp16_semantic else ())
+    if fp16 or fp16_decoder or fp16_semantic:
+        state = {k: v.half() if v.is_floating_point() and (fp16 or k.startswith(halved)) else v
                  for k, v in state.items()}
     config = {"codec_config": codec_config.to_dict(), "moshi_name": None, "tokenizer_name": None,
               "mimi_name": "codec.safetensors"}

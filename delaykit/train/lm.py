@@ -17,6 +17,7 @@ model.safetensors + the codec the corpus was encoded with + the tokenizer.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -531,7 +532,7 @@ class LMTrainer(TrainingRun):
 def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool = False,
               codec: str | None = None, codec_from: str | None = None, default_voice: dict | None = None,
               text_sampling: dict | None = None, silence_prefix: float | None = None,
-              checkpoint: str = CHECKPOINT_NAME) -> Path:
+              checkpoint: str = CHECKPOINT_NAME, codec_patch: bool = False) -> Path:
     """Write a run's latest LM, with its codec and tokenizer, as a checkpoint directory ``delaykit.load`` runs.
 
     ``default_voice`` (``VoiceChoice`` fields) is what a voice-conditioned TTS model speaks with when asked for
@@ -539,7 +540,9 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
     ``DialogueOptions`` uses unless told otherwise). ``codec`` bundles another codec checkpoint than the run's;
     ``codec_from`` bundles none and names the
     shipped checkpoint whose codec the model uses (``checkpoints.CODEC_FROM_KEY``), which must encode exactly
-    like the run's codec (same encoders and codebooks; its decoder may differ). ``silence_prefix`` is the
+    like the run's codec (same encoders and codebooks; its decoder may differ), unless ``codec_patch``: then
+    the encode-path weights in which the run's codec differs are stored with the model (``codec_patch.safetensors``,
+    in float16 where that is exact) and replace the shared codec's when it loads. ``silence_prefix`` is the
     silence an ASR model is fed before the audio (default: the middle of the lead-in silence that code corpora
     open their sequences with, ``PackConfig.lead_seconds``, which is what such a model saw before speech).
     ``checkpoint`` names the file of the run directory to export (``BEST_NAME``: the lowest validation loss).
@@ -561,11 +564,20 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
         raise ValueError(f"{codec or config.codec}: has no codec")
     meta: dict = {"training": {"step": state["step"], "frames_seen": state["seen"],
                                "train_hours": round(state["train_seconds"] / 3600, 3), "run": config.to_dict()}}
+    patch = None
+    if codec_patch and codec_from is None:
+        raise ValueError("a codec patch replaces weights of the codec that codec_from names: set codec_from")
     if codec_from is not None:
         shared = load_engine(codec_from, device="cpu").codec
+        if shared is not None and codec_patch:
+            patch = _lossless_half(shared.encode_path_changes(codec_model))
+            if not patch:
+                raise ValueError(f"{codec_from}: its codec already encodes like {codec or config.codec}: no patch")
+            with contextlib.suppress(RuntimeError):  # weights of other shapes: refused just below
+                shared.load_state_dict({key: value.float() for key, value in patch.items()}, strict=False)
         if shared is None or not shared.encodes_like(codec_model):
             raise ValueError(f"{codec_from}: its codec does not encode like {codec or config.codec}, whose codes "
-                             "the model was trained on")
+                             "the model was trained on (a codec_patch may replace some of its encoder weights)")
         meta[CODEC_FROM_KEY] = codec_from
         codec_model = None
     if config.mode == "asr":
@@ -595,5 +607,11 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
             meta["dialogue_config"] = dialogue_config
     if text_sampling and config.mode != "dialogue":
         raise ValueError("a recommended text sampling is for dialogue models")
-    save_engine(target, codec_model, lm, run_dir / TOKENIZER_NAME, MODEL_TYPE_OF_MODE[config.mode], meta)
+    save_engine(target, codec_model, lm, run_dir / TOKENIZER_NAME, MODEL_TYPE_OF_MODE[config.mode], meta, patch)
     return Path(target)
+
+
+def _lossless_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with every float tensor that float16 holds exactly stored as float16 (half the bytes)."""
+    return {key: value.half() if value.is_floating_point() and torch.equal(value.half().to(value.dtype), value)
+            else value for key, value in state.items()}
