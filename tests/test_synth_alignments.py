@@ -191,6 +191,7 @@ def test_reverberation_smears_energy_into_pauses_and_keeps_times():
 
 @pytest.mark.skipif(__import__("shutil").which("flite") is None, reason="flite is not installed")
 def test_flite_training_voices_with_word_times():
+    from delaykit.data.cmu_phones import ESPEAK_OF_CMU_PHONE
     from delaykit.data.synth import SynthConfig, Utterance, plan, render, speak_flite
 
     utterances = plan(SynthConfig(seed=20, flite_prob=1.0), 4)
@@ -205,6 +206,19 @@ def test_flite_training_voices_with_word_times():
     assert starts == sorted(starts) and 0.1 < starts[0] < 0.4 and words[-1].end <= audio.shape[0] / 24_000
     with pytest.raises(ValueError, match="not a flite training voice"):
         speak_flite(Utterance(0, "hello", "flite:slt", 170, 50, 0))  # evaluation voices are refused
+    names = [name for name, _ in spoken.phonemes]  # flite's phones as espeak-ng's, for the semantic encoder
+    assert names[0] == "_" and len(names) > 2 * len(words) and set(names) <= set(ESPEAK_OF_CMU_PHONE.values())
+    assert [start for _, start in spoken.phonemes] == sorted(start for _, start in spoken.phonemes)
+
+
+@pytest.mark.skipif(__import__("shutil").which("flite") is None, reason="flite is not installed")
+def test_flite_phones_become_espeak_phonemes():
+    from delaykit.data.flite import flite_speech
+
+    _, _, timed, phonemes = flite_speech("hello world", "kal16")
+    assert [name for name, _ in phonemes] == ["_", "h", "@", "l", "oU", "w", "3:", "l", "d", "_"]
+    assert phonemes[0][1] == 0.0 and phonemes[1][1] == pytest.approx(timed[0][1])  # "hello" starts with its h
+    assert phonemes[5][1] == pytest.approx(timed[1][1])  # "world" with its w
 
 
 def test_festival_training_voices_with_word_times():
@@ -221,8 +235,11 @@ def test_festival_training_voices_with_word_times():
     utterance = Utterance(0, "Dr. Smith's train leaves at ten forty-five, in 1985.", "festival:ked_diphone",
                           120, 50, 0)
     spoken = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0))
-    assert spoken.voice == "festival:ked_diphone" and spoken.phonemes == []
+    assert spoken.voice == "festival:ked_diphone"
     assert [w.text for w in spoken.words] == utterance.text.split()
+    names = [name for name, _ in spoken.phonemes]  # Festival's phones as espeak-ng's: "Dr. Smith" is "d A: k t 3: r s ..."
+    assert names[0] == "_" and names[1:8] == ["d", "A:", "k", "t", "3:", "r", "s"]
+    assert spoken.phonemes[1][1] == pytest.approx(spoken.words[0].start, abs=1e-3)  # "Dr." starts with its d
     starts, ends = [w.start for w in spoken.words], [w.end for w in spoken.words]
     assert starts == sorted(starts) and all(s < e for s, e in zip(starts, ends))
     assert 0.05 < starts[0] < 0.5 and ends[-1] <= spoken.audio.shape[0] / 24_000

@@ -4,8 +4,10 @@ Festival keeps its own timeline: after synthesis every word of the utterance's W
 syllables and segments (phones), each with an end time, and under the whitespace token it came from ("1985"
 -> nineteen eighty five; "forty-five," -> forty five). One batch script per utterance sets the voice, its rate
 (``Duration_Stretch``) and mean pitch, synthesises, saves the wave and prints each word's token, first segment
-start and last segment end; a token's words then give that token's start and end. Words Festival merges into
-their neighbour (the ``'s`` of "Smith's") have no segments and are skipped.
+start and last segment end, then every segment (phone) with its end; a token's words then give that token's
+start and end. Words Festival merges into their neighbour (the ``'s`` of "Smith's") have no segments and are
+skipped. The phones, renamed as espeak-ng's (``delaykit.data.cmu_phones``), are the phoneme targets of the
+codec's semantic encoder.
 
 Debian packages: ``festival`` with ``festvox-kallpc16k`` (kal) and ``festvox-kdlpc16k`` (ked). Festival's
 ``us-slt-hts`` voice is CMU's slt speaker, which flite's evaluation voices include: it is never used.
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import read_audio
+from .cmu_phones import espeak_phonemes
 
 FESTIVAL_TRAIN_VOICES = ("kal_diphone", "ked_diphone")
 # The Debian package that installs each voice: what to tell a user whose Festival lacks one.
@@ -66,14 +69,17 @@ def _script(text: str, voice: str, wav: Path, stretch: float, f0_mean: float) ->
           (format t "W\\t%s\\t%f\\t%f\\n" (item.feat w "R:Token.parent.id")
                   (item.feat w "{segment_start}") (item.feat w "{segment_end}")))
         (utt.relation.items utt 'Word))
+(mapcar (lambda (s) (format t "S\\t%s\\t%f\\n" (item.name s) (item.feat s "end")))
+        (utt.relation.items utt 'Segment))
 """
 
 
-def festival_words(text: str, voice: str, stretch: float = 1.0, f0_mean: float = 105.0
-                   ) -> tuple[np.ndarray, int, list[tuple[str, float, float]]]:
-    """``text`` spoken by Festival's ``voice``: mono float32 samples, their rate, and each whitespace-separated
-    word's (word, start, end) in seconds. ``stretch`` > 1 speaks slower; ``f0_mean`` is the mean pitch in Hz.
-    Raises ValueError when Festival's tokens do not line up with the words (the caller skips the sentence)."""
+def festival_speech(text: str, voice: str, stretch: float = 1.0, f0_mean: float = 105.0
+                   ) -> tuple[np.ndarray, int, list[tuple[str, float, float]], list[tuple[str, float]]]:
+    """``text`` spoken by Festival's ``voice``: mono float32 samples, their rate, each whitespace-separated
+    word's (word, start, end) in seconds, and every phone as the espeak-ng phoneme of that sound with its start
+    (``delaykit.data.cmu_phones``). ``stretch`` > 1 speaks slower; ``f0_mean`` is the mean pitch in Hz. Raises
+    ValueError when Festival's tokens do not line up with the words (the caller skips the sentence)."""
     if voice not in FESTIVAL_TRAIN_VOICES:
         raise ValueError(f"{voice!r} is not a Festival training voice {FESTIVAL_TRAIN_VOICES}")
     words = text.split()
@@ -84,8 +90,12 @@ def festival_words(text: str, voice: str, stretch: float = 1.0, f0_mean: float =
                              text=True).stdout
         audio, rate = read_audio(wav)
     spans: dict[str, list[float]] = {}  # token id -> [start, end], in the order tokens are first seen
+    segments: list[tuple[str, float]] = []  # (phone, end seconds)
     for line in out.splitlines():
         tag, token, start, end = (line.split("\t") + ["", "", "", ""])[:4]
+        if tag == "S":
+            segments.append((token, float(start)))  # a phone line: name and end time
+            continue
         if tag != "W" or float(end) <= 0.0:
             continue  # not a word line, or a word merged into its neighbour
         span = spans.setdefault(token, [float(start), float(end)])
@@ -93,4 +103,4 @@ def festival_words(text: str, voice: str, stretch: float = 1.0, f0_mean: float =
     if len(spans) != len(words):
         raise ValueError(f"festival spoke {len(spans)} tokens for the {len(words)} words of {text!r}")
     timed = [(word, start, end) for word, (start, end) in zip(words, spans.values(), strict=True)]
-    return audio[0], rate, timed
+    return audio[0], rate, timed, espeak_phonemes(segments)

@@ -5,6 +5,9 @@ look good there and fail on any other voice. This module speaks held-out sentenc
 ``slt`` (female, US), ``awb`` (male, Scottish) and ``rms`` (male, US) voices, which are reserved for
 evaluation: nothing in delaykit trains or tunes on them. Rows carry ``text`` and no word alignments (WER
 needs none); audio is resampled to 24 kHz and levelled like the espeak corpus.
+
+It also speaks for ``delaykit data synth`` with flite's training voices (``kal``, ``kal16``): each word's times
+and each phone, named as the espeak-ng phoneme of the same sound (:func:`flite_speech`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import read_audio, resample, write_audio
+from .cmu_phones import espeak_phonemes
 from .sentences import SentenceConfig, SentenceGenerator
 
 EVALUATION_VOICES = ("slt", "awb", "rms")
@@ -72,7 +76,15 @@ def _flite_phones(args: list[str]) -> list[tuple[str, float | None]]:
 
 def flite_words(text: str, voice: str, options: tp.Sequence[str] = ()
                 ) -> tuple[np.ndarray, int, list[tuple[str, float, float]]]:
-    """``text`` spoken by flite's ``voice`` with each whitespace-separated word's (start, end) in seconds.
+    """``text`` spoken by flite's ``voice``: (samples, rate, each word's (word, start, end) in seconds)."""
+    audio, rate, timed, _ = flite_speech(text, voice, options)
+    return audio, rate, timed
+
+
+def flite_speech(text: str, voice: str, options: tp.Sequence[str] = ()
+                 ) -> tuple[np.ndarray, int, list[tuple[str, float, float]], list[tuple[str, float]]]:
+    """``text`` spoken by flite's ``voice`` with each whitespace-separated word's (start, end) in seconds, and
+    every phone as the espeak-ng phoneme of that sound with its start (``delaykit.data.cmu_phones``; pauses ``_``).
 
     flite prints every phone's end time (``-psdur``) but not which word it belongs to; each word's phone count
     comes from speaking it alone (its lexicon entry), and the sentence's phones are shared out in order. Pauses
@@ -97,4 +109,4 @@ def flite_words(text: str, voice: str, options: tp.Sequence[str] = ()
             raise ValueError(f"flite gives no phones for {word!r}")
         timed.append((word, spoken[index][0], spoken[index + count - 1][1]))
         index += count
-    return audio[0], rate, timed
+    return audio[0], rate, timed, espeak_phonemes(segments)

@@ -567,9 +567,9 @@ FALLBACK_VOICE = "en-us"  # espeak-ng voice for the rare sentence flite or Festi
 
 def speak_flite(utt: Utterance) -> Speech | None:
     """``utt`` spoken by a flite training voice at its rate (duration stretch 175 / wpm) and pitch (mean F0
-    80-180 Hz over espeak's 20-80 pitch range), with word times; None when flite's phones and the words'
-    lexicon entries do not line up."""
-    from .flite import flite_words
+    80-180 Hz over espeak's 20-80 pitch range), with word times and phonemes (flite's phones as espeak-ng's);
+    None when flite's phones and the words' lexicon entries do not line up."""
+    from .flite import flite_speech
 
     voice = utt.voice.removeprefix("flite:")
     if voice not in FLITE_TRAIN_VOICES:
@@ -577,34 +577,34 @@ def speak_flite(utt: Utterance) -> Speech | None:
     options = ["--setf", f"duration_stretch={175 / utt.rate:.3f}",
                "--setf", f"int_f0_target_mean={80 + (utt.pitch - 20) * 100 / 60:.1f}"]
     try:
-        samples, rate, timed = flite_words(utt.text, voice, options)
+        samples, rate, timed, phonemes = flite_speech(utt.text, voice, options)
     except ValueError:
         return None
     words = [TimedWord(word, start, end, SPEAKER) for word, start, end in timed]
-    return Speech(samples.astype(np.float32), rate, words)
+    return Speech(samples.astype(np.float32), rate, words, phonemes)
 
 
 def speak_festival(utt: Utterance) -> Speech | None:
     """``utt`` spoken by a Festival training voice at its rate and pitch (as :func:`speak_flite`), with word
-    times; None when Festival's tokens and the words do not line up."""
-    from .festival import festival_words
+    times and phonemes; None when Festival's tokens and the words do not line up."""
+    from .festival import festival_speech
 
     voice = utt.voice.removeprefix("festival:")
     if voice not in FESTIVAL_TRAIN_VOICES:  # never swallowed below: a wrong voice is a bug, not a bad sentence
         raise ValueError(f"{voice!r} is not a Festival training voice {FESTIVAL_TRAIN_VOICES}")
     try:
-        samples, rate, timed = festival_words(utt.text, voice, stretch=175 / utt.rate,
-                                              f0_mean=80 + (utt.pitch - 20) * 100 / 60)
+        samples, rate, timed, phonemes = festival_speech(utt.text, voice, stretch=175 / utt.rate,
+                                                        f0_mean=80 + (utt.pitch - 20) * 100 / 60)
     except ValueError:
         return None
     words = [TimedWord(word, start, end, SPEAKER) for word, start, end in timed]
-    return Speech(samples.astype(np.float32), rate, words)
+    return Speech(samples.astype(np.float32), rate, words, phonemes)
 
 
 @dataclass
 class Rendered:
-    """One utterance ready to write: audio at the corpus rate, word times, phonemes (espeak only) and the
-    voice that actually spoke (an espeak fallback replaces a flite or Festival voice that could not be timed)."""
+    """One utterance ready to write: audio at the corpus rate, word times, phonemes (flite's and Festival's
+    phones renamed as espeak-ng's) and the voice that actually spoke (an espeak fallback replaces a flite or Festival voice that could not be timed)."""
 
     audio: np.ndarray  # [T] float32
     words: list[TimedWord]
@@ -628,8 +628,8 @@ def speak_voice(utt: Utterance) -> tuple[Speech, str]:
 
 
 def render(utt: Utterance, config: SynthConfig) -> Rendered:
-    """Speech for one utterance at ``config.sample_rate``, levelled and augmented, with its word times and (espeak
-    only; empty otherwise) its phonemes.
+    """Speech for one utterance at ``config.sample_rate``, levelled and augmented, with its word times and its
+    phonemes.
 
     Level, noise and band limiting leave the times as they are, and so does resampling (times are in
     seconds); ends are kept inside the resampled audio.

@@ -9,8 +9,9 @@ the phonetic content, so that they stay the same when the audio moves by a few s
 is what a recognizer or a text-to-speech model built on them needs.
 
 Phoneme names are espeak's, with variant digits and stress marks folded (``@2`` -> ``@``); every pause
-(``_``, ``_:``, ``_!`` ...) and everything outside the phonemes is silence, class 0. Rows without phonemes
-(flite speech) get no target (-100).
+(``_``, ``_:``, ``_!`` ...) and everything outside the phonemes is silence, class 0. flite and Festival speech carry
+their phones as the espeak-ng phonemes of the same sounds (``delaykit.data.cmu_phones``). Rows without
+phonemes (flite and Festival speech made before their phones were kept) get no target (-100).
 """
 
 from __future__ import annotations
