@@ -152,3 +152,25 @@ dk train lm --config configs/asr-default-stage7.toml $(codes_in runs/codes7 o1 o
   --minutes 70 --valid-codes runs/codes7/valid.npz --set valid_every=250 $( [ -f runs/asr8/checkpoint.pt ] && echo --resume )
 dk train export-lm runs/asr8 runs/asr8-export --fp16 --codec-from default  # the shipped model: the run's last step
 measure_export asr8
+
+# 9. Stage 8 (2026-12-06): the model's own front end. The shipped codec's semantic encoder retrained on 28 h of
+#    random-variant speech (semantic_only: its codebook and everything else as they are), then stage 7 trained
+#    50 minutes on stage 7's speech re-encoded by it; the export carries the encoder as a codec patch
+#    (checkpoints/README.md, stage 8).
+[ -f runs/codec-voices/checkpoint.pt ] && [ ! -f runs/codec-voices-export/config.json ] && resume_codec=--resume
+[ -f runs/codec-voices-export/config.json ] || {
+  dk train codec --config configs/codec-semantic-voices.toml --data runs/data/train-r1 --data runs/data/train-r2 \
+    --data runs/data/train-o1 --data runs/data/train-o2 --data runs/data/train-o4 --out runs/codec-voices \
+    --minutes 26 ${resume_codec:-}
+  dk train export-codec runs/codec-voices runs/codec-voices-export --fp16-semantic
+}
+mkdir -p runs/codes8
+CODEC=runs/codec-voices-export encode_first_codebook runs/codes8 "o1 71" "o2 72" "o3 73" "o4 74" "r1 61" "r2 62" \
+  "r4 64" "r5 65" "r6 66"
+# The shipped model is the run's state after 50 minutes (its best snapshot on the validation set; the cosine
+# follows decay_minutes = 59 whenever the run stops), so the run stops there.
+dk train lm --config configs/asr-default-stage8.toml $(codes_in runs/codes8 o1 o2 o3 o4 r1 r2 r4 r5 r6) \
+  --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr9 --minutes 50 \
+  --valid-codes runs/codes8/valid.npz --set valid_every=250 $( [ -f runs/asr9/checkpoint.pt ] && echo --resume )
+dk train export-lm runs/asr9 runs/asr9-export --fp16 --codec-from default --codec-patch
+measure_export asr9

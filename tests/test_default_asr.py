@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "speech.wav"
 GOLDEN = Path(__file__).parent / "golden" / "default-asr"
 FORMATS = ("txt", "srt", "vtt", "tsv", "json")  # every format `delaykit asr` writes (and `__main__` rewrites)
-# The shipped model (stage 7) gets 42.7 % on these twelve clean sentences (stage 6: 34.2 %; on the next 68 of
-# the same kind 38.7 %, stage 6 39.3 %, numbers compared as digits; 31.6 % on the whole noisy held-out set; the
+# The shipped model (stage 8) gets 30.8 % on these twelve clean sentences (stage 7: 42.7 %; on the next 68 of
+# the same kind 28.2 %, stage 7 38.7 %, numbers compared as digits; 18.2 % on the whole noisy held-out set; the
 # held-out names and places never occur in training, so they are always wrong); the first, memorising attempt
 # scored 135 % on held-out speech, and a model that stopped recognising speech scores about 100 %.
-HELDOUT_WER_CEILING = 0.75
+HELDOUT_WER_CEILING = 0.6
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +44,16 @@ def test_layout_and_codec(model):
     assert layout.silence_prefix_seconds == pytest.approx(0.5)
     codec = model.engine.codec
     assert codec.semantic_encoder is not None and codec.frame_size == 1920
-    # It uses the shipped codec rather than a copy (its codes were made by codec v2, whose encoders and
-    # codebooks v3 kept: export-lm --codec-from checked that they encode alike).
-    assert model.engine.files.config["codec_from"] == "default"
-    assert model.engine.files.codec_weights == default_checkpoint_dir() / "codec.safetensors"
+    # It uses the shipped codec rather than a copy, with its own semantic encoder (stage 8: retrained on
+    # thousands of voices, same codebook), which its codec patch puts in place of the shipped one.
+    files = model.engine.files
+    assert files.config["codec_from"] == "default" and files.codec_weights == default_checkpoint_dir() / "codec.safetensors"
+    assert files.codec_patch == default_checkpoint_dir("default-asr") / "codec_patch.safetensors"
+    shipped = delaykit.load("default", device="cpu").engine.codec
+    patched = shipped.encode_path_changes(codec)
+    assert patched and all(key.startswith("semantic_encoder.") for key in patched)
+    own = codec.state_dict()  # all else (codebooks, acoustic encoder, decoder) is the shipped codec's
+    assert all(value.equal(own[key]) for key, value in shipped.state_dict().items() if key not in patched)
 
 
 def held_out_speech(count: int = 6) -> list[tuple[str, np.ndarray]]:
