@@ -65,9 +65,12 @@ def apply_codec_patch(codec: CodecModel, patch: Path, device: torch.device) -> N
     """Replace some of ``codec``'s weights with those of the ``patch`` safetensors file (in float32)."""
     own = codec.state_dict()
     state = load_safetensors(patch, device=str(device))
-    unknown = sorted(key for key, value in state.items()
-                     if key not in own or own[key].shape != value.shape or own[key].dtype.is_floating_point
-                     != value.dtype.is_floating_point)
+
+    def fits(key: str, value: torch.Tensor) -> bool:
+        return (key in own and own[key].shape == value.shape
+                and own[key].dtype.is_floating_point == value.dtype.is_floating_point)
+
+    unknown = sorted(key for key, value in state.items() if not fits(key, value))
     if unknown or not state:
         raise CheckpointError(f"{patch}: a codec patch must replace weights the codec has, with their shapes "
                               f"(does not fit: {unknown[:5]})")

@@ -157,11 +157,10 @@ measure_export asr8
 #    random-variant speech (semantic_only: its codebook and everything else as they are), then stage 7 trained
 #    50 minutes on stage 7's speech re-encoded by it; the export carries the encoder as a codec patch
 #    (checkpoints/README.md, stage 8).
-[ -f runs/codec-voices/checkpoint.pt ] && [ ! -f runs/codec-voices-export/config.json ] && resume_codec=--resume
 [ -f runs/codec-voices-export/config.json ] || {
   dk train codec --config configs/codec-semantic-voices.toml --data runs/data/train-r1 --data runs/data/train-r2 \
     --data runs/data/train-o1 --data runs/data/train-o2 --data runs/data/train-o4 --out runs/codec-voices \
-    --minutes 26 ${resume_codec:-}
+    --minutes 26 $( [ -f runs/codec-voices/checkpoint.pt ] && echo --resume )
   dk train export-codec runs/codec-voices runs/codec-voices-export --fp16-semantic
 }
 mkdir -p runs/codes8

@@ -107,14 +107,14 @@ def test_cli_interrupt_prob_sets_how_often_the_user_talks_over(tmp_path, monkeyp
 def test_synth_speaker_gives_the_agent_another_synthesizer():
     """The agent's voice may be flite's kal16 (fixed level); users stay espeak-ng voices."""
     from delaykit.data.dialogues import SynthSpeaker
-    from delaykit.data.flite import flite_words
+    from delaykit.data.flite import flite_speech
 
     speaker = SynthSpeaker(agent_voice="flite:kal16")
     text = "Four times five is twenty."
     audio, words = speaker(text, "flite:kal16", seed=1)
     assert [w.text for w in words] == text.split()
     assert abs(20 * np.log10(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) - speaker.agent_level_db) < 0.5
-    flite_audio, flite_rate, _ = flite_words(text, "kal16", ["--setf", f"duration_stretch={175 / 170:.3f}",
+    flite_audio, flite_rate, _, _ = flite_speech(text, "kal16", ["--setf", f"duration_stretch={175 / 170:.3f}",
                                                             "--setf", "int_f0_target_mean=130.0"])
     assert abs(audio.shape[0] / RATE - flite_audio.shape[0] / flite_rate) < 0.01  # flite's own utterance
     user_audio, user_words = speaker(text, "en-us", seed=1)

@@ -242,7 +242,8 @@ class CodecModel(StreamingContainer):
     def encodes_like(self, other: CodecModel) -> bool:
         """Whether ``other`` turns audio into the same codes: equal encode-path shapes and weights, whatever
         either decodes with (so a model trained on one's codes can use the other)."""
-        return self.encode_path_state().keys() == other.encode_path_state().keys() and not self.encode_path_changes(other)
+        same_keys = self.encode_path_state().keys() == other.encode_path_state().keys()
+        return same_keys and not self.encode_path_changes(other)
 
     def forward(self, audio: torch.Tensor, num_codebooks: int | None = None) -> tuple[torch.Tensor, QuantizerOutput]:
         """Training pass: (reconstruction [B, C, T], quantizer output with codes and losses)."""

@@ -75,7 +75,7 @@ def _script(text: str, voice: str, wav: Path, stretch: float, f0_mean: float) ->
 
 
 def festival_speech(text: str, voice: str, stretch: float = 1.0, f0_mean: float = 105.0
-                   ) -> tuple[np.ndarray, int, list[tuple[str, float, float]], list[tuple[str, float]]]:
+                    ) -> tuple[np.ndarray, int, list[tuple[str, float, float]], list[tuple[str, float]]]:
     """``text`` spoken by Festival's ``voice``: mono float32 samples, their rate, each whitespace-separated
     word's (word, start, end) in seconds, and every phone as the espeak-ng phoneme of that sound with its start
     (``delaykit.data.cmu_phones``). ``stretch`` > 1 speaks slower; ``f0_mean`` is the mean pitch in Hz. Raises

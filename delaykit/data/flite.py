@@ -74,13 +74,6 @@ def _flite_phones(args: list[str]) -> list[tuple[str, float | None]]:
     return segments
 
 
-def flite_words(text: str, voice: str, options: tp.Sequence[str] = ()
-                ) -> tuple[np.ndarray, int, list[tuple[str, float, float]]]:
-    """``text`` spoken by flite's ``voice``: (samples, rate, each word's (word, start, end) in seconds)."""
-    audio, rate, timed, _ = flite_speech(text, voice, options)
-    return audio, rate, timed
-
-
 def flite_speech(text: str, voice: str, options: tp.Sequence[str] = ()
                  ) -> tuple[np.ndarray, int, list[tuple[str, float, float]], list[tuple[str, float]]]:
     """``text`` spoken by flite's ``voice`` with each whitespace-separated word's (start, end) in seconds, and

@@ -604,7 +604,8 @@ def speak_festival(utt: Utterance) -> Speech | None:
 @dataclass
 class Rendered:
     """One utterance ready to write: audio at the corpus rate, word times, phonemes (flite's and Festival's
-    phones renamed as espeak-ng's) and the voice that actually spoke (an espeak fallback replaces a flite or Festival voice that could not be timed)."""
+    phones renamed as espeak-ng's) and the voice that actually spoke (an espeak fallback replaces a flite or
+    Festival voice that could not be timed)."""
 
     audio: np.ndarray  # [T] float32
     words: list[TimedWord]
