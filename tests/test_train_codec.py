@@ -374,3 +374,33 @@ def test_semantic_only_needs_a_semantic_codec_to_start_from(tmp_path):
     with pytest.raises(ValueError, match="semantic_only"):
         CodecTrainer(tiny_train_config(model=tiny_semantic_codec(), semantic_only=True, phoneme_weight=1.0),
                      labelled_tones(), tmp_path, log=io.StringIO())
+
+
+def test_speed_perturbation_resamples_crops_and_their_phoneme_targets(tmp_path):
+    from delaykit.data.crops import CropSampler
+
+    tone = AudioCorpus.from_arrays([(0.3 * np.sin(2 * np.pi * 400 * np.arange(2 * SR) / SR)).astype(np.float32)])
+    sampler = CropSampler(tone, 1920, CropConfig(batch_size=1, min_frames=5, max_frames=5, gain_db=(0.0, 0.0),
+                                                 speed=(1.25, 1.25)))
+    audio = sampler.next_batch()[0, 0].numpy()  # [9600]
+    crop = sampler.last_crops[0]
+    assert crop.speed == 1.25 and crop.length == 12_000  # 1.25 x the item's samples read
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert np.fft.rfftfreq(audio.shape[0], 1 / SR)[spectrum.argmax()] == pytest.approx(500.0, abs=3.0)
+    # Tones of half a second, then silence: played faster, the tone ends sooner in the crop, and so do its targets.
+    crops = CropConfig(batch_size=4, min_frames=5, max_frames=5, gain_db=(0.0, 0.0), speed=(0.8, 1.25))
+    trainer = CodecTrainer(tiny_train_config(phoneme_weight=1.0, phoneme_slots=4, crops=crops), labelled_tones(),
+                           tmp_path / "run", log=io.StringIO())
+    silence = trainer.inventory.id("_")
+    boundaries = 0
+    for _ in range(5):
+        audio = trainer.sampler.next_batch()[:, 0].numpy()  # [B, 9600]
+        named = (trainer.phoneme_targets(5).reshape(4, 20) != silence).numpy()  # [B, slots of 480 samples]
+        for item, crop, item_named in zip(audio, trainer.sampler.last_crops, named):
+            if not trainer.timelines[crop.index].known:
+                continue
+            centres = item.reshape(20, 480)[:, 180:300]  # [slots, 120] samples around each slot's centre
+            loud = np.abs(centres).max(axis=1) > 0.05  # [slots]
+            assert (loud != item_named).sum() <= 1  # only the slot at the tone's end may go either way
+            boundaries += bool(loud.any() and not loud.all())
+    assert boundaries >= 3

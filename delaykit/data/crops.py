@@ -70,16 +70,22 @@ class CropConfig:
     min_frames: int = 13  # crop length range, in codec frames (13 x 1920 samples = 1.04 s at 24 kHz)
     max_frames: int = 25  # 25 x 1920 = 2.0 s
     gain_db: tuple[float, float] = (-6.0, 3.0)  # random level change per item
+    # Random speed change per item (speed perturbation): an item reads ``speed`` times as many samples as it
+    # holds, resampled, which raises pitch and formants and shortens sounds by that factor, like a shorter
+    # vocal tract speaking faster. (1, 1) reads the samples as they are and draws nothing.
+    speed: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass(frozen=True)
 class Crop:
-    """Where one item of a batch came from: utterance ``index``, ``start`` sample in it, ``length`` real
-    samples (the rest of the item is zero padding)."""
+    """Where one item of a batch came from: utterance ``index``, ``start`` sample in it, ``length`` samples of
+    it read (the rest of the item is zero padding), played ``speed`` times as fast (the item holds ``length /
+    speed`` of its samples)."""
 
     index: int
     start: int
     length: int
+    speed: float = 1.0
 
 
 class CropSampler:
@@ -101,13 +107,18 @@ class CropSampler:
         picks = self.rng.choice(len(self.corpus), size=cfg.batch_size, p=self._weights)  # [B]
         self.last_crops = []
         for i, index in enumerate(picks):
+            speed = float(self.rng.uniform(*cfg.speed)) if cfg.speed != (1.0, 1.0) else 1.0
+            span = round(length * speed)  # source samples the item's length holds
             n = int(self.corpus.lengths[index])
-            start = int(self.rng.integers(0, max(n - length, 0) + 1))
-            take = min(length, n - start)
+            start = int(self.rng.integers(0, max(n - span, 0) + 1))
+            take = min(span, n - start)
             offset = int(self.corpus.offsets[index]) + start
             gain = 10 ** (self.rng.uniform(*cfg.gain_db) / 20) / 32767.0
-            batch[i, 0, :take] = self.corpus.samples[offset: offset + take] * gain
-            self.last_crops.append(Crop(int(index), start, take))
+            source = self.corpus.samples[offset: offset + take]  # [take] int16
+            if speed != 1.0:
+                source = _resample(source, speed)
+            batch[i, 0, :source.shape[0]] = source[:length] * gain
+            self.last_crops.append(Crop(int(index), start, take, speed))
         return torch.from_numpy(np.clip(batch, -1.0, 1.0))
 
     def state(self) -> dict:
@@ -115,3 +126,10 @@ class CropSampler:
 
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+
+def _resample(samples: np.ndarray, speed: float) -> np.ndarray:
+    """``samples`` [T] played ``speed`` times as fast: [ceil(T / speed)] float32, linearly interpolated (for
+    speeds near 1 the lost top of the band matters little to a mel front end)."""
+    positions = np.arange(int(np.ceil(samples.shape[0] / speed))) * speed  # [T / speed] source positions
+    return np.interp(positions, np.arange(samples.shape[0]), samples.astype(np.float32)).astype(np.float32)

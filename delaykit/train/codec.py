@@ -152,8 +152,9 @@ class CodecTrainConfig:
             kwargs["model"] = CodecConfig.from_dict(data.pop("model"))
         if "crops" in data:
             crops = dict(data.pop("crops"))
-            if "gain_db" in crops:
-                crops["gain_db"] = tuple(crops["gain_db"])
+            for key in ("gain_db", "speed"):
+                if key in crops:
+                    crops[key] = tuple(crops[key])
             kwargs["crops"] = CropConfig(**crops)
         if "spectral" in data:
             spectral = dict(data.pop("spectral"))
@@ -448,7 +449,8 @@ class CodecTrainer(TrainingRun):
         cfg = self.config
         rate = cfg.model.sample_rate
         frame_seconds = cfg.model.frame_size / rate
-        targets = [slot_targets(self.timelines[crop.index], crop.start / rate, frames, frame_seconds,
+        # A crop played ``speed`` times as fast holds ``frame_seconds * speed`` of its utterance in each frame.
+        targets = [slot_targets(self.timelines[crop.index], crop.start / rate, frames, frame_seconds * crop.speed,
                                 cfg.phoneme_slots, crop.length / rate) for crop in self.sampler.last_crops]
         return torch.from_numpy(np.stack(targets))
 
