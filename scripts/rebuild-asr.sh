@@ -173,3 +173,25 @@ dk train lm --config configs/asr-default-stage8.toml $(codes_in runs/codes8 o1 o
   --valid-codes runs/codes8/valid.npz --set valid_every=250 $( [ -f runs/asr9/checkpoint.pt ] && echo --resume )
 dk train export-lm runs/asr9 runs/asr9-export --fp16 --codec-from default --codec-patch
 measure_export asr9
+
+# 10. Stage 9 (2026-12-06, fourth session): the front end also on flite's and Festival's training voices, whose
+#     phones now come with their speech, and with speed perturbation; 5 h of their speech (train-f1) beside the
+#     espeak-ng sets, for the encoder and the model (checkpoints/README.md, stage 9).
+[ -f runs/data/train-f1/synth_config.json ] || dk data synth --out runs/data/train-f1 --hours 5 --seed 81 \
+  --flite 0.5 --festival 1.0 --reverb 0.3 --vocabulary open
+[ -f runs/codec-stage9-export/config.json ] || {
+  dk train codec --config configs/codec-semantic-stage9.toml $(for p in r1 r2 o1 o2 o4 f1; do
+    printf -- "--data runs/data/train-%s " $p; done) --out runs/codec-stage9 \
+    --minutes 34 $( [ -f runs/codec-stage9/checkpoint.pt ] && echo --resume )
+  dk train export-codec runs/codec-stage9 runs/codec-stage9-export --fp16-semantic
+}
+mkdir -p runs/codes9
+CODEC=runs/codec-stage9-export encode_first_codebook runs/codes9 "o1 71" "o2 72" "o3 73" "o4 74" "r1 61" "r2 62" \
+  "r4 64" "r5 65" "r6 66" "f1 81"
+# The shipped model is the run's state after 35 minutes (its best snapshot on the validation set; the cosine
+# follows decay_minutes = 49 whenever the run stops), so the run stops there.
+dk train lm --config configs/asr-default-stage9.toml $(codes_in runs/codes9 o1 o2 o3 o4 r1 r2 r4 r5 r6 f1) \
+  --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr10 --minutes 35 \
+  --valid-codes runs/codes9/valid.npz --set valid_every=250 $( [ -f runs/asr10/checkpoint.pt ] && echo --resume )
+dk train export-lm runs/asr10 runs/asr10-export --fp16 --codec-from default --codec-patch
+measure_export asr10
