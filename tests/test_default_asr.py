@@ -44,8 +44,8 @@ def test_layout_and_codec(model):
     assert layout.silence_prefix_seconds == pytest.approx(0.5)
     codec = model.engine.codec
     assert codec.semantic_encoder is not None and codec.frame_size == 1920
-    # It uses the shipped codec rather than a copy, with its own semantic encoder (stage 8: retrained on
-    # thousands of voices, same codebook), which its codec patch puts in place of the shipped one.
+    # It uses the shipped codec rather than a copy, with its own semantic encoder (since stage 8; stage 9's also
+    # heard flite and Festival voices; same codebook), which its codec patch puts in place of the shipped one.
     files = model.engine.files
     assert files.config["codec_from"] == "default" and files.codec_weights == default_checkpoint_dir() / "codec.safetensors"
     assert files.codec_patch == default_checkpoint_dir("default-asr") / "codec_patch.safetensors"

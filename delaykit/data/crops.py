@@ -116,8 +116,8 @@ class CropSampler:
             gain = 10 ** (self.rng.uniform(*cfg.gain_db) / 20) / 32767.0
             source = self.corpus.samples[offset: offset + take]  # [take] int16
             if speed != 1.0:
-                source = _resample(source, speed)
-            batch[i, 0, :source.shape[0]] = source[:length] * gain
+                source = _resample(source, speed)[:length]  # [<= length]: ceil(take / speed) may overshoot by one
+            batch[i, 0, :source.shape[0]] = source * gain
             self.last_crops.append(Crop(int(index), start, take, speed))
         return torch.from_numpy(np.clip(batch, -1.0, 1.0))
 
