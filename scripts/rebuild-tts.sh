@@ -115,6 +115,7 @@ dk eval tts --model runs/gpu-v3/tts-export --data runs/data/heldout --count 30 -
 # 10. TTS v4 (shipped): v3 fine-tuned on 2 CPU threads for 50 minutes on 4 x 7 h of new clean sentences in its
 #     four voices with the open vocabulary (thousands of names and places; needs delaykit[data]), best.pt chosen on
 #     the validation corpus of step 9 (step 1500 of the shipped run, 1694 steps), starting from step 9's export.
+#     Its default voice is en-us (the best of the four on the validation texts; v1-v3's was en-us+f2).
 for part in "a 35" "b 36" "c 37" "d 38"; do
   set -- $part
   [ -f "runs/data/tts-open-$1/manifest.jsonl" ] || dk data synth --out "runs/data/tts-open-$1" --hours 7 \
@@ -127,7 +128,7 @@ if [ ! -d runs/tts4-export ]; then
     $(for p in a b c d; do printf -- "--codes runs/codes-tts/tts-open-%s.npz " $p; done) \
     --valid-codes runs/codes-valid/tts-clean-valid.npz --tokenizer checkpoints/default-tts/tokenizer.model \
     --out runs/tts4 --minutes 50 $( [ -f runs/tts4/checkpoint.pt ] && echo --resume )
-  dk train export-lm runs/tts4 runs/tts4-export --best --fp16 --codec-from default --default-voice en-us+f2
+  dk train export-lm runs/tts4 runs/tts4-export --best --fp16 --codec-from default --default-voice en-us
 fi
 for count in 30 100; do
   dk eval tts --model runs/tts4-export --data runs/data/heldout --count "$count" --judge --asr default \

@@ -36,9 +36,9 @@ SENTENCES = [
     "What time does the library open on Monday?",
     "It was raining in London on the twelfth of May.",
 ]
-# The shipped model (v4) measured 72.4 % here with ASR stage 9 (seed i for sentence i; 42.5 % on 100 held-out
-# utterances: checkpoints/README.md), v3 76.3 % (with the ASR model of its day), v2 81.6 %, the first TTS model
-# 85.5 %. A training snapshot of that one at step 1050 scored 96 % on held-out texts; speech the ASR model
+# The shipped model (v4, its default voice en-us) measured 63.2 % here with ASR stage 9 (seed i for sentence i;
+# 40.3 % on 100 held-out utterances: checkpoints/README.md; 72.4 % in en-us+f2), v3 76.3 % (en-us+f2, with the
+# ASR model of its day), v2 81.6 %, the first TTS model 85.5 %. A training snapshot of that one at step 1050 scored 96 % on held-out texts; speech the ASR model
 # cannot follow at all scores 100 % or more.
 WER_CEILING = 0.9
 TRAINED_VOICES = ("en-us+f2", "en-us", "en-us+m3", "en-gb+f3")  # configs/tts-clean.toml's corpus
@@ -56,12 +56,12 @@ def test_layout_and_codec(model):
     assert model.engine.files.codec_weights == default_checkpoint_dir() / "codec.safetensors"
     assert not synthesizer.supports_guidance  # trained without dropped text: no CFG
     assert set(TRAINED_VOICES) <= set(synthesizer.voice_names)
-    assert synthesizer.default_voice.voice == "en-us+f2"  # the dialogue agent's voice
+    assert synthesizer.default_voice.voice == "en-us"  # chosen on validation texts (checkpoints/README.md)
 
 
 def test_a_named_voice_is_a_condition_of_what_it_says(model):
     default, _ = model.synthesizer(SynthesisOptions(seed=2)).synthesize(SENTENCES[6])
-    same, _ = model.synthesizer(SynthesisOptions(seed=2, voice="en-us+f2")).synthesize(SENTENCES[6])
+    same, _ = model.synthesizer(SynthesisOptions(seed=2, voice="en-us")).synthesize(SENTENCES[6])
     other, _ = model.synthesizer(SynthesisOptions(seed=2, voice="en-gb+f3")).synthesize(SENTENCES[6])
     assert torch.equal(default, same) and not torch.equal(default, other)
     with pytest.raises(ValueError, match="no voice"):
@@ -73,7 +73,7 @@ def test_rate_condition_changes_the_pace(model):
         return sum(model.synthesizer(SynthesisOptions(seed=seed, rate=rate)).synthesize(text)[1][-1].end
                    for seed, text in enumerate(SENTENCES[:3]))
 
-    assert seconds(0.6) > seconds(1.0) > seconds(1.5)  # measured 11.6 / 9.4 / 8.0 s (v3: 11.1 / 8.9 / 8.3 s)
+    assert seconds(0.6) > seconds(1.0) > seconds(1.5)  # measured 11.4 / 9.1 / 7.4 s (v3, en-us+f2: 11.1 / 8.9 / 8.3 s)
 
 
 def test_asr_recognises_what_it_says(model):
@@ -111,7 +111,7 @@ def test_pauses_follow_the_padding_bonus(model):
         return sum(model.synthesizer(SynthesisOptions(seed=1, padding_bonus=bonus)).synthesize(text)[0].shape[-1]
                    for text in SENTENCES[:4]) / 24_000
 
-    assert seconds(-2.0) < seconds(0.0) < seconds(2.0)  # measured 11.5 / 13.5 / 16.8 s (v3: 11.0 / 12.7 / 18.2 s)
+    assert seconds(-2.0) < seconds(0.0) < seconds(2.0)  # measured 11.2 / 12.2 / 16.1 s (v3, en-us+f2: 11.0 / 12.7 / 18.2 s)
 
 
 def cli_timings(tmp_path: Path, *options: str) -> str:
@@ -140,6 +140,7 @@ def test_cli_timings_match_golden(tmp_path):
 if __name__ == "__main__":  # regenerate the golden file
     import tempfile
 
+    torch.set_num_threads(1)  # as tests/conftest.py: two threads round otherwise, and sample other tokens
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         GOLDEN.write_text(cli_timings(Path(tmp)), encoding="utf-8")
