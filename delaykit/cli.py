@@ -409,21 +409,26 @@ def train_plot(run_dir: str, output) -> None:
 @click.option("--text-temperature", type=float, default=None,
               help="dialogue: the agent's text sampling temperature the checkpoint recommends (0 = greedy)")
 @click.option("--text-top-k", type=int, default=25, show_default=True, help="with --text-temperature")
+@click.option("--audio-temperature", type=float, default=None,
+              help="dialogue: the agent's audio sampling temperature the checkpoint recommends")
+@click.option("--audio-top-k", type=int, default=250, show_default=True, help="with --audio-temperature")
 @click.option("--silence-prefix", type=click.FloatRange(0), default=None,
               help="ASR: seconds of silence fed before the audio (default: the middle of the training "
                    "sequences' lead-in, 0.5)")
 @click.option("--best", is_flag=True, help="export the weights of the lowest validation loss (best.pt)")
 def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, codec_patch: bool,
                     default_voice: str | None, default_pitch: int | None, text_temperature: float | None,
-                    text_top_k: int, silence_prefix: float | None, best: bool) -> None:
+                    text_top_k: int, audio_temperature: float | None, audio_top_k: int,
+                    silence_prefix: float | None, best: bool) -> None:
     """Write RUN_DIR's latest LM with its codec and tokenizer as checkpoint directory TARGET."""
     from .train.lm import BEST_NAME, CHECKPOINT_NAME, export_lm
 
     voice = {key: value for key, value in (("voice", default_voice), ("pitch", default_pitch)) if value is not None}
     try:
         sampling = None if text_temperature is None else {"temperature": text_temperature, "top_k": text_top_k}
+        audio = None if audio_temperature is None else {"temperature": audio_temperature, "top_k": audio_top_k}
         path = export_lm(run_dir, target, fp16=fp16, codec=codec, codec_from=codec_from, default_voice=voice or None,
-                         text_sampling=sampling, silence_prefix=silence_prefix,
+                         text_sampling=sampling, audio_sampling=audio, silence_prefix=silence_prefix,
                          checkpoint=BEST_NAME if best else CHECKPOINT_NAME, codec_patch=codec_patch)
     except ValueError as exc:
         raise DelaykitError(str(exc)) from exc
@@ -1321,13 +1326,15 @@ def voices(model: str, device: str, dtype: str) -> None:
 @click.option("--seed", type=int, default=None, help="seed of the sampling (repeatable output)")
 @click.option("--text-temperature", type=float, default=None,
               help="sampling temperature of the agent's words (default: the checkpoint's, else 0.7; 0 = greedy)")
+@click.option("--audio-temperature", type=float, default=None,
+              help="sampling temperature of the agent's speech (default: the checkpoint's, else 0.8; 0 = greedy)")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--force", is_flag=True, help="overwrite OUTPUT if it exists")
 @click.option("-q", "--quiet", is_flag=True, help="no progress messages on stderr")
 @model_placement
 def dialogue(audio_in: str | None, output: str | None, mic: bool, duration: float | None, model: str,
-             seed: int | None, text_temperature: float | None, threads: int | None, force: bool, quiet: bool,
-             device: str, dtype: str) -> None:
+             seed: int | None, text_temperature: float | None, audio_temperature: float | None,
+             threads: int | None, force: bool, quiet: bool, device: str, dtype: str) -> None:
     """Let the agent answer the user recorded in AUDIO_IN, or you, live (--mic), full duplex; its words are
     printed with their times as it says them, and both sides are written to OUTPUT when the session ends."""
     from pathlib import Path
@@ -1351,7 +1358,7 @@ def dialogue(audio_in: str | None, output: str | None, mic: bool, duration: floa
     from .modes.dialogue import converse, words_from_pieces
 
     loaded = _load_model(model, "dialogue", device, dtype)
-    conversation = loaded.conversation(_dialogue_options(loaded, seed, text_temperature))
+    conversation = loaded.conversation(_dialogue_options(loaded, seed, text_temperature, audio_temperature))
     sample_rate = conversation.codec.sample_rate
     user_frames: list[np.ndarray] = []  # what the agent heard, frame by frame
     agent_frames: list[np.ndarray] = []

@@ -245,7 +245,7 @@ def test_dialogue_user_text_head_learns_the_user_and_is_not_exported(tokenizer, 
     assert [s.text_time[0] for s in steps] == pytest.approx([s.time[0] + 0.24 for s in steps])
 
 
-def test_a_dialogue_checkpoint_recommends_its_text_sampling(tokenizer, tmp_path):
+def test_a_dialogue_checkpoint_recommends_its_sampling(tokenizer, tmp_path):
     from test_codec_cli import make_checkpoint
 
     import delaykit
@@ -267,10 +267,17 @@ def test_a_dialogue_checkpoint_recommends_its_text_sampling(tokenizer, tmp_path)
     assert options.seed == 3
     asked = SamplingOptions(temperature=0.5, top_k=10)  # what a caller asks for wins
     assert greedy_text.conversation(DialogueOptions(text=asked)).options.text == asked
+    cooler = delaykit.load(export_lm(tmp_path / "run", tmp_path / "cooler", text_sampling={"temperature": 0},
+                                     audio_sampling={"temperature": 0.3, "top_k": 250}), device="cpu")
+    options = cooler.conversation().options
+    assert options.audio == SamplingOptions(temperature=0.3, top_k=250) and options.text.temperature == 0
+    assert cooler.conversation(DialogueOptions(audio=asked)).options.audio == asked
     with pytest.raises(ValueError, match="dialogue"):
         LMTrainer(tiny_config("tts", max_steps=1, codec=str(tmp_path / "codec")), toy_corpus(), tokenizer,
                   tmp_path / "tts").fit()
         export_lm(tmp_path / "tts", tmp_path / "tts-export", text_sampling={"temperature": 0})
+    with pytest.raises(ValueError, match="dialogue"):
+        export_lm(tmp_path / "tts", tmp_path / "tts-export", audio_sampling={"temperature": 0.3})
 
 
 def test_text_dropout_blanks_whole_windows_and_exports_direct_cfg(tokenizer, tmp_path):

@@ -531,13 +531,14 @@ class LMTrainer(TrainingRun):
 
 def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool = False,
               codec: str | None = None, codec_from: str | None = None, default_voice: dict | None = None,
-              text_sampling: dict | None = None, silence_prefix: float | None = None,
-              checkpoint: str = CHECKPOINT_NAME, codec_patch: bool = False) -> Path:
+              text_sampling: dict | None = None, audio_sampling: dict | None = None,
+              silence_prefix: float | None = None, checkpoint: str = CHECKPOINT_NAME,
+              codec_patch: bool = False) -> Path:
     """Write a run's latest LM, with its codec and tokenizer, as a checkpoint directory ``delaykit.load`` runs.
 
     ``default_voice`` (``VoiceChoice`` fields) is what a voice-conditioned TTS model speaks with when asked for
-    no voice; ``text_sampling`` (``SamplingOptions`` fields) how a dialogue model's text is best sampled (what
-    ``DialogueOptions`` uses unless told otherwise). ``codec`` bundles another codec checkpoint than the run's;
+    no voice; ``text_sampling`` and ``audio_sampling`` (``SamplingOptions`` fields) how a dialogue model's text
+    and audio are best sampled (what ``DialogueOptions`` uses unless told otherwise). ``codec`` bundles another codec checkpoint than the run's;
     ``codec_from`` bundles none and names the
     shipped checkpoint whose codec the model uses (``checkpoints.CODEC_FROM_KEY``), which must encode exactly
     like the run's codec (same encoders and codebooks; its decoder may differ), unless ``codec_patch``: then
@@ -601,12 +602,13 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
         dialogue_config: dict = {}
         if config.text_shift != 0:  # dialogue whose words lead (or trail) the agent's speech
             dialogue_config["audio_delay"] = -config.text_shift
-        if text_sampling:
-            dialogue_config["text_sampling"] = dataclasses.asdict(SamplingOptions(**text_sampling))
+        for key, sampling in (("text_sampling", text_sampling), ("audio_sampling", audio_sampling)):
+            if sampling:
+                dialogue_config[key] = dataclasses.asdict(SamplingOptions(**sampling))
         if dialogue_config:
             meta["dialogue_config"] = dialogue_config
-    if text_sampling and config.mode != "dialogue":
-        raise ValueError("a recommended text sampling is for dialogue models")
+    if (text_sampling or audio_sampling) and config.mode != "dialogue":
+        raise ValueError("a recommended sampling is for dialogue models")
     save_engine(target, codec_model, lm, run_dir / TOKENIZER_NAME, MODEL_TYPE_OF_MODE[config.mode], meta, patch)
     return Path(target)
 
