@@ -272,6 +272,11 @@ def test_a_dialogue_checkpoint_recommends_its_sampling(tokenizer, tmp_path):
     options = cooler.conversation().options
     assert options.audio == SamplingOptions(temperature=0.3, top_k=250) and options.text.temperature == 0
     assert cooler.conversation(DialogueOptions(audio=asked)).options.audio == asked
+    from delaykit.cli import _dialogue_options  # `delaykit dialogue|eval dialogue --audio-temperature T`
+
+    assert _dialogue_options(cooler, seed=1).audio == SamplingOptions(temperature=0.3, top_k=250)
+    assert _dialogue_options(cooler, seed=1, audio_temperature=0.9).audio == SamplingOptions(temperature=0.9,
+                                                                                             top_k=250)
     with pytest.raises(ValueError, match="dialogue"):
         LMTrainer(tiny_config("tts", max_steps=1, codec=str(tmp_path / "codec")), toy_corpus(), tokenizer,
                   tmp_path / "tts").fit()
