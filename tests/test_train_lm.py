@@ -249,6 +249,7 @@ def test_a_dialogue_checkpoint_recommends_its_sampling(tokenizer, tmp_path):
     from test_codec_cli import make_checkpoint
 
     import delaykit
+    from delaykit.cli import _dialogue_options  # what `delaykit dialogue|eval dialogue` sample with
     from delaykit.lm.sampling import SamplingOptions
     from delaykit.modes.dialogue import MOSHI_AUDIO_SAMPLING, MOSHI_TEXT_SAMPLING, DialogueOptions
     from delaykit.train.lm import export_lm
@@ -272,8 +273,6 @@ def test_a_dialogue_checkpoint_recommends_its_sampling(tokenizer, tmp_path):
     options = cooler.conversation().options
     assert options.audio == SamplingOptions(temperature=0.3, top_k=250) and options.text.temperature == 0
     assert cooler.conversation(DialogueOptions(audio=asked)).options.audio == asked
-    from delaykit.cli import _dialogue_options  # `delaykit dialogue|eval dialogue --audio-temperature T`
-
     assert _dialogue_options(cooler, seed=1).audio == SamplingOptions(temperature=0.3, top_k=250)
     assert _dialogue_options(cooler, seed=1, audio_temperature=0.9).audio == SamplingOptions(temperature=0.9,
                                                                                              top_k=250)

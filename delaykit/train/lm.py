@@ -536,16 +536,16 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
               codec_patch: bool = False) -> Path:
     """Write a run's latest LM, with its codec and tokenizer, as a checkpoint directory ``delaykit.load`` runs.
 
-    ``default_voice`` (``VoiceChoice`` fields) is what a voice-conditioned TTS model speaks with when asked for
-    no voice; ``text_sampling`` and ``audio_sampling`` (``SamplingOptions`` fields) how a dialogue model's text
-    and audio are best sampled (what ``DialogueOptions`` uses unless told otherwise). ``codec`` bundles another codec checkpoint than the run's;
-    ``codec_from`` bundles none and names the
-    shipped checkpoint whose codec the model uses (``checkpoints.CODEC_FROM_KEY``), which must encode exactly
-    like the run's codec (same encoders and codebooks; its decoder may differ), unless ``codec_patch``: then
-    the encode-path weights in which the run's codec differs are stored with the model (``codec_patch.safetensors``,
-    in float16 where that is exact) and replace the shared codec's when it loads. ``silence_prefix`` is the
-    silence an ASR model is fed before the audio (default: the middle of the lead-in silence that code corpora
-    open their sequences with, ``PackConfig.lead_seconds``, which is what such a model saw before speech).
+    ``default_voice`` (``VoiceChoice`` fields) is what a voice-conditioned TTS model speaks with when asked for no
+    voice; ``text_sampling`` and ``audio_sampling`` (``SamplingOptions`` fields) how a dialogue model's text and
+    audio are best sampled (what ``DialogueOptions`` uses unless told otherwise). ``codec`` bundles another codec
+    checkpoint than the run's; ``codec_from`` bundles none and names the shipped checkpoint whose codec the model
+    uses (``checkpoints.CODEC_FROM_KEY``), which must encode exactly like the run's codec (same encoders and
+    codebooks; its decoder may differ), unless ``codec_patch``: then the encode-path weights in which the run's
+    codec differs are stored with the model (``codec_patch.safetensors``, in float16 where that is exact) and
+    replace the shared codec's when it loads. ``silence_prefix`` is the silence an ASR model is fed before the audio
+    (default: the middle of the lead-in silence that code corpora open their sequences with,
+    ``PackConfig.lead_seconds``, which is what such a model saw before speech).
     ``checkpoint`` names the file of the run directory to export (``BEST_NAME``: the lowest validation loss).
     """
     from ..engine import load_engine, save_engine
