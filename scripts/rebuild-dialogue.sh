@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the shipped dialogue model (checkpoints/default-dialogue) from scripted-assistant conversations
 # (checkpoints/README.md has the figures and timings). About 6 hours on 2 CPU cores (stages 1-3 2.5 h, stages 4
-# and 5 about 1.5 h each with their data); every step skips work whose output exists, and training resumes.
+# and 5 about 1.5 h each with their data), then steps 8 and 9 (stages 6 and 7, measured and not shipped) about
+# 1.5 h each; every step skips work whose output exists, and training resumes.
 # Needs: bash scripts/install.sh test, espeak-ng, runs/tokenizer/bpe1500.model, and runs/tts-export: the first
 # TTS model, without named voices (scripts/rebuild-tts.sh, steps 1-3), which stage 1 starts from.
 set -euo pipefail
