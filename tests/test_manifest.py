@@ -1,4 +1,5 @@
-"""Corpus manifests: both layouts read into the same rows; the check keeps good rows and counts the rest."""
+"""Corpus manifests: both layouts read into the same rows; the check keeps good rows and counts the rest; a
+manifest is written whole or not at all."""
 
 from __future__ import annotations
 
@@ -119,3 +120,16 @@ def test_broken_manifest_line_names_its_place(tmp_path):
         m.read_corpus(tmp_path)
     with pytest.raises(FileNotFoundError):
         m.read_corpus(tmp_path / "nowhere")
+
+
+def test_a_manifest_appears_only_when_its_corpus_is_finished(tmp_path):
+    (tmp_path / m.MANIFEST_NAME).write_text('{"path": "old.wav"}\n')
+    with pytest.raises(RuntimeError), m.manifest_writer(tmp_path) as f:
+        f.write('{"path": "a.wav"}\n')
+        assert not (tmp_path / m.MANIFEST_NAME).exists()  # the old corpus's, gone before its files are overwritten
+        raise RuntimeError("stopped")
+    assert not (tmp_path / m.MANIFEST_NAME).exists()
+    with m.manifest_writer(tmp_path) as f:
+        f.write('{"path": "a.wav"}\n')
+    assert (tmp_path / m.MANIFEST_NAME).read_text() == '{"path": "a.wav"}\n'
+    assert not (tmp_path / (m.MANIFEST_NAME + ".partial")).exists()

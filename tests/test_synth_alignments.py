@@ -158,6 +158,29 @@ def test_corpus_rows_carry_alignments_and_json_beside_each_wav(tmp_path):
     assert all(abs(p["duration"] - r["duration"]) < 1e-3 for p, r in zip(pairs, rows))
 
 
+@needs_espeak
+def test_an_interrupted_synthesis_leaves_no_manifest(tmp_path, monkeypatch):
+    # Scripts skip a corpus whose manifest exists: a stopped run must not leave one that reads as finished.
+    out = tmp_path / "corpus"
+    config = synth.SynthConfig(hours=1.0, seed=1, workers=1)
+    first = synth.synthesize(out, synth.SynthConfig(hours=0.001, seed=1, workers=1), log=io.StringIO())
+    planned = synth.plan
+
+    def plan_then_stop(config, count, start=0):
+        if start > 0:
+            raise KeyboardInterrupt
+        return planned(config, 2, start)
+
+    monkeypatch.setattr(synth, "plan", plan_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        synth.synthesize(out, config, log=io.StringIO())
+    assert not first.exists()  # the earlier corpus's manifest went before its WAVs were overwritten
+    assert len((out / "manifest.jsonl.partial").read_text().splitlines()) == 2
+    monkeypatch.undo()
+    manifest = synth.synthesize(out, synth.SynthConfig(hours=0.001, seed=1, workers=1), log=io.StringIO())
+    assert manifest.exists() and not (out / "manifest.jsonl.partial").exists()
+
+
 def test_missing_library_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(synth, "_library", None)
     monkeypatch.setattr(synth, "LIBRARY_NAMES", ("libespeak-ng-missing.so.9",))

@@ -23,6 +23,7 @@ import numpy as np
 from ..audio import write_audio
 from ..text_stream import TimedWord
 from .assistant import ConversationConfig, ConversationPlan, plan_conversation
+from .manifest import MANIFEST_NAME, manifest_writer
 
 AGENT = "SPEAKER_MAIN"
 USER = "SPEAKER_USER"
@@ -119,8 +120,7 @@ def synthesize_dialogues(out_dir: str | Path, count: int, speak: Speak, user_voi
     """Write ``count`` conversations (stereo WAV + JSON alignments each) and ``manifest.jsonl``."""
     out_dir = Path(out_dir)
     (out_dir / "wavs").mkdir(parents=True, exist_ok=True)
-    manifest = out_dir / "manifest.jsonl"
-    with open(manifest, "w", encoding="utf-8") as f:
+    with manifest_writer(out_dir) as f:
         for index in range(count):
             rng = random.Random(seed * 1_000_003 + index)
             plan = plan_conversation(rng, conversation or ConversationConfig())
@@ -135,7 +135,7 @@ def synthesize_dialogues(out_dir: str | Path, count: int, speak: Speak, user_voi
                    "turns": [{"speaker": t.speaker, "text": t.text, "start": round(t.start, 3),
                               "end": round(t.end, 3), "kind": t.kind} for t in rendered.turns]}
             f.write(json.dumps(row) + "\n")
-    return manifest
+    return out_dir / MANIFEST_NAME
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..audio import read_audio, resample, write_audio
 from .cmu_phones import espeak_phonemes
+from .manifest import MANIFEST_NAME, manifest_writer
 from .sentences import SentenceConfig, SentenceGenerator
 
 EVALUATION_VOICES = ("slt", "awb", "rms")
@@ -49,8 +50,7 @@ def synthesize_flite(out_dir: str | Path, count: int, seed: int = 1, voices: tup
     out_dir = Path(out_dir)
     (out_dir / "wavs").mkdir(parents=True, exist_ok=True)
     sentences = SentenceGenerator(SentenceConfig(seed=seed * 1_000_003 + 7, split="heldout"))
-    manifest = out_dir / "manifest.jsonl"
-    with open(manifest, "w", encoding="utf-8") as f:
+    with manifest_writer(out_dir) as f:
         for index in range(count):
             text, voice = sentences.next(), voices[index % len(voices)]
             audio, rate = flite(text, voice)
@@ -61,7 +61,7 @@ def synthesize_flite(out_dir: str | Path, count: int, seed: int = 1, voices: tup
             row = {"path": str(rel), "text": text, "voice": f"flite-{voice}",
                    "duration": round(audio.shape[0] / sample_rate, 4)}
             f.write(json.dumps(row) + "\n")
-    return manifest
+    return out_dir / MANIFEST_NAME
 
 
 def _flite_phones(args: list[str]) -> list[tuple[str, float | None]]:

@@ -1,4 +1,5 @@
-"""Word-aligned speech corpora: read them in either layout, and check their rows before training uses them.
+"""Word-aligned speech corpora: read them in either layout, check their rows before training uses them, and
+write a manifest so that it exists only once its corpus is complete (:func:`manifest_writer`).
 
 A corpus is either a ``manifest.jsonl`` (one JSON object per line, ``{"path", "text", "duration",
 "alignments", ...}`` with paths relative to the manifest), or a directory of audio files each with a JSON file
@@ -11,9 +12,11 @@ words) in a :class:`CorpusReport`, so that nothing is dropped silently.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import typing as tp
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +36,24 @@ PAST_END = "past the end of the audio"
 UNKNOWN_SPEAKER = "unknown speaker"
 REASONS = (MISSING_AUDIO, UNREADABLE_AUDIO, MISSING_ALIGNMENTS, MALFORMED_ALIGNMENTS, EMPTY_WORD, NEGATIVE_TIME,
            START_AFTER_END, OUT_OF_ORDER, PAST_END, UNKNOWN_SPEAKER)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writing
+
+
+@contextlib.contextmanager
+def manifest_writer(out_dir: str | os.PathLike) -> tp.Iterator[tp.TextIO]:
+    """A file for the rows of ``out_dir``'s new ``manifest.jsonl``. Rows go to ``manifest.jsonl.partial``, renamed
+    to the manifest when the block ends without an error, so that a manifest on disk always means a finished
+    corpus (the rebuild scripts skip those); an earlier manifest is removed first, as its files are about to be
+    overwritten."""
+    manifest = Path(out_dir) / MANIFEST_NAME
+    partial = manifest.with_name(MANIFEST_NAME + ".partial")
+    manifest.unlink(missing_ok=True)
+    with open(partial, "w", encoding="utf-8") as f:
+        yield f
+    os.replace(partial, manifest)
 
 
 # ---------------------------------------------------------------------------------------------------------

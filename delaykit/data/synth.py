@@ -717,7 +717,7 @@ def synthesize(out_dir: str | Path, config: SynthConfig, log=sys.stderr) -> Path
     """Fill ``out_dir`` with ``config.hours`` of speech and its manifest; returns the manifest path.
 
     Utterances are planned in batches until the total duration reaches the target. An existing manifest in
-    ``out_dir`` is overwritten.
+    ``out_dir`` is replaced; the new one appears only when the corpus is complete (:func:`manifest_writer`).
     """
     load_library()  # clear errors before any worker starts
     festival_voices = [name.removeprefix("festival:") for name in config.voice_names if name.startswith("festival:")]
@@ -729,11 +729,10 @@ def synthesize(out_dir: str | Path, config: SynthConfig, log=sys.stderr) -> Path
         engine().use_random_variants()  # before the workers fork, so that they start on the private data
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = out_dir / "manifest.jsonl"
     target = config.hours * 3600.0
     total, done, start_time = 0.0, 0, time.monotonic()
     batch = 64 * max(1, config.workers)
-    with open(manifest, "w", encoding="utf-8") as f, Pool(config.workers) as pool:
+    with manifest_module.manifest_writer(out_dir) as f, Pool(config.workers) as pool:
         while total < target:
             jobs = [(u, config, str(out_dir)) for u in plan(config, batch, start=done)]
             for row in pool.imap(_work, jobs):
@@ -746,14 +745,14 @@ def synthesize(out_dir: str | Path, config: SynthConfig, log=sys.stderr) -> Path
             elapsed = time.monotonic() - start_time
             print(f"synth: {done} utterances, {total / 3600:.2f} h, {total / max(elapsed, 1e-9):.0f}x real time",
                   file=log, flush=True)
-    _remove_unlisted(out_dir, done)
-    record = asdict(config)
-    if config.vocabulary == "open" and config.split == "train":
-        from .open_names import open_vocabulary_source
+        _remove_unlisted(out_dir, done)
+        record = asdict(config)
+        if config.vocabulary == "open" and config.split == "train":
+            from .open_names import open_vocabulary_source
 
-        record["open_vocabulary_source"] = open_vocabulary_source()  # the lists can change between releases
-    (out_dir / "synth_config.json").write_text(json.dumps(record, indent=2) + "\n")
-    return manifest
+            record["open_vocabulary_source"] = open_vocabulary_source()  # the lists can change between releases
+        (out_dir / "synth_config.json").write_text(json.dumps(record, indent=2) + "\n")
+    return out_dir / manifest_module.MANIFEST_NAME
 
 
 def _remove_unlisted(out_dir: Path, count: int) -> None:
