@@ -11,7 +11,9 @@ A shipped model may instead name the shipped checkpoint whose codec it uses (``"
 delaykit key; ``mimi_name`` is then ``null``), so that ``checkpoints/`` holds one codec, not one per model.
 Such a model may also carry a few weights of its own that replace the shared codec's (``"codec_patch":
 "codec_patch.safetensors"``): the default ASR model's own semantic encoder, retrained on more voices, reads
-the shared codec's semantic codebook while the TTS and dialogue models keep the shared encoder.
+the shared codec's semantic codebook while the TTS model keeps the shared encoder. Or it may use another
+shipped model's patch (``"codec_patch_from": "default-asr"``): the dialogue model hears its user through the
+ASR model's front end without a second copy of it.
 
 Meta keys missing from ``config.json`` take Kyutai's defaults (``model.safetensors``,
 ``tokenizer-e351c8d8-checkpoint125.safetensors``, ``tokenizer_spm_32k_3.model``); a key set to ``null``
@@ -54,9 +56,11 @@ META_KEYS = (
     "training",  # delaykit: how the model was trained (steps, data seen, the run config)
     "codec_from",  # delaykit: the shipped checkpoint whose codec this one uses
     "codec_patch",  # delaykit: weights of this checkpoint's own that replace some of that codec's
+    "codec_patch_from",  # delaykit: the shipped checkpoint whose codec patch this one applies
 )
 CODEC_FROM_KEY = "codec_from"
 CODEC_PATCH_KEY = "codec_patch"
+CODEC_PATCH_FROM_KEY = "codec_patch_from"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
@@ -209,9 +213,15 @@ def _collect_files(
         codec_weights, codec_config = _shared_codec(config, config_path)
     else:
         codec_weights = weights("mimi_name", KYUTAI_CODEC_NAME)
-        if config.get(CODEC_PATCH_KEY) is not None:
-            raise CheckpointError(f"{config_path}: {CODEC_PATCH_KEY} patches a shared codec: it needs "
-                                  f"{CODEC_FROM_KEY}")
+        for key in (CODEC_PATCH_KEY, CODEC_PATCH_FROM_KEY):
+            if config.get(key) is not None:
+                raise CheckpointError(f"{config_path}: {key} patches a shared codec: it needs {CODEC_FROM_KEY}")
+    codec_patch = weights(CODEC_PATCH_KEY, None)
+    if config.get(CODEC_PATCH_FROM_KEY) is not None:
+        if codec_patch is not None:
+            raise CheckpointError(f"{config_path}: carries a codec patch ({CODEC_PATCH_KEY}) and uses another's "
+                                  f"({CODEC_PATCH_FROM_KEY}); keep one")
+        codec_patch = _shared_patch(config, config_path)
     return CheckpointFiles(
         directory=directory,
         config=config,
@@ -220,7 +230,7 @@ def _collect_files(
         tokenizer=tokenizer,
         lora_weights=weights("lora_name", None),
         codec_config=codec_config,
-        codec_patch=weights(CODEC_PATCH_KEY, None),
+        codec_patch=codec_patch,
         source=source,
     )
 
@@ -238,6 +248,21 @@ def _shared_codec(config: dict, config_path: Path) -> tuple[Path, dict | None]:
     if shared.codec_weights is None or shared.config.get(CODEC_FROM_KEY) is not None:
         raise CheckpointError(f"{config_path}: {CODEC_FROM_KEY} {name!r} must hold a codec of its own")
     return shared.codec_weights, shared.config.get("codec_config", shared.codec_config)
+
+
+def _shared_patch(config: dict, config_path: Path) -> Path:
+    """The codec patch of the shipped checkpoint that ``config``'s ``codec_patch_from`` names, which must
+    patch the same shared codec as ``config`` and carry its patch itself."""
+    name = config[CODEC_PATCH_FROM_KEY]
+    if name not in DEFAULT_NAMES:
+        raise CheckpointError(f"{config_path}: {CODEC_PATCH_FROM_KEY} must name a shipped checkpoint "
+                              f"({', '.join(DEFAULT_NAMES)}), got {name!r}")
+    lender = resolve_checkpoint(name)
+    if lender.config.get(CODEC_PATCH_KEY) is None or lender.config.get(CODEC_FROM_KEY) != config[CODEC_FROM_KEY]:
+        raise CheckpointError(f"{config_path}: {CODEC_PATCH_FROM_KEY} {name!r} must carry a codec patch of "
+                              f"the codec {config[CODEC_FROM_KEY]!r}")
+    assert lender.codec_patch is not None
+    return lender.codec_patch
 
 
 def _check_name(name: tp.Any, key: str, config_path: Path | str = CONFIG_NAME) -> str:

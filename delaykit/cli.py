@@ -241,9 +241,12 @@ def data_check(sources, speakers, tolerance: float) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--codebooks", type=int, default=None,
               help="encode only the first N codebooks (default: the codec's number)")
+@click.option("--user-codec", default=None,
+              help="checkpoint whose codec encodes a dialogue's user channel (e.g. default-asr: the ASR model's "
+                   "front end; same codebooks as --codec)")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 def data_encode(data_dirs, output: str, codec: str, sequence_seconds: float, seed: int, codebooks: int | None,
-                threads) -> None:
+                user_codec: str | None, threads) -> None:
     """Pack word-aligned utterances into long sequences and encode them with a codec, for LM training."""
     from .data.codes import PackConfig, encode_corpus
     from .data.manifest import check_corpus, read_corpus
@@ -257,8 +260,14 @@ def data_encode(data_dirs, output: str, codec: str, sequence_seconds: float, see
     codec_model = load_engine(codec, device="cpu").codec
     if codec_model is None:
         raise DelaykitError(f"{codec}: this checkpoint has no codec")
-    corpus = encode_corpus(rows, codec_model, PackConfig(sequence_seconds=sequence_seconds, seed=seed), codec,
-                           codebooks=codebooks)
+    user_codec_model = None if user_codec is None else load_engine(user_codec, device="cpu").codec
+    if user_codec is not None and user_codec_model is None:
+        raise DelaykitError(f"{user_codec}: this checkpoint has no codec")
+    try:
+        corpus = encode_corpus(rows, codec_model, PackConfig(sequence_seconds=sequence_seconds, seed=seed), codec,
+                               codebooks=codebooks, user_codec=user_codec_model, user_codec_name=user_codec or "")
+    except ValueError as exc:
+        raise DelaykitError(str(exc)) from exc
     corpus.save(output)
     click.echo(f"{output}: {len(corpus)} sequences, {corpus.seconds / 3600:.2f} h", err=True)
 
@@ -403,6 +412,9 @@ def train_plot(run_dir: str, output) -> None:
 @click.option("--codec-patch", is_flag=True,
               help="with --codec-from: carry the run's codec's encoder weights that differ from the shipped "
                    "codec's (a retrained semantic encoder), which replace them when the model loads")
+@click.option("--codec-patch-from", default=None, type=click.Choice(["default-asr"]),
+              help="with --codec-from: use this shipped model's codec patch, carrying no copy (the shipped codec "
+                   "with it must encode like the run's codec, e.g. --codec default-asr)")
 @click.option("--default-voice", default=None,
               help="voice-conditioned TTS: the voice used when none is asked for (e.g. en-us+f3)")
 @click.option("--default-pitch", type=click.IntRange(-2, 2), default=None, help="and its pitch step")
@@ -417,7 +429,7 @@ def train_plot(run_dir: str, output) -> None:
                    "sequences' lead-in, 0.5)")
 @click.option("--best", is_flag=True, help="export the weights of the lowest validation loss (best.pt)")
 def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, codec_patch: bool,
-                    default_voice: str | None, default_pitch: int | None, text_temperature: float | None,
+                    codec_patch_from: str | None, default_voice: str | None, default_pitch: int | None, text_temperature: float | None,
                     text_top_k: int, audio_temperature: float | None, audio_top_k: int,
                     silence_prefix: float | None, best: bool) -> None:
     """Write RUN_DIR's latest LM with its codec and tokenizer as checkpoint directory TARGET."""
@@ -429,7 +441,8 @@ def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, co
         audio = None if audio_temperature is None else {"temperature": audio_temperature, "top_k": audio_top_k}
         path = export_lm(run_dir, target, fp16=fp16, codec=codec, codec_from=codec_from, default_voice=voice or None,
                          text_sampling=sampling, audio_sampling=audio, silence_prefix=silence_prefix,
-                         checkpoint=BEST_NAME if best else CHECKPOINT_NAME, codec_patch=codec_patch)
+                         checkpoint=BEST_NAME if best else CHECKPOINT_NAME, codec_patch=codec_patch,
+                         codec_patch_from=codec_patch_from)
     except ValueError as exc:
         raise DelaykitError(str(exc)) from exc
     click.echo(str(path))

@@ -178,3 +178,42 @@ def test_a_patch_must_fit_the_codec(tmp_path):
     save_file({"semantic_encoder.no_such_weight": torch.zeros(3)}, str(tmp_path / "patch.safetensors"))
     with pytest.raises(CheckpointError, match="does not fit"):
         apply_codec_patch(codec, tmp_path / "patch.safetensors", torch.device("cpu"))
+
+
+def test_export_uses_the_asr_models_patch_without_a_copy(tokenizer, tmp_path):  # noqa: F811
+    """A model trained on codes of the ASR model's front end names that model's patch (``codec_patch_from``)
+    and loads the shipped codec with it: what the default dialogue model hears its user through."""
+    LMTrainer(tiny_config("dialogue", max_steps=1, codec="default-asr"), toy_corpus(channels=2), tokenizer,
+              tmp_path / "run").fit()
+    target = export_lm(tmp_path / "run", tmp_path / "dialogue", codec_from="default", codec_patch_from="default-asr")
+    config = json.loads((target / "config.json").read_text())
+    assert config["codec_from"] == "default" and config["codec_patch_from"] == "default-asr"
+    assert "codec_patch" not in config and not list(target.glob("codec*"))  # no copy of its own
+    files = resolve_checkpoint(target)
+    assert files.codec_patch == default_checkpoint_dir("default-asr") / "codec_patch.safetensors"
+    codec = delaykit.load(target, device="cpu").engine.codec
+    hearing = delaykit.load("default-asr", device="cpu").engine.codec
+    assert codec.encodes_like(hearing) and not codec.encodes_like(delaykit.load("default", device="cpu").engine.codec)
+    with pytest.raises(ValueError, match="does not encode like"):  # trained on the plain codec's codes
+        export_lm(tmp_path / "run", tmp_path / "other", codec="default", codec_from="default",
+                  codec_patch_from="default-asr")
+    with pytest.raises(ValueError, match="not both"):
+        export_lm(tmp_path / "run", tmp_path / "other", codec_from="default", codec_patch=True,
+                  codec_patch_from="default-asr")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"codec_patch_from": "default-tts"}, "must carry a codec patch"),
+    ({"codec_patch_from": "../default-asr"}, "must name a shipped checkpoint"),
+    ({"codec_patch_from": "default-asr", "codec_patch": "codec_patch.safetensors"}, "keep one"),
+    ({"codec_patch_from": "default-asr", "codec_from": None}, "it needs codec_from"),
+])
+def test_bad_patch_references_are_refused(tts_run, tmp_path, change, message):
+    target = export_lm(tts_run, tmp_path / "tts", codec_from="default")
+    config = json.loads((target / "config.json").read_text())
+    if "codec_patch" in change:  # a patch file of its own beside the borrowed one
+        (target / "codec_patch.safetensors").write_bytes(
+            (default_checkpoint_dir("default-asr") / "codec_patch.safetensors").read_bytes())
+    (target / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(CheckpointError, match=message):
+        resolve_checkpoint(target)

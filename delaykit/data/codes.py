@@ -237,10 +237,18 @@ def load_channels(path: str, sample_rate: int) -> np.ndarray:
 @torch.no_grad()
 def encode_corpus(rows: tp.Sequence[dict], codec: CodecModel, config: PackConfig = PackConfig(),
                   codec_name: str = "", log: tp.TextIO | None = sys.stderr,
-                  codebooks: int | None = None) -> CodeCorpus:
+                  codebooks: int | None = None, user_codec: CodecModel | None = None,
+                  user_codec_name: str = "") -> CodeCorpus:
     """Pack ``rows`` (manifest rows with ``path``, ``duration`` and ``alignments``) into sequences and encode
     each channel with ``codec`` (offline; equal to streaming encode), with its first ``codebooks`` codebooks
-    (default: the codec's number; a codec with a semantic encoder runs only that for its semantic ones)."""
+    (default: the codec's number; a codec with a semantic encoder runs only that for its semantic ones).
+
+    ``user_codec`` encodes a dialogue's user channel (1; the agent is 0) instead: a codec with the same codebooks
+    whose encoder hears voices differently (the ASR model's front end), so that a dialogue model hears its user
+    as the recognizer does while it speaks the codes of ``codec``."""
+    if user_codec is not None and (user_codec.sample_rate, user_codec.frame_rate) != (codec.sample_rate,
+                                                                                      codec.frame_rate):
+        raise ValueError("the user's codec must have the sample and frame rate of the agent's")
     rng = np.random.default_rng([config.seed, 1])
     sequences: list[CodeSequence] = []
     utterances: list[list[dict]] = []
@@ -250,7 +258,13 @@ def encode_corpus(rows: tp.Sequence[dict], codec: CodecModel, config: PackConfig
         signal, words, spoken = render_sequence([rows[i] for i in group], config, rng, codec.sample_rate,
                                                 lambda p: load_channels(p, codec.sample_rate))  # [C, T]
         utterances.append(spoken)
-        codes = codec.encode(torch.from_numpy(signal)[:, None], codebooks)  # [C, K, F]: channels as a batch
+        pcm = torch.from_numpy(signal)[:, None]  # [C, 1, T]
+        if user_codec is None:
+            codes = codec.encode(pcm, codebooks)  # [C, K, F]: channels as a batch
+        elif len(pcm) != 2:
+            raise ValueError(f"a user's codec is for two-channel dialogues (agent, user), not {len(pcm)} channels")
+        else:  # [2, K, F]: the agent (channel 0) by the main codec, the user (1) by its own
+            codes = torch.cat([codec.encode(pcm[:1], codebooks), user_codec.encode(pcm[1:], codebooks)])
         sequences.append(CodeSequence(codes.numpy().astype(np.int16), words))
         audio_seconds += signal.shape[1] / codec.sample_rate
         if log is not None and (number + 1) % 20 == 0:
@@ -258,6 +272,8 @@ def encode_corpus(rows: tp.Sequence[dict], codec: CodecModel, config: PackConfig
             print(f"encode: {number + 1}/{len(groups)} sequences, {audio_seconds / 3600:.2f} h, "
                   f"{speed:.0f}x real time", file=log, flush=True)
     meta = {"frame_rate": codec.frame_rate, "codec": codec_name, "pack": asdict(config)}
+    if user_codec is not None:
+        meta["user_codec"] = user_codec_name
     corpus = CodeCorpus.from_sequences(sequences, meta)
     corpus.utterances = utterances
     return corpus

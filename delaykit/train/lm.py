@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..checkpoints import CODEC_FROM_KEY
+from ..checkpoints import CODEC_FROM_KEY, CODEC_PATCH_FROM_KEY, resolve_checkpoint
 from ..data.codes import CodeCorpus, PackConfig
 from ..layout import MODE_OF_MODEL_TYPE
 from ..lm.embeddings import ZERO_TOKEN
@@ -533,7 +533,7 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
               codec: str | None = None, codec_from: str | None = None, default_voice: dict | None = None,
               text_sampling: dict | None = None, audio_sampling: dict | None = None,
               silence_prefix: float | None = None, checkpoint: str = CHECKPOINT_NAME,
-              codec_patch: bool = False) -> Path:
+              codec_patch: bool = False, codec_patch_from: str | None = None) -> Path:
     """Write a run's latest LM, with its codec and tokenizer, as a checkpoint directory ``delaykit.load`` runs.
 
     ``default_voice`` (``VoiceChoice`` fields) is what a voice-conditioned TTS model speaks with when asked for no
@@ -543,7 +543,9 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
     uses (``checkpoints.CODEC_FROM_KEY``), which must encode exactly like the run's codec (same encoders and
     codebooks; its decoder may differ), unless ``codec_patch``: then the encode-path weights in which the run's
     codec differs are stored with the model (``codec_patch.safetensors``, in float16 where that is exact) and
-    replace the shared codec's when it loads. ``silence_prefix`` is the silence an ASR model is fed before the audio
+    replace the shared codec's when it loads; ``codec_patch_from`` instead names the shipped checkpoint whose
+    patch the model uses (``checkpoints.CODEC_PATCH_FROM_KEY``): the shared codec with that patch must encode
+    like the run's. ``silence_prefix`` is the silence an ASR model is fed before the audio
     (default: the middle of the lead-in silence that code corpora open their sequences with,
     ``PackConfig.lead_seconds``, which is what such a model saw before speech).
     ``checkpoint`` names the file of the run directory to export (``BEST_NAME``: the lowest validation loss).
@@ -566,10 +568,16 @@ def export_lm(run_dir: str | os.PathLike, target: str | os.PathLike, fp16: bool 
     meta: dict = {"training": {"step": state["step"], "frames_seen": state["seen"],
                                "train_hours": round(state["train_seconds"] / 3600, 3), "run": config.to_dict()}}
     patch = None
-    if codec_patch and codec_from is None:
+    if (codec_patch or codec_patch_from) and codec_from is None:
         raise ValueError("a codec patch replaces weights of the codec that codec_from names: set codec_from")
+    if codec_patch and codec_patch_from:
+        raise ValueError("a model carries a codec patch of its own or uses another's, not both")
     if codec_from is not None:
-        shared = load_engine(codec_from, device="cpu").codec
+        shared = load_engine(codec_patch_from or codec_from, device="cpu").codec
+        if codec_patch_from is not None:
+            if resolve_checkpoint(codec_patch_from).config.get(CODEC_FROM_KEY) != codec_from:
+                raise ValueError(f"{codec_patch_from}: its patch is not one of {codec_from}'s codec")
+            meta[CODEC_PATCH_FROM_KEY] = codec_patch_from
         if shared is not None and codec_patch:
             patch = _lossless_half(shared.encode_path_changes(codec_model))
             if not patch:
