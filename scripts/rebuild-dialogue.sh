@@ -2,21 +2,22 @@
 # Rebuild the shipped dialogue model (checkpoints/default-dialogue) from scripted-assistant conversations
 # (checkpoints/README.md has the figures and timings). About 6 hours on 2 CPU cores (stages 1-3 2.5 h, stages 4
 # and 5 about 1.5 h each with their data), then steps 8 and 9 (stages 6 and 7, measured and not shipped) about
-# 1.5 h each; every step skips work whose output exists, and training resumes.
+# 1.5 h each, and step 10 (stage 8, the shipped model, from stage 5) about 1.5 h; every step skips work whose
+# output exists, and training resumes. Stages 6-8 start from `default-dialogue`, which was stage 5 when they ran.
 # Needs: bash scripts/install.sh test, espeak-ng, runs/tokenizer/bpe1500.model, and runs/tts-export: the first
 # TTS model, without named voices (scripts/rebuild-tts.sh, steps 1-3), which stage 1 starts from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dk() { python -m delaykit.cli "$@"; }
-mkdir -p runs/codes2 runs/codes6 runs/codes-dlg runs/eval
+mkdir -p runs/codes2 runs/codes6 runs/codes-dlg runs/codes-dlg8 runs/eval
 # conversations NAME SEED COUNT SPLIT CODES_DIR [OPTIONS]: render runs/data/dialogue-NAME (OPTIONS go to
 # `delaykit data dialogues`) and encode it to 4 codebooks per channel as CODES_DIR/dialogue-NAME.npz (each
-# skipped when it exists).
+# skipped when it exists); with USER_CODEC set, the user's channel is encoded by that checkpoint's codec.
 conversations() {
   [ -f "runs/data/dialogue-$1/manifest.jsonl" ] || dk data dialogues --out "runs/data/dialogue-$1" --count "$3" \
     --seed "$2" --split "$4" "${@:6}"
   [ -f "$5/dialogue-$1.npz" ] || dk data encode --data "runs/data/dialogue-$1" --codec default \
-    --out "$5/dialogue-$1.npz" --codebooks 4
+    ${USER_CODEC:+--user-codec "$USER_CODEC"} --out "$5/dialogue-$1.npz" --codebooks 4
 }
 
 # fine_tune N MINUTES CODES...: stage N (configs/dialogue-default-stageN.toml) trained MINUTES on CODES (the
@@ -30,7 +31,7 @@ fine_tune() {
       --tokenizer checkpoints/default-dialogue/tokenizer.model --out "runs/dialogue$1" --minutes "$2"
   fi
   dk train export-lm "runs/dialogue$1" "runs/dialogue$1-export" --fp16 --codec-from default --text-temperature 0 \
-    --best
+    --best ${USER_CODEC:+--codec-patch-from "$USER_CODEC"}
 }
 
 # 1. Data: 2 x 1250 conversations (12.6 h, espeak-ng, the agent always en-us+f2, users in training voices) and
@@ -124,3 +125,18 @@ fine_tune 7 45 --codes runs/codes-dlg/dialogue-i.npz --codes runs/codes-dlg/dial
   --valid-codes runs/codes-dlg/dialogue-valid-en-us.npz
 dk eval dialogue --model runs/dialogue7-export --data runs/data/dialogue-heldout --count 60 --threads 2 --judge \
   > runs/eval/dialogue7-heldout60-t0-judge.json
+
+# 10. Stage 8 (configs/dialogue-default-stage8.toml): stage 5 trained 30 minutes on 2 x 1250 new conversations
+#     (seed 111 with the user talking over 30 % of the answers, seed 112; the agent en-us+f2 as stage 5) whose
+#     user channel the ASR model's front end encodes (its codec patch; the agent's channel the shipped codec's),
+#     the weights of the lowest loss on the 100 validation conversations (seed 950, encoded the same way)
+#     exported naming the ASR model's patch (`--codec-patch-from default-asr`) and measured with the judge.
+export USER_CODEC=default-asr
+conversations k 111 1250 train runs/codes-dlg8 --interrupt-prob 0.3
+conversations l 112 1250 train runs/codes-dlg8
+conversations valid-f2 950 100 heldout runs/codes-dlg8
+fine_tune 8 30 --codes runs/codes-dlg8/dialogue-k.npz --codes runs/codes-dlg8/dialogue-l.npz \
+  --valid-codes runs/codes-dlg8/dialogue-valid-f2.npz
+unset USER_CODEC
+dk eval dialogue --model runs/dialogue8-export --data runs/data/dialogue-heldout --count 60 --threads 2 --judge \
+  > runs/eval/dialogue8-heldout60-t0-judge.json
