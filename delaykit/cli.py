@@ -429,9 +429,9 @@ def train_plot(run_dir: str, output) -> None:
                    "sequences' lead-in, 0.5)")
 @click.option("--best", is_flag=True, help="export the weights of the lowest validation loss (best.pt)")
 def train_export_lm(run_dir: str, target: str, fp16: bool, codec, codec_from, codec_patch: bool,
-                    codec_patch_from: str | None, default_voice: str | None, default_pitch: int | None, text_temperature: float | None,
-                    text_top_k: int, audio_temperature: float | None, audio_top_k: int,
-                    silence_prefix: float | None, best: bool) -> None:
+                    codec_patch_from: str | None, default_voice: str | None, default_pitch: int | None,
+                    text_temperature: float | None, text_top_k: int, audio_temperature: float | None,
+                    audio_top_k: int, silence_prefix: float | None, best: bool) -> None:
     """Write RUN_DIR's latest LM with its codec and tokenizer as checkpoint directory TARGET."""
     from .train.lm import BEST_NAME, CHECKPOINT_NAME, export_lm
 
