@@ -235,12 +235,18 @@ def _collect_files(
     )
 
 
+def _shipped_name(config: dict, key: str, config_path: Path) -> str:
+    """``config[key]``, checked to name a shipped checkpoint (what ``codec_from`` and ``codec_patch_from`` may)."""
+    name = config[key]
+    if name not in DEFAULT_NAMES:
+        raise CheckpointError(f"{config_path}: {key} must name a shipped checkpoint ({', '.join(DEFAULT_NAMES)}), "
+                              f"got {name!r}")
+    return name
+
+
 def _shared_codec(config: dict, config_path: Path) -> tuple[Path, dict | None]:
     """The codec weights and shape of the shipped checkpoint that ``config``'s ``codec_from`` names."""
-    name = config[CODEC_FROM_KEY]
-    if name not in DEFAULT_NAMES:
-        raise CheckpointError(f"{config_path}: {CODEC_FROM_KEY} must name a shipped checkpoint "
-                              f"({', '.join(DEFAULT_NAMES)}), got {name!r}")
+    name = _shipped_name(config, CODEC_FROM_KEY, config_path)
     if config.get("mimi_name") is not None or config.get("mimi_config_name"):
         raise CheckpointError(f"{config_path}: names a codec of its own (mimi_name) and {CODEC_FROM_KEY} "
                               f"{name!r}; keep one")
@@ -253,10 +259,7 @@ def _shared_codec(config: dict, config_path: Path) -> tuple[Path, dict | None]:
 def _shared_patch(config: dict, config_path: Path) -> Path:
     """The codec patch of the shipped checkpoint that ``config``'s ``codec_patch_from`` names, which must
     patch the same shared codec as ``config`` and carry its patch itself."""
-    name = config[CODEC_PATCH_FROM_KEY]
-    if name not in DEFAULT_NAMES:
-        raise CheckpointError(f"{config_path}: {CODEC_PATCH_FROM_KEY} must name a shipped checkpoint "
-                              f"({', '.join(DEFAULT_NAMES)}), got {name!r}")
+    name = _shipped_name(config, CODEC_PATCH_FROM_KEY, config_path)
     lender = resolve_checkpoint(name)
     if lender.config.get(CODEC_PATCH_KEY) is None or lender.config.get(CODEC_FROM_KEY) != config[CODEC_FROM_KEY]:
         raise CheckpointError(f"{config_path}: {CODEC_PATCH_FROM_KEY} {name!r} must carry a codec patch of "
