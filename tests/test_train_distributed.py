@@ -101,10 +101,15 @@ def test_fsdp_shards_the_model_and_computes_ddps_update(mode, tokenizer, tmp_pat
     shard_sizes = [sum(v.numel() for v in saved["local"].values()) for saved in resumed]
     assert all(size < 0.6 * whole_size for size in shard_sizes), (shard_sizes, whole_size)
     assert sum(shard_sizes) >= whole_size  # the shards cover the model (FSDP pads uneven ones)
+    # FSDP's reduce-scatter and DDP's all-reduce sum gradients in another order, and Adam divides near-zero
+    # gradients by their own small moments, so rounding can move a weight by a few 1e-5 (3.6e-5 on one machine
+    # here, 2026-12-07); an Adam step at this lr moves a weight by up to 3e-3, 30 times the tolerance, so a lost
+    # or doubled step or wrongly restored moments still fail.
+    atol = 1e-4
     for key, value in ddp[0]["whole"].items():
         assert resumed[0]["whole"][key].shape == value.shape, key
-        torch.testing.assert_close(resumed[0]["whole"][key], value, rtol=1e-4, atol=1e-5, msg=key)
-        torch.testing.assert_close(resumed[1]["whole"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(resumed[0]["whole"][key], value, rtol=1e-4, atol=atol, msg=key)
+        torch.testing.assert_close(resumed[1]["whole"][key], value, rtol=1e-4, atol=atol, msg=key)
     assert any(not torch.equal(first[0]["whole"][k], v) for k, v in ddp[0]["whole"].items())  # steps 4-5 ran
     state = torch.load(tmp_path / "fsdp" / "checkpoint.pt", weights_only=True)
     assert state["step"] == 5 and state["sharded"]
