@@ -548,6 +548,27 @@ def eval_asr(model: str, data_dirs, count, batch_size: int, threads, device: str
     click.echo(json.dumps(report, indent=2))
 
 
+decoder_option = click.option(
+    "--decoder", type=click.Path(exists=True, file_okay=False), default=None,
+    help="decode the model's codes with the decode path of this codec checkpoint, one trained on the same codes "
+         "(e.g. a `train codec` run with decoder_only, exported)")
+
+
+def _use_decoder(engine, decoder: str | None) -> None:
+    """With ``--decoder``: ``engine``'s codec decodes with that checkpoint's decode path."""
+    if decoder is None:
+        return
+    from .engine import load_engine
+
+    other = load_engine(decoder, device="cpu").codec
+    if other is None:
+        raise click.UsageError(f"{decoder}: holds no codec")
+    try:
+        engine.codec.use_decoder_of(other.to(next(engine.codec.parameters()).device))
+    except ValueError as exc:
+        raise click.UsageError(f"--decoder {decoder}: {exc}") from exc
+
+
 @evaluate.command("tts")
 @click.option("--model", default="default", show_default=True, help="TTS checkpoint directory, hub id or default")
 @click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(exists=True),
@@ -563,10 +584,11 @@ def eval_asr(model: str, data_dirs, count, batch_size: int, threads, device: str
 @click.option("--pitch", type=click.IntRange(-2, 2), default=None, help="pitch step of the named voice")
 @click.option("--rate", type=click.FloatRange(0.6, 1.5), default=None, help="speaking rate of the named voice")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="keep the wavs here")
+@decoder_option
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @model_placement
 def eval_tts(model: str, data_dirs, count: int, seed: int, temperature, judge: bool, asr_model, originals: bool,
-             voice, pitch, rate, out_dir, threads, device: str, dtype: str) -> None:
+             voice, pitch, rate, out_dir, decoder, threads, device: str, dtype: str) -> None:
     """Intelligibility (WER of recognisers that did not make the speech), pace and speed of TTS."""
     from .data.manifest import read_corpus
     from .evaluation.tts import AsrRecognizer, evaluate_tts
@@ -586,9 +608,12 @@ def eval_tts(model: str, data_dirs, count: int, seed: int, temperature, judge: b
     overrides = {key: value for key, value in (("temperature", temperature), ("voice", voice), ("pitch", pitch),
                                                ("rate", rate)) if value is not None}
     options = SynthesisOptions(**overrides)
-    report = evaluate_tts(_load_model(model, "tts", device, dtype).engine, rows, recognizers, options, seed=seed,
-                          judge_originals=originals, out_dir=out_dir)
+    engine = _load_model(model, "tts", device, dtype).engine
+    _use_decoder(engine, decoder)
+    report = evaluate_tts(engine, rows, recognizers, options, seed=seed, judge_originals=originals, out_dir=out_dir)
     report["model"] = model
+    if decoder is not None:
+        report["decoder"] = decoder
     click.echo(json.dumps(report, indent=2))
 
 
@@ -649,10 +674,11 @@ def eval_voices(model: str, data_dirs, count: int, settings, seed: int, threads,
 @click.option("--agent", type=click.Choice(DIALOGUE_AGENTS), default="model", show_default=True,
               help="who speaks for the agent: the model, or (ceilings) the conversation's own rendered agent "
                    "channel, as is or round-tripped through the model's codec")
+@decoder_option
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @model_placement
 def eval_dialogue(model: str, data_dirs, count: int, seed: int, judge: bool, asr_model, out_dir,
-                  text_temperature: float | None, audio_temperature: float | None, agent: str, threads,
+                  text_temperature: float | None, audio_temperature: float | None, agent: str, decoder, threads,
                   device: str, dtype: str) -> None:
     """Answers right (heard and in the agent's text), response and stop latency, step time of dialogue."""
     import dataclasses
@@ -673,11 +699,14 @@ def eval_dialogue(model: str, data_dirs, count: int, seed: int, judge: bool, asr
     elif asr_model is not None:
         recognizer = AsrRecognizer(_load_model(asr_model, "asr", device, dtype))
     loaded = _load_model(model, "dialogue", device, dtype)
+    _use_decoder(loaded.engine, decoder)
     conversation = loaded.conversation(_dialogue_options(loaded, seed, text_temperature, audio_temperature))
     report = evaluate_dialogue(conversation, rows, recognizer, DialogueEvalConfig(agent=agent), out_dir=out_dir)
     report["agent"] = agent
     report["sampling"] = {name: dataclasses.asdict(getattr(conversation.options, name)) for name in ("text", "audio")}
     report.update(model=model, recognizer="judge" if judge else asr_model)
+    if decoder is not None:
+        report["decoder"] = decoder
     click.echo(json.dumps(report, indent=2))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 
 import pytest
 import torch
@@ -114,6 +115,21 @@ def test_decoder_only_training_keeps_the_codes(tmp_path):
     audio = speechy()
     with torch.no_grad():
         assert torch.equal(loaded.encode(audio), plain.model.eval().encode(audio))
+
+
+def test_decoder_only_trains_from_the_codebooks_asked_for(tmp_path):
+    plain = CodecTrainer(tiny_train_config(max_steps=1), labelled_tones(), tmp_path / "plain", log=io.StringIO())
+    plain.fit()
+    source = export_codec(tmp_path / "plain", tmp_path / "plain-ckpt")
+    used = {}
+    for codebooks in (None, 2):  # None: q_dropout draws 2..4 codebooks; 2: always the first two
+        config = tiny_train_config(model=spectral_codec(), init_from=str(source), decoder_only=True, max_steps=12,
+                                   log_every=1, codebooks=codebooks)
+        CodecTrainer(config, labelled_tones(), tmp_path / f"run-{codebooks}", log=io.StringIO()).fit()
+        rows = [json.loads(line) for line in (tmp_path / f"run-{codebooks}" / "metrics.jsonl").open()]
+        used[codebooks] = {row["codebooks"] for row in rows if "codebooks" in row}
+    assert used[2] == {2}
+    assert len(used[None]) > 1
 
 
 def test_decoder_only_needs_a_codec_to_start_from(tmp_path):

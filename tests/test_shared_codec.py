@@ -217,3 +217,53 @@ def test_bad_patch_references_are_refused(tts_run, tmp_path, change, message):
     (target / "config.json").write_text(json.dumps({**config, **change}))
     with pytest.raises(CheckpointError, match=message):
         resolve_checkpoint(target)
+
+
+def test_use_decoder_of_takes_the_decode_path_and_keeps_the_codes():
+    codec = delaykit.load("default", device="cpu").engine.codec
+    retrained = delaykit.load("default", device="cpu").engine.codec
+    audio = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (1, 1, 4 * 1920)).astype(np.float32))
+    with torch.no_grad():
+        codes = codec.encode(audio)  # [1, 8, 4]
+        next(retrained.decoder.parameters()).add_(0.5)  # another decoder of the same codes
+        next(retrained.semantic_encoder.parameters()).add_(0.5)  # and another encoder: not taken
+        expected = retrained.decode(codes)
+        assert not torch.equal(codec.decode(codes), expected)
+        codec.use_decoder_of(retrained)
+        assert torch.equal(codec.decode(codes), expected)
+        assert torch.equal(codec.encode(audio), codes)
+        other_codes = delaykit.load("default", device="cpu").engine.codec
+        next(iter(other_codes.quantizer.state_dict().values())).add_(1.0)
+        with pytest.raises(ValueError, match="other codebooks"):
+            codec.use_decoder_of(other_codes)
+
+
+def test_eval_tts_decodes_with_the_decoder_asked_for(tts_run, tmp_path):
+    from click.testing import CliRunner
+
+    from delaykit.cli import main
+    from delaykit.engine import save_engine
+
+    target = export_lm(tts_run, tmp_path / "tts", codec_from="default")
+    retrained = delaykit.load("default", device="cpu").engine.codec
+    with torch.no_grad():
+        next(retrained.decoder.parameters()).mul_(1.5)
+    save_engine(tmp_path / "decoder", retrained, None)
+    corpus = tmp_path / "texts"
+    corpus.mkdir()
+    (corpus / "manifest.jsonl").write_text(json.dumps({"path": str(corpus / "0.wav"), "text": "one two"}) + "\n")
+    heard = {}
+    for name, extra in (("shipped", []), ("retrained", ["--decoder", str(tmp_path / "decoder")])):
+        result = CliRunner().invoke(main, ["eval", "tts", "--model", str(target), "--data", str(corpus), "--asr",
+                                           "default", "--out", str(tmp_path / name), *extra])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout).get("decoder") == (extra[1] if extra else None)
+        heard[name] = delaykit.audio.load_audio(tmp_path / name / "0000.wav", 24000)
+    assert heard["shipped"].shape == heard["retrained"].shape  # the same codes (same seed) ...
+    assert np.abs(heard["shipped"] - heard["retrained"]).max() > 1e-3  # ... heard through another decoder
+    with torch.no_grad():
+        next(iter(retrained.quantizer.state_dict().values())).add_(1.0)
+    save_engine(tmp_path / "other-codes", retrained, None)
+    result = CliRunner().invoke(main, ["eval", "tts", "--model", str(target), "--data", str(corpus), "--asr",
+                                       "default", "--decoder", str(tmp_path / "other-codes")])
+    assert result.exit_code == 2 and "other codebooks" in result.output

@@ -245,6 +245,23 @@ class CodecModel(StreamingContainer):
         same_keys = self.encode_path_state().keys() == other.encode_path_state().keys()
         return same_keys and not self.encode_path_changes(other)
 
+    @torch.no_grad()
+    def use_decoder_of(self, other: CodecModel) -> None:
+        """Decode from now on with ``other``'s decode path (every weight outside the encode path), e.g. a
+        decoder retrained on this codec's codes (``decoder_only`` training). The codes must mean the same to
+        both: equal quantizers (codebooks and projections); the encoders may differ (a codec patch)."""
+        quantizer, others = self.quantizer.state_dict(), other.quantizer.state_dict()
+        if quantizer.keys() != others.keys() or any(not torch.equal(quantizer[key].float(), others[key].float())
+                                                     for key in quantizer):
+            raise ValueError("the other codec quantizes with other codebooks: its decoder reads other codes")
+        encode_keys = set(self.encode_path_state())
+        mine = {key: value for key, value in self.state_dict().items() if key not in encode_keys}
+        theirs = {key: value for key, value in other.state_dict().items() if key not in encode_keys}
+        if mine.keys() != theirs.keys() or any(mine[key].shape != theirs[key].shape for key in mine):
+            raise ValueError("the other codec's decode path has another shape")
+        for key, value in mine.items():
+            value.copy_(theirs[key].to(value.dtype))
+
     def forward(self, audio: torch.Tensor, num_codebooks: int | None = None) -> tuple[torch.Tensor, QuantizerOutput]:
         """Training pass: (reconstruction [B, C, T], quantizer output with codes and losses)."""
         length = audio.shape[-1]

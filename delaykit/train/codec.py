@@ -120,6 +120,9 @@ class CodecTrainConfig:
     # by a random one.
     semantic_only: bool = False
     head_warmup_steps: int = 0
+    # Codebooks the quantized latents keep (None: all of them, or a random number with ``q_dropout``): e.g. 4 to
+    # train a decoder on what delaykit's language models generate.
+    codebooks: int | None = None
     quantize_prob: float = 0.5  # per item: decode the quantized latent, else the unquantized one (as Mimi)
     quantize_after: int = 0  # steps that decode only unquantized latents (the codebooks still follow them)
     quantize_ramp: int = 0  # then steps over which the quantized share grows linearly to quantize_prob
@@ -310,12 +313,13 @@ class CodecTrainer(TrainingRun):
         _keep_as_loaded(modules)
 
     def _decode_codes(self, audio: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
-        """The ``decoder_only`` encode: codes of the fixed encoder (a random number of acoustic codebooks
-        with ``q_dropout``, so fewer codebooks still decode) -> (their latent to decode, quantizer output)."""
+        """The ``decoder_only`` encode: codes of the fixed encoder (``codebooks`` of them, else all or, with
+        ``q_dropout``, a random number of acoustic codebooks, so fewer codebooks still decode) -> (their latent
+        to decode, quantizer output)."""
         model = self.model
         quantizer = model.quantizer
-        n_q = quantizer.total_codebooks
-        if quantizer.config.q_dropout:
+        n_q = self.config.codebooks or quantizer.total_codebooks
+        if quantizer.config.q_dropout and self.config.codebooks is None:
             n_q = quantizer.n_q_semantic + quantizer._dropout_rng.randint(1, n_q - quantizer.n_q_semantic)
         with torch.no_grad():
             latent, semantic = model.encode_latents(audio)  # [B, D, frames] each (semantic: or None)
@@ -485,7 +489,7 @@ class CodecTrainer(TrainingRun):
         unquantized keeps the autoencoder learning while the codebooks follow the latents.
         """
         latent, semantic = self.model.encode_latents(audio)  # [B, D, frames] each (semantic: or None)
-        quantized = self.model.quantizer(latent, semantic_input=semantic)
+        quantized = self.model.quantizer(latent, n_q=self.config.codebooks, semantic_input=semantic)
         keep = torch.rand(latent.shape[0]) < self.quantize_share(self.step)  # [B]
         if semantic is not None:  # the semantic codes' share is always quantized: the rest has no stand-in for it
             assert quantized.semantic is not None
