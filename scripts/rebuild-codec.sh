@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Rebuild the shipped codec (checkpoints/default, codec v3: step 1) and the harmonic-decoder candidate that was
-# measured and not shipped (v4: step 2) from codec v2, which scripts/rebuild-asr.sh makes
-# (runs/codec-semantic-export). Both train only the decode path, so every code, and every model trained on the
-# codes, is the same as with v2. About 2.7 hours on 2 CPU cores (checkpoints/README.md has the figures).
+# Rebuild the shipped codec (checkpoints/default, codec v3: step 1) and the two decoder candidates that were
+# measured and not shipped (harmonic: step 2; adversarial: step 4) from codec v2, which scripts/rebuild-asr.sh makes
+# (runs/codec-semantic-export). All three train only the decode path, so every code, and every model trained on the
+# codes, is the same as with v2. About 4.5 hours on 2 CPU cores (checkpoints/README.md has the figures).
 # Needs: bash scripts/install.sh test, runs/data/train-{a,e,h} and runs/data/heldout, runs/codec-semantic-export.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +24,28 @@ dk train codec --config configs/codec-harmonic.toml --set init_from=runs/codec-s
 for version in spectral harmonic; do
   dk eval codec "runs/codec-$version-export" --data runs/data/heldout --count 30 --codebooks 8,4 --judge \
     > "runs/eval/codec-$version-heldout30.json"
+done
+
+# 4. Another v4 candidate, measured and not shipped (2026-12-07): the shipped codec's decode path fine-tuned
+#    against a multi-resolution STFT discriminator (half its default channels), decoding 4 codebooks, 55 minutes
+#    on new data; then heard through `--decoder` beside the shipped decoder on the same codes.
+[ -f runs/data/codec-a/manifest.jsonl ] || dk data synth --out runs/data/codec-a --hours 3 --seed 90 --random-variants 0.5
+[ -f runs/data/codec-b/manifest.jsonl ] || dk data synth --out runs/data/codec-b --hours 1.5 --seed 91 --flite 0.3 \
+  --festival 0.2 --reverb 0.3
+dk train codec --config configs/codec-adversarial.toml --data runs/data/codec-a --data runs/data/codec-b \
+  --out runs/codec-adv --minutes 55 $( [ -f runs/codec-adv/checkpoint.pt ] && echo --resume )
+[ -d runs/codec-adv-export ] || dk train export-codec runs/codec-adv runs/codec-adv-export --fp16-decoder
+[ -f runs/data/dialogue-heldout/manifest.jsonl ] || dk data dialogues --out runs/data/dialogue-heldout \
+  --count 60 --seed 900 --split heldout
+mkdir -p runs/eval/adv
+for decoder in shipped adv; do
+  with=$( [ $decoder = adv ] && echo "--decoder runs/codec-adv-export" || true )
+  codec=$( [ $decoder = adv ] && echo runs/codec-adv-export || echo checkpoints/default )
+  dk eval codec $codec --data runs/data/heldout --count 100 --codebooks 4 --judge > runs/eval/adv/codec-$decoder.json
+  dk eval tts --model default-tts --data runs/data/valid --count 100 --seed 100 --asr default --threads 2 \
+    --voice en-us --judge $with > runs/eval/adv/tts-$decoder-valid.json
+  dk eval dialogue --model default-dialogue --data runs/data/dialogue-heldout --count 60 --threads 2 --judge \
+    --agent codec $with > runs/eval/adv/dlg-ceiling-$decoder.json
+  dk eval dialogue --model default-dialogue --data runs/data/dialogue-heldout --count 60 --threads 2 --judge \
+    $with > runs/eval/adv/dlg-$decoder.json
 done
