@@ -318,7 +318,7 @@ class CodecTrainer(TrainingRun):
         to decode, quantizer output)."""
         model = self.model
         quantizer = model.quantizer
-        n_q = self.config.codebooks or quantizer.total_codebooks
+        n_q = quantizer.total_codebooks if self.config.codebooks is None else self.config.codebooks
         if quantizer.config.q_dropout and self.config.codebooks is None:
             n_q = quantizer.n_q_semantic + quantizer._dropout_rng.randint(1, n_q - quantizer.n_q_semantic)
         with torch.no_grad():
