@@ -1,8 +1,8 @@
 """The Mimi codec: waveform <-> discrete codes at a low frame rate, streaming one frame at a time.
 
-Encoding runs the SEANet encoder (audio to 25 Hz latents), a causal transformer, a learnt stride-2
-downsample to 12.5 Hz and the split residual quantizer; decoding runs the same path backwards. Everything is
-causal, so inside ``with codec.streaming(batch_size):`` each ``encode`` call takes a whole number of frames
+Encoding runs the SEANet encoder (audio to 25 Hz latents; with ``CodecConfig.mel_encoder``, log-mel features
+and a strided conv stack instead), a causal transformer, a learnt stride-2 downsample to 12.5 Hz and the split
+residual quantizer; decoding runs the same path backwards. Everything is causal, so inside ``with codec.streaming(batch_size):`` each ``encode`` call takes a whole number of frames
 (``frame_size`` samples each) and returns their codes, and each ``decode`` call turns codes into exactly
 ``frame_size`` samples per frame; the concatenation equals the offline result.
 
@@ -49,6 +49,9 @@ class CodecConfig:
     transformer: TransformerConfig | None = field(default_factory=mimi_transformer)
     num_codebooks: int = 8
     semantic: SemanticConfig | None = None  # the semantic codebooks' own encoder (None: they read the latent)
+    # The acoustic latent from log-mel features (a SemanticEncoder of its own, hop = seanet.hop_length) instead
+    # of the SEANet encoder on the waveform; None: SEANet.
+    mel_encoder: SemanticConfig | None = None
     spectral_decoder: SpectralDecoderConfig | None = None  # decode by inverse STFT (None: the SEANet decoder)
     harmonic_decoder: HarmonicDecoderConfig | None = None  # decode by F0 + envelopes (excludes spectral_decoder)
 
@@ -83,8 +86,12 @@ class CodecConfig:
             harmonic_decoder = HarmonicDecoderConfig(**harmonic_decoder)
         if semantic is not None:
             semantic = SemanticConfig(**{**semantic, "strides": tuple(semantic.get("strides", (2, 2, 2)))})
+        mel_encoder = data.pop("mel_encoder", None)
+        if mel_encoder is not None:
+            mel_encoder = SemanticConfig(**{**mel_encoder, "strides": tuple(mel_encoder.get("strides", (2, 2)))})
         return cls(
             semantic=semantic,
+            mel_encoder=mel_encoder,
             spectral_decoder=spectral_decoder,
             harmonic_decoder=harmonic_decoder,
             seanet=SeanetConfig(**seanet),
@@ -95,7 +102,9 @@ class CodecConfig:
 
 
 class CodecModel(StreamingContainer):
-    """Encoder, encoder transformer, downsample, quantizer, upsample, decoder transformer, decoder (SEANet, a
+    """Encoder (SEANet, or a log-mel :class:`~delaykit.codec.semantic.SemanticEncoder` with
+    ``CodecConfig.mel_encoder``), encoder transformer, downsample, quantizer, upsample, decoder transformer,
+    decoder (SEANet, a
     :class:`~delaykit.codec.spectral.SpectralDecoder` with ``CodecConfig.spectral_decoder`` or a
     :class:`~delaykit.codec.harmonic.HarmonicDecoder` with ``CodecConfig.harmonic_decoder``)."""
 
@@ -107,7 +116,14 @@ class CodecModel(StreamingContainer):
         if stride != int(stride) or stride < 1:
             raise ValueError(f"latent rate {config.latent_rate} Hz is not a multiple of {config.frame_rate} Hz")
         self.resample_stride = int(stride)
-        self.encoder = SeanetEncoder(config.seanet)
+        self.encoder: SeanetEncoder | SemanticEncoder
+        if config.mel_encoder is not None:
+            if config.mel_encoder.hop_length != config.seanet.hop_length:
+                raise ValueError(f"the mel encoder's hop ({config.mel_encoder.hop_length} samples) is not the "
+                                 f"latent hop ({config.seanet.hop_length})")
+            self.encoder = SemanticEncoder(config.mel_encoder, config.sample_rate, dimension)
+        else:
+            self.encoder = SeanetEncoder(config.seanet)
         self.decoder: SeanetDecoder | SpectralDecoder | HarmonicDecoder
         spectral, harmonic = config.spectral_decoder, config.harmonic_decoder
         if (spectral is not None or harmonic is not None) and config.channels != 1:

@@ -15,6 +15,10 @@ with a small delay or a level change:
 Everything is causal and streams with the codec (whole frames in, one latent per frame out). Training makes it
 phonetic (``delaykit.train.phonemes``); the acoustic codebooks keep reading the SEANet latent, and the decoder
 reads the sum of both quantized parts, as in Mimi.
+
+The same stack, wider and on finer log-mel bands (``CodecConfig.mel_encoder``), can also replace the SEANet
+encoder as the acoustic codebooks' input: a spectral front end keeps more of the spectral detail that the
+spectral decoder has to rebuild than a small waveform encoder does.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from ..codec.harmonic import HarmonicDecoder
 from ..codec.model import CodecConfig, CodecModel
 from ..codec.quantizer import QuantizerConfig, QuantizerOutput
 from ..codec.seanet import SeanetConfig
+from ..codec.semantic import SemanticEncoder
 from ..codec.spectral import SpectralDecoder
 from ..data.crops import AudioCorpus, CropConfig, CropSampler
 from ..pitch import PitchConfig, f0_track
@@ -560,8 +561,14 @@ def _continue_from(model: CodecModel, state: dict[str, torch.Tensor]) -> None:
     one keeps its fresh encoder, and its semantic codebooks start over (k-means on the new latents); a model
     whose decoder is of another kind (spectral instead of SEANet) keeps its fresh decoder, except that a
     harmonic decoder takes a spectral decoder's trunk, and both its envelopes start as that decoder's
-    magnitudes (see :func:`_harmonic_from_spectral`)."""
+    magnitudes (see :func:`_harmonic_from_spectral`). A model whose acoustic encoder is of another kind (log-mel
+    instead of SEANet, or back) keeps its fresh encoder, and its acoustic codebooks start over (k-means on the
+    new latents); the semantic encoder and codebook load as they were, so the first codebook's codes stay."""
     state = dict(state)
+    fresh_encoder = isinstance(model.encoder, SemanticEncoder) != ("encoder.mel" in state)
+    if fresh_encoder:
+        state = {key: value for key, value in state.items()
+                 if not key.startswith(("encoder.", "quantizer.rvq_rest.vq.layers."))}
     has_spectral_head = any(key.startswith("decoder.head.") for key in state)
     has_harmonic_head = any(key.startswith("decoder.harmonic_head.") for key in state)
     adopted = isinstance(model.decoder, HarmonicDecoder) and has_spectral_head
@@ -576,12 +583,16 @@ def _continue_from(model: CodecModel, state: dict[str, torch.Tensor]) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     new_heads = ("decoder.f0_head.", "decoder.harmonic_head.", "decoder.noise_head.")
     added = [key for key in missing if key.startswith("semantic_encoder.")
-             or (fresh_decoder and key.startswith("decoder.")) or (adopted and key.startswith(new_heads))]
+             or (fresh_decoder and key.startswith("decoder.")) or (adopted and key.startswith(new_heads))
+             or (fresh_encoder and key.startswith(("encoder.", "quantizer.rvq_rest.vq.layers.")))]
     if unexpected or len(added) != len(missing):
         raise ValueError(f"the checkpoint does not fit this codec: missing {sorted(set(missing) - set(added))}, "
                          f"unexpected {sorted(unexpected)}")
     if any(key.startswith("semantic_encoder.") for key in added):
         for codebook in model.quantizer.rvq_first.codebooks:
+            codebook._initialized.zero_()
+    if fresh_encoder:
+        for codebook in model.quantizer.rvq_rest.codebooks:
             codebook._initialized.zero_()
 
 
