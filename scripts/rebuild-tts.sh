@@ -171,3 +171,17 @@ for model in runs/tts5-export runs/tts6-export; do
       --threads 2 --voice en-us > "runs/eval/$(basename "$model")-valid-seed$1.json"
   done
 done
+# 13. A first look at v5 on the codec v4 candidate's codes (scripts/rebuild-codec.sh step 5 makes the codec):
+#     one set re-encoded by it, v5 fine-tuned until its validation loss rose (stopped at step 515), step 300 heard.
+[ -f runs/codes-mel/tts-open-m.npz ] || dk data encode --data runs/data/tts-open-m --codec runs/codec-mel-export \
+  --out runs/codes-mel/tts-open-m.npz --seed 47 --codebooks 4
+[ -f runs/codes-mel/tts-clean-valid.npz ] || dk data encode --data runs/data/tts-clean-valid \
+  --codec runs/codec-mel-export --out runs/codes-mel/tts-clean-valid.npz --seed 40 --codebooks 4
+if [ ! -d runs/tts-mel-export ]; then
+  dk train lm --config configs/tts-mel.toml --codes runs/codes-mel/tts-open-m.npz \
+    --valid-codes runs/codes-mel/tts-clean-valid.npz --tokenizer checkpoints/default-tts/tokenizer.model \
+    --out runs/tts-mel --set max_steps=515 $( [ -f runs/tts-mel/checkpoint.pt ] && echo --resume )
+  dk train export-lm runs/tts-mel runs/tts-mel-export --best --fp16 --default-voice en-us
+fi
+dk eval tts --model runs/tts-mel-export --data runs/data/valid --count 100 --seed 100 --asr default --threads 2 \
+  --voice en-us --judge > runs/eval/tts-mel-valid.json
