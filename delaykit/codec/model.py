@@ -2,9 +2,10 @@
 
 Encoding runs the SEANet encoder (audio to 25 Hz latents; with ``CodecConfig.mel_encoder``, log-mel features
 and a strided conv stack instead), a causal transformer, a learnt stride-2 downsample to 12.5 Hz and the split
-residual quantizer; decoding runs the same path backwards. Everything is causal, so inside ``with codec.streaming(batch_size):`` each ``encode`` call takes a whole number of frames
-(``frame_size`` samples each) and returns their codes, and each ``decode`` call turns codes into exactly
-``frame_size`` samples per frame; the concatenation equals the offline result.
+residual quantizer; decoding runs the same path backwards. Everything is causal, so inside
+``with codec.streaming(batch_size):`` each ``encode`` call takes a whole number of frames (``frame_size``
+samples each) and returns their codes, and each ``decode`` call turns codes into exactly ``frame_size`` samples
+per frame; the concatenation equals the offline result.
 
 Any size works through ``CodecConfig``; ``CodecConfig.mimi()`` is the published configuration, whose weights
 (Kyutai's ``tokenizer-e351c8d8-checkpoint125.safetensors``) load unchanged.
@@ -104,9 +105,8 @@ class CodecConfig:
 class CodecModel(StreamingContainer):
     """Encoder (SEANet, or a log-mel :class:`~delaykit.codec.semantic.SemanticEncoder` with
     ``CodecConfig.mel_encoder``), encoder transformer, downsample, quantizer, upsample, decoder transformer,
-    decoder (SEANet, a
-    :class:`~delaykit.codec.spectral.SpectralDecoder` with ``CodecConfig.spectral_decoder`` or a
-    :class:`~delaykit.codec.harmonic.HarmonicDecoder` with ``CodecConfig.harmonic_decoder``)."""
+    decoder (SEANet, a :class:`~delaykit.codec.spectral.SpectralDecoder` with ``CodecConfig.spectral_decoder``
+    or a :class:`~delaykit.codec.harmonic.HarmonicDecoder` with ``CodecConfig.harmonic_decoder``)."""
 
     def __init__(self, config: CodecConfig):
         super().__init__()
