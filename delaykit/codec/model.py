@@ -78,21 +78,15 @@ class CodecConfig:
         if "ratios" in seanet:
             seanet["ratios"] = tuple(seanet["ratios"])
         transformer = data.pop("transformer", "mimi")
-        semantic = data.pop("semantic", None)
         spectral_decoder = data.pop("spectral_decoder", None)
         if spectral_decoder is not None:
             spectral_decoder = SpectralDecoderConfig(**spectral_decoder)
         harmonic_decoder = data.pop("harmonic_decoder", None)
         if harmonic_decoder is not None:
             harmonic_decoder = HarmonicDecoderConfig(**harmonic_decoder)
-        if semantic is not None:
-            semantic = SemanticConfig(**{**semantic, "strides": tuple(semantic.get("strides", (2, 2, 2)))})
-        mel_encoder = data.pop("mel_encoder", None)
-        if mel_encoder is not None:
-            mel_encoder = SemanticConfig(**{**mel_encoder, "strides": tuple(mel_encoder.get("strides", (2, 2)))})
         return cls(
-            semantic=semantic,
-            mel_encoder=mel_encoder,
+            semantic=_mel_stack(data.pop("semantic", None), default_strides=(2, 2, 2)),
+            mel_encoder=_mel_stack(data.pop("mel_encoder", None), default_strides=(2, 2)),
             spectral_decoder=spectral_decoder,
             harmonic_decoder=harmonic_decoder,
             seanet=SeanetConfig(**seanet),
@@ -100,6 +94,13 @@ class CodecConfig:
             transformer=mimi_transformer() if transformer == "mimi" else (
                 None if transformer is None else TransformerConfig(**transformer)),
             **data)
+
+
+def _mel_stack(data: dict | None, default_strides: tuple[int, ...]) -> SemanticConfig | None:
+    """A log-mel encoder's config from its dict (JSON gives the strides as a list), or None."""
+    if data is None:
+        return None
+    return SemanticConfig(**{**data, "strides": tuple(data.get("strides", default_strides))})
 
 
 class CodecModel(StreamingContainer):

@@ -565,10 +565,11 @@ def _continue_from(model: CodecModel, state: dict[str, torch.Tensor]) -> None:
     instead of SEANet, or back) keeps its fresh encoder, and its acoustic codebooks start over (k-means on the
     new latents); the semantic encoder and codebook load as they were, so the first codebook's codes stay."""
     state = dict(state)
+    # A log-mel encoder's state has its filterbank buffer ``encoder.mel``; a SEANet encoder's has none.
     fresh_encoder = isinstance(model.encoder, SemanticEncoder) != ("encoder.mel" in state)
+    acoustic_side = ("encoder.", "quantizer.rvq_rest.vq.layers.")  # the encoder and the acoustic codebooks
     if fresh_encoder:
-        state = {key: value for key, value in state.items()
-                 if not key.startswith(("encoder.", "quantizer.rvq_rest.vq.layers."))}
+        state = {key: value for key, value in state.items() if not key.startswith(acoustic_side)}
     has_spectral_head = any(key.startswith("decoder.head.") for key in state)
     has_harmonic_head = any(key.startswith("decoder.harmonic_head.") for key in state)
     adopted = isinstance(model.decoder, HarmonicDecoder) and has_spectral_head
@@ -584,7 +585,7 @@ def _continue_from(model: CodecModel, state: dict[str, torch.Tensor]) -> None:
     new_heads = ("decoder.f0_head.", "decoder.harmonic_head.", "decoder.noise_head.")
     added = [key for key in missing if key.startswith("semantic_encoder.")
              or (fresh_decoder and key.startswith("decoder.")) or (adopted and key.startswith(new_heads))
-             or (fresh_encoder and key.startswith(("encoder.", "quantizer.rvq_rest.vq.layers.")))]
+             or (fresh_encoder and key.startswith(acoustic_side))]
     if unexpected or len(added) != len(missing):
         raise ValueError(f"the checkpoint does not fit this codec: missing {sorted(set(missing) - set(added))}, "
                          f"unexpected {sorted(unexpected)}")
