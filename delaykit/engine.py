@@ -58,13 +58,14 @@ def _build(module_factory: tp.Callable[[], torch.nn.Module], weights: Path, devi
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{weights}: weights do not fit the {what} described by config.json ({exc})") from exc
-    return model.eval()
+    return model.to(device).eval()  # buffers computed at construction (never saved) join the loaded weights
 
 
 def apply_codec_patch(codec: CodecModel, patch: Path, device: torch.device) -> None:
     """Replace some of ``codec``'s weights with those of the ``patch`` safetensors file (in float32)."""
     own = codec.state_dict()
-    state = load_safetensors(patch, device=str(device))
+    computed = {name for name, _ in codec.named_buffers()} - own.keys()  # fixed transforms, never loaded
+    state = {key: value for key, value in load_safetensors(patch, device=str(device)).items() if key not in computed}
 
     def fits(key: str, value: torch.Tensor) -> bool:
         return (key in own and own[key].shape == value.shape

@@ -195,3 +195,34 @@ dk train lm --config configs/asr-default-stage9.toml $(codes_in runs/codes9 o1 o
   --valid-codes runs/codes9/valid.npz --set valid_every=250 $( [ -f runs/asr10/checkpoint.pt ] && echo --resume )
 dk train export-lm runs/asr10 runs/asr10-export --fp16 --codec-from default --codec-patch
 measure_export asr10
+
+# 11. Stage 10 (2026-12-07, twelfth session): the front end names each frame's sounds one frame later, having heard
+#     the 80 ms after them (configs/codec-semantic-stage10.toml, phoneme_lookahead_frames = 1), on 27 h of new
+#     speech (seeds 101-105) with codec-a/b (rebuild-codec.sh); the model is trained on all of it encoded by that
+#     front end (checkpoints/README.md, stage 10).
+for part in "s1 101 6 open wide 0.3" "s2 102 6 wide wide 0" "s4 104 6 base named 0.3" "s5 105 6 open named 0"; do
+  set -- $part
+  [ -f "runs/data/train-$1/synth_config.json" ] || dk data synth --out "runs/data/train-$1" --seed "$2" --hours "$3" \
+    --vocabulary "$4" --variant-span "$5" --reverb "$6" --random-variants 0.7
+done
+[ -f runs/data/train-s3/synth_config.json ] || dk data synth --out runs/data/train-s3 --hours 3 --seed 103 \
+  --flite 0.5 --festival 1.0 --reverb 0.3 --vocabulary open
+[ -f runs/codec-stage10-export/config.json ] || {
+  dk train codec --config configs/codec-semantic-stage10.toml $(for p in s1 s2 s3 s4 s5; do
+    printf -- "--data runs/data/train-%s " $p; done) --data runs/data/codec-a --data runs/data/codec-b \
+    --out runs/codec-stage10 --minutes 30 $( [ -f runs/codec-stage10/checkpoint.pt ] && echo --resume )
+  dk train export-codec runs/codec-stage10 runs/codec-stage10-export --fp16-semantic
+}
+mkdir -p runs/codes10
+CODEC=runs/codec-stage10-export encode_first_codebook runs/codes10 "s1 101" "s2 102" "s3 103" "s4 104" "s5 105"
+for part in "a 90" "b 91"; do
+  set -- $part
+  [ -f "runs/codes10/codec-$1.npz" ] || dk data encode --data "runs/data/codec-$1" --codec runs/codec-stage10-export \
+    --out "runs/codes10/codec-$1.npz" --seed "$2" --codebooks 1
+done
+dk train lm --config configs/asr-default-stage10.toml $(codes_in runs/codes10 s1 s2 s3 s4 s5) \
+  --codes runs/codes10/codec-a.npz --codes runs/codes10/codec-b.npz \
+  --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr11 --minutes 50 \
+  --valid-codes runs/codes10/valid.npz --set valid_every=250 $( [ -f runs/asr11/checkpoint.pt ] && echo --resume )
+dk train export-lm runs/asr11 runs/asr11-export --fp16 --codec-from default --codec-patch
+measure_export asr11

@@ -50,9 +50,16 @@ def test_features_ignore_the_level_but_report_it():
 
 
 def test_fourier_basis_is_a_fixed_buffer(model):
+    fixed = ["semantic_encoder.stft.conv.conv.weight", "semantic_encoder.mel"]
     state = model.state_dict()
-    assert "semantic_encoder.stft.conv.conv.weight" in state
+    assert not any(key in state for key in fixed), "computed at construction, never saved"
     assert not any(name.startswith("semantic_encoder.stft") for name, _ in model.named_parameters())
+    # A checkpoint written when they were saved (some in fp16) still loads, and the computed ones stay.
+    buffers = dict(model.named_buffers())
+    computed = {key: buffers[key].clone() for key in fixed}
+    old_state = {**state, **{key: (value + 1).half() for key, value in computed.items()}}
+    model.load_state_dict(old_state, strict=True)
+    assert all(torch.equal(buffers[key], computed[key]) for key in fixed)
     spectrum = model.semantic_encoder.stft(torch.ones(1, 1, 960))[0, :, -1]  # [2 * bins]: a constant's
     # Hann window: all of a constant in bin 0, and its main lobe's -1/2 in bin 1 (real parts come first).
     assert float(spectrum[0]) == pytest.approx(1.0, abs=1e-5) and float(spectrum[1]) == pytest.approx(-0.5, abs=1e-5)

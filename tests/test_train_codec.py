@@ -202,6 +202,15 @@ def test_phoneme_targets_follow_the_timeline():
     assert late.tolist() == [[3, 3, 0, 0]]
     unknown = slot_targets(PhonemeTimeline([], inventory), 0.0, 2, 0.08, 4, 0.16)
     assert (unknown == phonemes.IGNORE).all()
+    # One frame of lookahead: each frame names the previous frame's sounds; the first has none it heard.
+    ahead = slot_targets(timeline, 0.0, frames=4, frame_seconds=0.08, slots=4, valid_seconds=0.32,
+                         lookahead_frames=1)
+    ignored = phonemes.IGNORE
+    assert ahead.tolist() == [[ignored] * 4, [0, 0, 0, 0], [0, 3, 3, 2], [2, 2, 2, 2]]
+    # Inside an utterance too: the first frame of a crop has no target (its sounds came before the crop).
+    inside = slot_targets(timeline, 0.16, frames=2, frame_seconds=0.08, slots=4, valid_seconds=0.16,
+                          lookahead_frames=1)
+    assert inside.tolist() == [[ignored] * 4, [2, 2, 2, 2]]
 
 
 def labelled_tones() -> AudioCorpus:

@@ -68,14 +68,16 @@ class SemanticEncoder(StreamingContainer):
         self.config = config
         bins = config.window // 2 + 1
         self.stft = CausalConv1d(1, 2 * bins, config.window, stride=config.hop, bias=False)
-        # A fixed transform: the basis is a buffer (saved, never trained or re-initialised).
+        # Fixed transforms: the Fourier basis and the mel filterbank are computed here, never trained, saved or
+        # loaded (checkpoints written before they were computed carry them: the load hook below drops them).
         layer = self.stft.conv.conv
         del layer.weight
         with torch.device("cpu"):  # computed for real even when the model is built on the meta device
             basis = _fourier_basis(config.window)  # [2 * bins, 1, window]
             mel = mel_filterbank(config.window, config.n_mels, sample_rate)  # [M, bins]
-        layer.register_buffer("weight", basis)
-        self.register_buffer("mel", mel)
+        layer.register_buffer("weight", basis, persistent=False)
+        self.register_buffer("mel", mel, persistent=False)
+        self._register_load_state_dict_pre_hook(_drop_fixed_transforms)
         width = config.channels
         layers: list[nn.Module] = [CausalConv1d(config.n_mels + 1, width, 3), nn.ELU()]
         for stride in config.strides:
@@ -95,6 +97,15 @@ class SemanticEncoder(StreamingContainer):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:  # audio: [B, 1, T]
         return self.model(self.features(audio))  # [B, dimension, T // hop_length]
+
+
+FIXED_TRANSFORMS = ("stft.conv.conv.weight", "mel")  # a SemanticEncoder's computed buffers, by state-dict key
+
+
+def _drop_fixed_transforms(state: dict, prefix: str, *args: object) -> None:
+    """Load hook: ignore the fixed transforms that older checkpoints stored (fp16 copies, in some)."""
+    for key in FIXED_TRANSFORMS:
+        state.pop(prefix + key, None)
 
 
 class _Residual(nn.Module):

@@ -99,6 +99,9 @@ class CodecTrainConfig:
     commit_weight: float = 1.0
     phoneme_weight: float = 0.0  # > 0: phoneme classification from the semantic codebook (module docstring)
     phoneme_slots: int = 4  # phoneme targets per frame (4 at 12.5 Hz: one every 20 ms)
+    # Frame t names the sounds of frame t - k (``delaykit.train.phonemes.slot_targets``): the semantic codes
+    # trail the audio by k frames and each is chosen having heard k frames past its sounds.
+    phoneme_lookahead_frames: int = 0
     f0_weight: float = 1.0  # harmonic decoder: L1 on log F0 where the target is voiced
     voicing_weight: float = 0.5  # harmonic decoder: voiced / unvoiced cross-entropy
     teacher_f0: bool = True  # harmonic decoder: the pulse train runs at the target's F0 where it is voiced
@@ -456,7 +459,8 @@ class CodecTrainer(TrainingRun):
         frame_seconds = cfg.model.frame_size / rate
         # A crop played ``speed`` times as fast holds ``frame_seconds * speed`` of its utterance in each frame.
         targets = [slot_targets(self.timelines[crop.index], crop.start / rate, frames, frame_seconds * crop.speed,
-                                cfg.phoneme_slots, crop.length / rate) for crop in self.sampler.last_crops]
+                                cfg.phoneme_slots, crop.length / rate, cfg.phoneme_lookahead_frames)
+                   for crop in self.sampler.last_crops]
         return torch.from_numpy(np.stack(targets))
 
     def phoneme_loss(self, semantic: torch.Tensor) -> tuple[torch.Tensor, float]:

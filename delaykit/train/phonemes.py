@@ -71,11 +71,16 @@ class PhonemeTimeline:
 
 
 def slot_targets(timeline: PhonemeTimeline, start_seconds: float, frames: int, frame_seconds: float,
-                 slots: int, valid_seconds: float) -> np.ndarray:
+                 slots: int, valid_seconds: float, lookahead_frames: int = 0) -> np.ndarray:
     """Targets [frames, slots] of a crop starting ``start_seconds`` into the utterance: the class at the centre
-    of each slot; slots past ``valid_seconds`` (zero padding after the utterance's end) are silence."""
+    of each slot; slots past ``valid_seconds`` (zero padding after the utterance's end) are silence.
+
+    With ``lookahead_frames`` = k, frame t is asked for the sounds of frame t - k: a causal encoder then names
+    each sound having heard k frames (k * 80 ms at 12.5 Hz) of what follows it, and its codes trail the audio
+    by k frames. Slots that fall before the crop (audio the encoder never heard) get no target."""
     slot_seconds = frame_seconds / slots
-    offsets = (np.arange(frames * slots) + 0.5) * slot_seconds  # [frames * slots] seconds into the crop
+    offsets = (np.arange(frames * slots) + 0.5) * slot_seconds - lookahead_frames * frame_seconds  # [F * S]
     targets = timeline.at(start_seconds + offsets)  # [frames * slots]
     targets = np.where((offsets < valid_seconds) | (targets == IGNORE), targets, 0)
+    targets = np.where(offsets < 0, IGNORE, targets)
     return targets.reshape(frames, slots)
