@@ -222,7 +222,7 @@ for part in "a 90" "b 91"; do
 done
 dk train lm --config configs/asr-default-stage10.toml $(codes_in runs/codes10 s1 s2 s3 s4 s5) \
   --codes runs/codes10/codec-a.npz --codes runs/codes10/codec-b.npz \
-  --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr11 --minutes 50 \
+  --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr11 --minutes 45 \
   --valid-codes runs/codes10/valid.npz --set valid_every=250 $( [ -f runs/asr11/checkpoint.pt ] && echo --resume )
 dk train export-lm runs/asr11 runs/asr11-export --fp16 --codec-from default --codec-patch
 measure_export asr11
