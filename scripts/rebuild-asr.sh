@@ -196,10 +196,12 @@ dk train lm --config configs/asr-default-stage9.toml $(codes_in runs/codes9 o1 o
 dk train export-lm runs/asr10 runs/asr10-export --fp16 --codec-from default --codec-patch
 measure_export asr10
 
-# 11. Stage 10 (2026-12-07, twelfth session): the front end names each frame's sounds one frame later, having heard
-#     the 80 ms after them (configs/codec-semantic-stage10.toml, phoneme_lookahead_frames = 1), on 27 h of new
-#     speech (seeds 101-105) with codec-a/b (rebuild-codec.sh); the model is trained on all of it encoded by that
-#     front end (checkpoints/README.md, stage 10).
+# 11. A stage 10 candidate (2026-12-07, twelfth session; measured worse than stage 9, NOT shipped, so it runs only
+#     with CANDIDATES=1): the front end names each frame's sounds one frame later, having heard the 80 ms after them
+#     (configs/codec-semantic-stage10.toml, phoneme_lookahead_frames = 1), on 27 h of new speech (seeds 101-105)
+#     with codec-a/b (rebuild-codec.sh); the model is trained on all of it encoded by that front end
+#     (checkpoints/README.md, "Tried after stage 9").
+[ "${CANDIDATES:-0}" = 1 ] || exit 0
 for part in "s1 101 6 open wide 0.3" "s2 102 6 wide wide 0" "s4 104 6 base named 0.3" "s5 105 6 open named 0"; do
   set -- $part
   [ -f "runs/data/train-$1/synth_config.json" ] || dk data synth --out "runs/data/train-$1" --seed "$2" --hours "$3" \
