@@ -30,7 +30,7 @@ from delaykit.codec.model import CodecModel
 from delaykit.data.flite import flite_speech
 from delaykit.data.synth import read_manifest
 from delaykit.train.codec import CodecTrainConfig
-from delaykit.train.phonemes import PhonemeInventory, PhonemeTimeline, slot_targets
+from delaykit.train.phonemes import IGNORE, PhonemeInventory, PhonemeTimeline, slot_targets
 
 
 def respeak_flite(source: Path, target: Path) -> None:
@@ -67,8 +67,10 @@ def load_probe(run: Path, encoder_run: Path | None) -> tuple[CodecModel, torch.n
 
 @torch.no_grad()
 def accuracy_by_voice(model: CodecModel, head: torch.nn.Linear, inventory: PhonemeInventory, slots: int,
-                      data: Path) -> dict[str, tuple[int, int]]:
-    """(right, total) speech slots for all of ``data`` and for each voice (the part after ``+``, if any)."""
+                      data: Path, lookahead_frames: int = 0) -> dict[str, tuple[int, int]]:
+    """(right, total) speech slots for all of ``data`` and for each voice (the part after ``+``, if any); with
+    ``lookahead_frames`` = k each frame's codes are read as naming the sounds of frame t - k (an encoder trained
+    with ``phoneme_lookahead_frames``)."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     frame_size, rate = model.frame_size, model.sample_rate
     for row in read_manifest(data):
@@ -81,8 +83,8 @@ def accuracy_by_voice(model: CodecModel, head: torch.nn.Linear, inventory: Phone
         predicted = head(semantic).view(frames, slots, -1).argmax(-1)  # [frames, slots]
         timeline = PhonemeTimeline(row["phonemes"], inventory)
         targets = torch.from_numpy(slot_targets(timeline, 0.0, frames, frame_size / rate, slots,
-                                                frames * frame_size / rate))  # [frames, slots]
-        speech = targets != 0  # class 0 is silence
+                                                frames * frame_size / rate, lookahead_frames))  # [frames, slots]
+        speech = (targets != 0) & (targets != IGNORE)  # class 0 is silence; IGNORE: before the audio
         right = int((predicted == targets)[speech].sum())
         for key in ("all", row.get("voice", "?").split("+")[-1]):
             counts[key][0] += right
@@ -97,12 +99,14 @@ def main() -> None:
     parser.add_argument("encoder_run", type=Path, nargs="?", help="measure this run's semantic encoder instead")
     parser.add_argument("--flite", type=Path, help="flite evaluation set to speak again into DATA first")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lookahead", type=int, default=0,
+                        help="frames the measured encoder's codes trail its sounds (phoneme_lookahead_frames)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.flite is not None and not (args.data / "manifest.jsonl").exists():
         respeak_flite(args.flite, args.data)
     model, head, inventory, slots = load_probe(args.probe_run, args.encoder_run)
-    results = accuracy_by_voice(model, head, inventory, slots, args.data)
+    results = accuracy_by_voice(model, head, inventory, slots, args.data, args.lookahead)
     for key, (right, total) in sorted(results.items(), key=lambda item: -item[1][1]):
         print(f"{key:20s} {right / total:.3f} ({total} speech slots)")
 
