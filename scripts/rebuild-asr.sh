@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the shipped codec and ASR model from nothing (checkpoints/README.md has the figures and timings).
-# About 9 hours on 2 CPU cores; every step skips work whose output exists, and training steps resume.
+# About 10 hours on 2 CPU cores; every step skips work whose output exists, and training steps resume.
 # Needs: bash scripts/install.sh test, and apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -196,12 +196,9 @@ dk train lm --config configs/asr-default-stage9.toml $(codes_in runs/codes9 o1 o
 dk train export-lm runs/asr10 runs/asr10-export --fp16 --codec-from default --codec-patch
 measure_export asr10
 
-# 11. A stage 10 candidate (2026-12-07, twelfth session; measured worse than stage 9, NOT shipped, so it runs only
-#     with CANDIDATES=1): the front end names each frame's sounds one frame later, having heard the 80 ms after them
-#     (configs/codec-semantic-stage10.toml, phoneme_lookahead_frames = 1), on 27 h of new speech (seeds 101-105)
-#     with codec-a/b (rebuild-codec.sh); the model is trained on all of it encoded by that front end
-#     (checkpoints/README.md, "Tried after stage 9").
-[ "${CANDIDATES:-0}" = 1 ] || exit 0
+# 11. Stage 10 (2026-12-07, thirteenth session; the shipped model): stage 9 with its own front end on 31 h of new
+#     speech: 27 h of new sentences (seeds 101-105, 3 h of them flite and Festival with their phones) and codec-a/b
+#     (scripts/rebuild-codec.sh makes them), encoded by stage 9's front end (checkpoints/README.md, stage 10).
 for part in "s1 101 6 open wide 0.3" "s2 102 6 wide wide 0" "s4 104 6 base named 0.3" "s5 105 6 open named 0"; do
   set -- $part
   [ -f "runs/data/train-$1/synth_config.json" ] || dk data synth --out "runs/data/train-$1" --seed "$2" --hours "$3" \
@@ -209,8 +206,27 @@ for part in "s1 101 6 open wide 0.3" "s2 102 6 wide wide 0" "s4 104 6 base named
 done
 [ -f runs/data/train-s3/synth_config.json ] || dk data synth --out runs/data/train-s3 --hours 3 --seed 103 \
   --flite 0.5 --festival 1.0 --reverb 0.3 --vocabulary open
+mkdir -p runs/codes9n
+CODEC=runs/asr10-export encode_first_codebook runs/codes9n "s1 101" "s2 102" "s3 103" "s4 104" "s5 105"
+for part in "a 90" "b 91"; do
+  set -- $part
+  [ -f "runs/codes9n/codec-$1.npz" ] || dk data encode --data "runs/data/codec-$1" --codec runs/asr10-export \
+    --out "runs/codes9n/codec-$1.npz" --seed "$2" --codebooks 1
+done
+dk train lm --config configs/asr-default-stage10.toml $(codes_in runs/codes9n s1 s2 s3 s4 s5) \
+  --codes runs/codes9n/codec-a.npz --codes runs/codes9n/codec-b.npz \
+  --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr11c --minutes 45 \
+  --valid-codes runs/codes9n/valid.npz $( [ -f runs/asr11c/checkpoint.pt ] && echo --resume )
+dk train export-lm runs/asr11c runs/asr11c-export --fp16 --codec-from default --codec-patch
+measure_export asr11c
+
+# 12. A candidate after stage 9 (2026-12-07, twelfth session; measured worse than stage 9, NOT shipped, so it runs
+#     only with CANDIDATES=1): the front end names each frame's sounds one frame later, having heard the 80 ms after
+#     them (configs/codec-semantic-lookahead.toml, phoneme_lookahead_frames = 1), on step 11's speech; the model is
+#     trained on all of it encoded by that front end (checkpoints/README.md, "Tried after stage 9").
+[ "${CANDIDATES:-0}" = 1 ] || exit 0
 [ -f runs/codec-stage10-export/config.json ] || {
-  dk train codec --config configs/codec-semantic-stage10.toml $(for p in s1 s2 s3 s4 s5; do
+  dk train codec --config configs/codec-semantic-lookahead.toml $(for p in s1 s2 s3 s4 s5; do
     printf -- "--data runs/data/train-%s " $p; done) --data runs/data/codec-a --data runs/data/codec-b \
     --out runs/codec-stage10 --minutes 30 $( [ -f runs/codec-stage10/checkpoint.pt ] && echo --resume )
   dk train export-codec runs/codec-stage10 runs/codec-stage10-export --fp16-semantic
@@ -222,7 +238,7 @@ for part in "a 90" "b 91"; do
   [ -f "runs/codes10/codec-$1.npz" ] || dk data encode --data "runs/data/codec-$1" --codec runs/codec-stage10-export \
     --out "runs/codes10/codec-$1.npz" --seed "$2" --codebooks 1
 done
-dk train lm --config configs/asr-default-stage10.toml $(codes_in runs/codes10 s1 s2 s3 s4 s5) \
+dk train lm --config configs/asr-default-lookahead.toml $(codes_in runs/codes10 s1 s2 s3 s4 s5) \
   --codes runs/codes10/codec-a.npz --codes runs/codes10/codec-b.npz \
   --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr11 --minutes 45 \
   --valid-codes runs/codes10/valid.npz --set valid_every=250 $( [ -f runs/asr11/checkpoint.pt ] && echo --resume )

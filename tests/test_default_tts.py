@@ -36,8 +36,8 @@ SENTENCES = [
     "What time does the library open on Monday?",
     "It was raining in London on the twelfth of May.",
 ]
-# The shipped model (v5, its default voice en-us) measured 59.2 % here with ASR stage 9 (seed i for sentence i;
-# 35.1 % on 100 held-out utterances: checkpoints/README.md), v4 63.2 % (72.4 % in en-us+f2), v3 76.3 % (en-us+f2,
+# The shipped model (v5, its default voice en-us) measured 60.5 % here with ASR stage 10, 59.2 % with stage 9 (seed
+# i for sentence i; 29.7 % and 35.1 % on 100 held-out utterances: checkpoints/README.md), v4 63.2 % (72.4 % in en-us+f2), v3 76.3 % (en-us+f2,
 # with the ASR model of its day), v2 81.6 %, the first TTS model 85.5 %. A training snapshot of that one at step 1050
 # scored 96 % on held-out texts; speech the ASR model cannot follow at all scores 100 % or more.
 WER_CEILING = 0.9
