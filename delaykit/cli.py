@@ -272,6 +272,30 @@ def data_encode(data_dirs, output: str, codec: str, sequence_seconds: float, see
     click.echo(f"{output}: {len(corpus)} sequences, {corpus.seconds / 3600:.2f} h", err=True)
 
 
+@data.command("round-trip")
+@click.option("--data", "source", required=True, type=click.Path(exists=True),
+              help="corpus directory or manifest")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="new corpus directory")
+@click.option("--codec", default="default", show_default=True, help="checkpoint whose codec encodes and decodes")
+@click.option("--codebooks", type=click.IntRange(min=1), default=4, show_default=True,
+              help="codebooks kept (the TTS and dialogue models speak with 4)")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="only the first COUNT utterances")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+def data_round_trip(source: str, out_dir: str, codec: str, codebooks: int, count: int | None, threads) -> None:
+    """A copy of a corpus as the codec renders it (encoded and decoded again), words, times and phones kept:
+    speech the way the TTS and dialogue models' decoder makes it, for a recognizer to learn."""
+    from .data.round_trip import round_trip_corpus
+    from .engine import load_engine
+
+    _set_threads(threads)
+    codec_model = load_engine(codec, device="cpu").codec
+    if codec_model is None:
+        raise DelaykitError(f"{codec}: this checkpoint has no codec")
+    if codebooks > codec_model.num_codebooks:
+        raise click.BadParameter(f"{codebooks}: the codec has {codec_model.num_codebooks}", param_hint="--codebooks")
+    click.echo(str(round_trip_corpus(source, codec_model, out_dir, codebooks, count, codec_name=codec)))
+
+
 @data.command("annotate")
 @click.option("--codes", "codes_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="code corpus (.npz) made by `data encode` before corpora recorded their utterances")
