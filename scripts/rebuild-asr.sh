@@ -244,3 +244,26 @@ dk train lm --config configs/asr-default-lookahead.toml $(codes_in runs/codes10 
   --valid-codes runs/codes10/valid.npz --set valid_every=250 $( [ -f runs/asr11/checkpoint.pt ] && echo --resume )
 dk train export-lm runs/asr11 runs/asr11-export --fp16 --codec-from default --codec-patch
 measure_export asr11
+
+# 13. Candidates after stage 10 (2026-12-07, thirteenth session; NOT shipped; checkpoints/README.md, "Tried after
+#     stage 10"): stage 10's speech as the shipped codec renders it (4 codebooks, what the TTS model speaks with),
+#     heard by stage 10 as it is (configs/asr-default-rendered.toml), and a front end trained on it
+#     (configs/codec-semantic-rendered.toml).
+[ -f runs/data/rt4-s3/manifest.jsonl ] || dk data round-trip --data runs/data/train-s3 --out runs/data/rt4-s3 --codebooks 4
+[ -f runs/data/rt4-s5h/manifest.jsonl ] ||
+  dk data round-trip --data runs/data/train-s5 --out runs/data/rt4-s5h --codebooks 4 --count 3145
+[ -f runs/data/valid-rt4/manifest.jsonl ] || dk data round-trip --data runs/data/valid --out runs/data/valid-rt4 --codebooks 4
+for part in "rt4-s3 203" "rt4-s5h 205" "valid-rt4 2"; do
+  set -- $part
+  [ -f "runs/codes9n/$1.npz" ] || dk data encode --data "runs/data/$1" --codec runs/asr10-export \
+    --out "runs/codes9n/$1.npz" --seed "$2" --codebooks 1
+done
+dk train lm --config configs/asr-default-rendered.toml $(codes_in runs/codes9n s1 s2 s3 s4 s5) \
+  --codes runs/codes9n/codec-a.npz --codes runs/codes9n/codec-b.npz --codes runs/codes9n/rt4-s3.npz \
+  --codes runs/codes9n/rt4-s5h.npz --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr12 --minutes 30 \
+  --valid-codes runs/codes9n/valid.npz $( [ -f runs/asr12/checkpoint.pt ] && echo --resume )
+dk train export-lm runs/asr12 runs/asr12-export --fp16 --codec-from default --codec-patch
+measure_export asr12
+dk train codec --config configs/codec-semantic-rendered.toml --data runs/data/train-s3 --data runs/data/train-s5 \
+  --data runs/data/rt4-s3 --data runs/data/rt4-s5h --out runs/codec-rendered --minutes 24 \
+  $( [ -f runs/codec-rendered/checkpoint.pt ] && echo --resume )
