@@ -293,7 +293,13 @@ def data_round_trip(source: str, out_dir: str, codec: str, codebooks: int, count
         raise DelaykitError(f"{codec}: this checkpoint has no codec")
     if codebooks > codec_model.num_codebooks:
         raise click.BadParameter(f"{codebooks}: the codec has {codec_model.num_codebooks}", param_hint="--codebooks")
-    click.echo(str(round_trip_corpus(source, codec_model, out_dir, codebooks, count, codec_name=codec)))
+
+    def progress(done: int, total: int) -> None:
+        if done % 500 == 0 or done == total:
+            click.echo(f"round-trip: {done}/{total} utterances", err=True)
+
+    click.echo(str(round_trip_corpus(source, codec_model, out_dir, codebooks, count, codec_name=codec,
+                                     progress=progress)))
 
 
 @data.command("annotate")

@@ -91,6 +91,7 @@ def test_cli_with_the_shipped_codec(corpus, tmp_path):
     assert result.exit_code == 0, result.output
     rows = read_corpus(out)
     assert len(rows) == 1 and rows[0]["round_trip"] == {"codec": "default", "codebooks": 4}
+    assert "round-trip: 1/1 utterances" in result.stderr
     too_many = CliRunner().invoke(main, ["data", "round-trip", "--data", str(corpus), "--out", str(tmp_path / "x"),
                                          "--codebooks", "9"])
     assert too_many.exit_code != 0 and "the codec has 8" in too_many.output
