@@ -95,3 +95,23 @@ def test_cli_with_the_shipped_codec(corpus, tmp_path):
     too_many = CliRunner().invoke(main, ["data", "round-trip", "--data", str(corpus), "--out", str(tmp_path / "x"),
                                          "--codebooks", "9"])
     assert too_many.exit_code != 0 and "the codec has 8" in too_many.output
+
+
+def test_the_codec_judge_hears_the_same_rendering(corpus):
+    """`delaykit eval codec --judge` transcribes each original and the same round trip this module writes."""
+    from delaykit.train.evaluate import judge_codec
+
+    class EchoJudge:  # hears the originals right (the first call of each pair), the round trips as "nothing"
+        def __init__(self):
+            self.heard = []
+
+        def transcribe(self, audio, rate):
+            self.heard.append(audio)
+            return "word0 other" if len(self.heard) % 2 else "nothing"
+
+    codec, judge = tiny_codec(), EchoJudge()
+    report = judge_codec(codec, corpus / "manifest.jsonl", judge, count=1, codebooks=4)
+    original = load_audio(read_corpus(corpus)[0]["path"], RATE)
+    np.testing.assert_array_equal(judge.heard[0], original)
+    np.testing.assert_array_equal(judge.heard[1], round_trip(codec, torch.from_numpy(original), 4).numpy())
+    assert report["judge_wer_original"] == 0 and report["judge_wer_round_trip"] == 1 and report["ratio"] is None

@@ -27,6 +27,7 @@ import torch
 
 from ..audio import load_audio
 from ..codec.model import CodecModel
+from ..data.round_trip import round_trip
 from ..data.synth import read_manifest
 from ..pitch import f0_track
 from .losses import LogMelDistance, si_snr
@@ -86,16 +87,16 @@ def judge_codec(model: CodecModel, manifest: str | Path, judge: tp.Any, count: i
     rows = read_manifest(manifest)[:count]
     references, originals, round_trips = [], [], []
     for row in rows:
-        audio = torch.from_numpy(load_audio(row["path"], model.sample_rate))[None, None]  # [1, 1, T]
-        recon = model.decode(model.encode(audio, codebooks))[0, 0, :audio.shape[-1]]  # [T]
+        audio = torch.from_numpy(load_audio(row["path"], model.sample_rate))  # [T]
+        recon = round_trip(model, audio, codebooks)  # [T]
         references.append(row["text"])
-        originals.append(judge.transcribe(audio[0, 0].numpy(), model.sample_rate))
+        originals.append(judge.transcribe(audio.numpy(), model.sample_rate))
         round_trips.append(judge.transcribe(recon.numpy(), model.sample_rate))
     original = word_error_rate(references, originals, numbers=True).wer
-    round_trip = word_error_rate(references, round_trips, numbers=True).wer
+    rendered = word_error_rate(references, round_trips, numbers=True).wer
     return {"utterances": len(rows), "codebooks": codebooks or model.num_codebooks,
-            "judge_wer_original": round(original, 4), "judge_wer_round_trip": round(round_trip, 4),
-            "ratio": round(round_trip / original, 3) if original > 0 else None,
+            "judge_wer_original": round(original, 4), "judge_wer_round_trip": round(rendered, 4),
+            "ratio": round(rendered / original, 3) if original > 0 else None,
             "examples": [{"reference": r, "original": o, "round_trip": t}
                          for r, o, t in list(zip(references, originals, round_trips))[:3]]}
 
