@@ -414,7 +414,10 @@ def train_lm(mode, code_files, tokenizer_path, run_dir, config_path, minutes, va
     if valid_files:
         config.valid_codes = list(valid_files)
         config.valid_every = config.valid_every or 100
+    from .train.distributed import finish_distributed
+
     LMTrainer(config, list(code_files), tokenizer_path, run_dir, resume=resume).fit()
+    finish_distributed()
 
 
 @train.command("plot")

@@ -19,6 +19,7 @@ from test_train_lm import (
 from torch.distributed.tensor import DTensor
 
 from delaykit.engine import load_engine
+from delaykit.train.distributed import finish_distributed
 from delaykit.train.lm import LMTrainer, export_lm
 
 WORLD = 2
@@ -54,8 +55,10 @@ def worker(rank: int, port: int, tokenizer_path: str, jobs: list[Job]) -> None:
             # each rank's own copy of the weights: under FSDP, only its shard of every parameter
             local = {k: (v.to_local() if isinstance(v, DTensor) else v).clone() for k, v in trainer.lm.state_dict().items()}
             torch.save({"local": local, "whole": trainer.weights_state()["model"]}, f"{job.out}.{rank}")
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # spawn stops the other rank
+        raise
+    finish_distributed()  # no rank exits while the other still saves
 
 
 def run_jobs(tokenizer_path: str, jobs: list[Job]) -> list[list[dict]]:

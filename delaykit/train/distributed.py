@@ -144,3 +144,12 @@ def init_distributed(device: torch.device) -> DistributedContext:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def finish_distributed() -> None:
+    """Leave the process group together: wait for every rank, then tear the group down. A rank that tears
+    down and exits while another is still writing its last files can abort (gloo: "terminate called without
+    an active exception"), so none leaves before all are done."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
