@@ -148,9 +148,12 @@ def data() -> None:
 @click.option("--variant-span", "random_variant_span", type=click.Choice(["named", "wide"]), default="named",
               show_default=True, help="random variants near the middle of the named variants' settings, or "
                                       "across all of them (lower and higher voices, weak voicing, tone, echo)")
+@click.option("--speed-up", default=1.0, show_default=True, type=click.FloatRange(1.0, 2.0),
+              help="play each (train) utterance faster by a factor drawn from [1, SPEED_UP]: formants, pitch and "
+                   "pace raised together, as a shorter vocal tract speaks (men's voices towards women's)")
 def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, reverb_prob: float,
                flite_prob: float, festival_prob: float, voice_names: str, clean: bool, vocabulary: str,
-               random_variant_prob: float, random_variant_span: str) -> None:
+               random_variant_prob: float, random_variant_span: str, speed_up: float) -> None:
     """Synthesize HOURS of varied espeak-ng speech (24 kHz WAVs + manifest.jsonl) into OUT."""
     from .data.synth import CLEAN, SynthConfig, synthesize
 
@@ -164,7 +167,7 @@ def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, 
     config = SynthConfig(hours=hours, seed=seed, split=split, workers=workers, flite_prob=flite_prob,
                          festival_prob=festival_prob, voice_names=names, vocabulary=vocabulary,
                          random_variant_prob=random_variant_prob, random_variant_span=random_variant_span,
-                         **augmentation)
+                         speed_up=speed_up, **augmentation)
     manifest = synthesize(out_dir, config)
     click.echo(str(manifest))
 

@@ -185,3 +185,20 @@ if [ ! -d runs/tts-mel-export ]; then
 fi
 dk eval tts --model runs/tts-mel-export --data runs/data/valid --count 100 --seed 100 --asr default --threads 2 \
   --voice en-us --judge > runs/eval/tts-mel-valid.json
+# 14. The codec v4 candidate at v5's scale (not shipped): all five new sets re-encoded by it, v5 trained on them
+#     for the whole 58-minute cosine (run as 24 + 34 minutes), the lowest validation loss heard beside v5.
+for part in "i 43" "j 44" "k 45" "l 46"; do
+  set -- $part
+  [ -f "runs/codes-mel/tts-open-$1.npz" ] || dk data encode --data "runs/data/tts-open-$1" \
+    --codec runs/codec-mel-export --out "runs/codes-mel/tts-open-$1.npz" --seed "$2" --codebooks 4
+done
+if [ ! -d runs/tts-mel6-export ]; then
+  dk train lm --config configs/tts-mel-v6.toml --codes=runs/codes-mel/tts-open-{i,j,k,l,m}.npz \
+    --valid-codes runs/codes-mel/tts-clean-valid.npz --tokenizer checkpoints/default-tts/tokenizer.model \
+    --out runs/tts-mel6 --minutes 58 $( [ -f runs/tts-mel6/checkpoint.pt ] && echo --resume )
+  dk train export-lm runs/tts-mel6 runs/tts-mel6-export --best
+fi
+for model in runs/tts-mel6-export default-tts; do
+  dk eval tts --model "$model" --data runs/data/valid --count 100 --seed 100 --asr default --threads 2 \
+    --voice en-us --judge > "runs/eval/$(basename "$model")-valid-s14.json"
+done

@@ -338,3 +338,28 @@ def test_missing_festival_voice_fails_before_synthesis_with_the_package_to_insta
     with pytest.raises(RuntimeError, match="apt-get install"):
         synthesize(tmp_path, SynthConfig(hours=0.01, voice_names=("festival:no_such_diphone",)))
     assert not (tmp_path / "manifest.jsonl").exists()
+
+
+@needs_espeak
+def test_speed_up_raises_the_voice_and_scales_its_word_times():
+    from delaykit.data.synth import SynthConfig, Utterance, render
+
+    utterance = Utterance(0, "Please sell six soups before dinner.", "en-us", 170, 30, seed=5)
+    plain = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0))
+    fast = render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0, speed_up=1.3))
+    speed = plain.audio.shape[0] / fast.audio.shape[0]
+    assert 1.02 < speed <= 1.3 + 1e-3  # a factor drawn from [1, 1.3]
+    for slow_word, fast_word in zip(plain.words, fast.words, strict=True):
+        assert slow_word.text == fast_word.text
+        assert abs(slow_word.start / speed - fast_word.start) < 2e-3 and abs(slow_word.end / speed - fast_word.end) < 2e-3
+    assert [name for name, _ in fast.phonemes] == [name for name, _ in plain.phonemes]
+
+    def centroid(audio: np.ndarray) -> float:  # spectral centroid, Hz: formants and pitch move it up
+        power = np.abs(np.fft.rfft(audio)) ** 2
+        return float((np.fft.rfftfreq(audio.shape[0], 1 / 24_000) * power).sum() / power.sum())
+
+    assert centroid(fast.audio) > 1.02 * centroid(plain.audio)
+    held_out = SynthConfig(noise_prob=0.0, bandlimit_prob=0.0, speed_up=1.3, split="heldout")
+    assert render(utterance, held_out).audio.shape == plain.audio.shape  # evaluation speech is left alone
+    assert np.array_equal(render(utterance, SynthConfig(noise_prob=0.0, bandlimit_prob=0.0, speed_up=1.3)).audio,
+                          fast.audio)  # drawn from the utterance's seed

@@ -107,6 +107,11 @@ class SynthConfig:
     # Which random variants (a key of espeak_variants.SPANS): "named" keeps to the middle of the named
     # variants' span (dkrand), "wide" reaches all of it (dkwide).
     random_variant_span: str = "named"
+    # Speed perturbation: each (train) utterance played faster by a factor drawn from [1, speed_up], which
+    # raises its formants and pitch together (a shorter vocal tract: flite's and Festival's men towards women's
+    # and children's voices) and shortens it, word times scaled to match. 1 leaves earlier corpora
+    # byte-identical: no random number is drawn for it then.
+    speed_up: float = 1.0
     workers: int = 2
 
     @property
@@ -633,7 +638,7 @@ def render(utt: Utterance, config: SynthConfig) -> Rendered:
     phonemes.
 
     Level, noise and band limiting leave the times as they are, and so does resampling (times are in
-    seconds); ends are kept inside the resampled audio.
+    seconds); speed perturbation divides them by its factor; ends are kept inside the resampled audio.
     """
     rng = np.random.default_rng(utt.seed)
     speech, voice = speak_voice(utt)
@@ -648,13 +653,18 @@ def render(utt: Utterance, config: SynthConfig) -> Rendered:
         noise = _pink_noise(rng, audio.shape[0]) if rng.random() < 0.5 else rng.standard_normal(audio.shape[0])
         speech_rms = math.sqrt(float(np.mean(audio**2))) + 1e-9
         audio = audio + noise * speech_rms * 10 ** (-rng.uniform(*config.snr_db) / 20)
-    audio = resample(audio.astype(np.float32), speech.sample_rate, config.sample_rate)  # [T'] at 24 kHz
+    speed = rng.uniform(1.0, config.speed_up) if config.speed_up > 1.0 and config.split == "train" else 1.0
+    # played at speed x its rate: the same samples are read as speed x as many a second
+    source_rate = round(speech.sample_rate * speed) if speed != 1.0 else speech.sample_rate
+    audio = resample(audio.astype(np.float32), source_rate, config.sample_rate)  # [T'] at 24 kHz
     peak = float(np.abs(audio).max())
     if peak > 0.99:
         audio *= 0.99 / peak
     duration = audio.shape[0] / config.sample_rate
-    words = [TimedWord(w.text, min(w.start, duration), min(w.end, duration), w.speaker) for w in speech.words]
-    phonemes = [(name, start) for name, start in speech.phonemes if start < duration]
+    scale = speech.sample_rate / source_rate  # 1 / speed, exactly as the samples were read
+    words = [TimedWord(w.text, min(w.start * scale, duration), min(w.end * scale, duration), w.speaker)
+             for w in speech.words]
+    phonemes = [(name, start * scale) for name, start in speech.phonemes if start * scale < duration]
     return Rendered(audio, words, phonemes, voice)
 
 
