@@ -267,3 +267,16 @@ measure_export asr12
 dk train codec --config configs/codec-semantic-rendered.toml --data runs/data/train-s3 --data runs/data/train-s5 \
   --data runs/data/rt4-s3 --data runs/data/rt4-s5h --out runs/codec-rendered --minutes 24 \
   $( [ -f runs/codec-rendered/checkpoint.pt ] && echo --resume )
+
+# 14. A candidate after stage 10 (2026-12-07, fourteenth session; checkpoints/README.md, "Tried after stage 10"):
+#     stage 10 also hearing 3 h of flite's and Festival's training voices sped up by up to 1.3 (formants and
+#     pitch raised), for the evaluation voices it hears worst (configs/asr-default-speedup.toml).
+#     Not shipped: flite's voices 72.5 %, stage 10's 67.4 %.
+[ -f runs/data/train-p1/synth_config.json ] || dk data synth --out runs/data/train-p1 --hours 3 --seed 107 \
+  --flite 0.5 --festival 1.0 --reverb 0.3 --vocabulary open --speed-up 1.3
+CODEC=runs/asr10-export encode_first_codebook runs/codes9n "p1 107"
+dk train lm --config configs/asr-default-speedup.toml $(codes_in runs/codes9n s1 s2 s3 s4 s5 p1) \
+  --codes runs/codes9n/codec-a.npz --codes runs/codes9n/codec-b.npz --tokenizer checkpoints/default-asr/tokenizer.model \
+  --out runs/asr13 --minutes 25 --valid-codes runs/codes9n/valid.npz $( [ -f runs/asr13/checkpoint.pt ] && echo --resume )
+dk train export-lm runs/asr13 runs/asr13-export --fp16 --codec-from default --codec-patch
+measure_export asr13
