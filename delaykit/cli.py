@@ -402,6 +402,7 @@ def train_lm(mode, code_files, tokenizer_path, run_dir, config_path, minutes, va
     """Train (or fine-tune, with --set init_from=CHECKPOINT) the LM of one mode on encoded corpora."""
     from pathlib import Path
 
+    from .train.distributed import finish_distributed
     from .train.lm import TOKENIZER_NAME, LMTrainConfig, LMTrainer
 
     config_path = _run_config_path(run_dir, config_path, resume)
@@ -417,8 +418,6 @@ def train_lm(mode, code_files, tokenizer_path, run_dir, config_path, minutes, va
     if valid_files:
         config.valid_codes = list(valid_files)
         config.valid_every = config.valid_every or 100
-    from .train.distributed import finish_distributed
-
     LMTrainer(config, list(code_files), tokenizer_path, run_dir, resume=resume).fit()
     finish_distributed()
 

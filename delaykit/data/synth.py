@@ -654,8 +654,7 @@ def render(utt: Utterance, config: SynthConfig) -> Rendered:
         speech_rms = math.sqrt(float(np.mean(audio**2))) + 1e-9
         audio = audio + noise * speech_rms * 10 ** (-rng.uniform(*config.snr_db) / 20)
     speed = rng.uniform(1.0, config.speed_up) if config.speed_up > 1.0 and config.split == "train" else 1.0
-    # played at speed x its rate: the same samples are read as speed x as many a second
-    source_rate = round(speech.sample_rate * speed) if speed != 1.0 else speech.sample_rate
+    source_rate = round(speech.sample_rate * speed)  # played faster: the samples read as speed x as many a second
     audio = resample(audio.astype(np.float32), source_rate, config.sample_rate)  # [T'] at 24 kHz
     peak = float(np.abs(audio).max())
     if peak > 0.99:
