@@ -151,23 +151,26 @@ def data() -> None:
 @click.option("--speed-up", default=1.0, show_default=True, type=click.FloatRange(1.0, 2.0),
               help="play each (train) utterance faster by a factor drawn from [1, SPEED_UP]: formants, pitch and "
                    "pace raised together, as a shorter vocal tract speaks (men's voices towards women's)")
+@click.option("--accents", "accent_prob", default=0.0, show_default=True,
+              help="share of the other (train) utterances read by Festival's Italian, Catalan, Finnish and Czech "
+                   "voices: phonemes for the codec's semantic encoder only (data encode refuses such rows)")
 def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, reverb_prob: float,
                flite_prob: float, festival_prob: float, voice_names: str, clean: bool, vocabulary: str,
-               random_variant_prob: float, random_variant_span: str, speed_up: float) -> None:
+               random_variant_prob: float, random_variant_span: str, speed_up: float, accent_prob: float) -> None:
     """Synthesize HOURS of varied espeak-ng speech (24 kHz WAVs + manifest.jsonl) into OUT."""
     from .data.synth import CLEAN, SynthConfig, synthesize
 
     names = tuple(name.strip() for name in voice_names.split(",") if name.strip())
     if clean and reverb_prob:
         raise click.UsageError("--clean and --reverb exclude each other")
-    if voice_names and (flite_prob or festival_prob):
+    if voice_names and (flite_prob or festival_prob or accent_prob):
         raise click.UsageError("--voices names every voice (flite:kal16, festival:ked_diphone too): "
                                "leave out --flite and --festival")
     augmentation = dict(CLEAN) if clean else {"reverb_prob": reverb_prob}
     config = SynthConfig(hours=hours, seed=seed, split=split, workers=workers, flite_prob=flite_prob,
                          festival_prob=festival_prob, voice_names=names, vocabulary=vocabulary,
                          random_variant_prob=random_variant_prob, random_variant_span=random_variant_span,
-                         speed_up=speed_up, **augmentation)
+                         speed_up=speed_up, accent_prob=accent_prob, **augmentation)
     manifest = synthesize(out_dir, config)
     click.echo(str(manifest))
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the shipped codec and ASR model from nothing (checkpoints/README.md has the figures and timings).
 # About 10 hours on 2 CPU cores; every step skips work whose output exists, and training steps resume.
-# Needs: bash scripts/install.sh test, and apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k.
+# Needs: bash scripts/install.sh test, and apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k
+# (step 15 also festvox-italp16k festvox-itapc16k festvox-ca-ona-hts festvox-suopuhe-lj festvox-czech-dita).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dk() { python -m delaykit.cli "$@"; }
@@ -285,3 +286,12 @@ measure_export asr13
 dk train codec --config configs/codec-semantic-speedup.toml --data runs/data/train-s3 --data runs/data/train-s5 \
   --data runs/data/train-p1 --out runs/codec-speedup --minutes 20 $( [ -f runs/codec-speedup/checkpoint.pt ] && echo --resume )
 for set in flite-phones valid; do python scripts/phoneme_probe.py runs/codec-probe9 "runs/data/$set" runs/codec-speedup; done
+
+# 15. The front end on new vocal tracts (2026-12-07, fifteenth session; checkpoints/README.md, "Tried after stage
+#     10"): English sentences read by Festival's Italian, Catalan, Finnish and Czech voices, phonemes only
+#     (delaykit.data.festival_accents), beside train-s3 and train-s5 (configs/codec-semantic-accents.toml).
+[ -f runs/data/train-x1/synth_config.json ] || dk data synth --out runs/data/train-x1 --hours 3 --seed 111 \
+  --accents 1.0 --reverb 0.3 --vocabulary open
+dk train codec --config configs/codec-semantic-accents.toml --data runs/data/train-s3 --data runs/data/train-s5 \
+  --data runs/data/train-x1 --out runs/codec-accents --minutes 20 $( [ -f runs/codec-accents/checkpoint.pt ] && echo --resume )
+for set in flite-phones valid; do python scripts/phoneme_probe.py runs/codec-probe9 "runs/data/$set" runs/codec-accents; done

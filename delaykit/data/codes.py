@@ -249,6 +249,10 @@ def encode_corpus(rows: tp.Sequence[dict], codec: CodecModel, config: PackConfig
     if user_codec is not None and (user_codec.sample_rate, user_codec.frame_rate) != (codec.sample_rate,
                                                                                       codec.frame_rate):
         raise ValueError("the user's codec must have the sample and frame rate of the agent's")
+    phonemes_only = sum(bool(row.get("phonemes_only")) for row in rows)
+    if phonemes_only:
+        raise ValueError(f"{phonemes_only} rows are phonemes-only speech (English read by another language's "
+                         "voice, data synth --accents): for the codec's semantic encoder, not for an LM corpus")
     rng = np.random.default_rng([config.seed, 1])
     sequences: list[CodeSequence] = []
     utterances: list[list[dict]] = []

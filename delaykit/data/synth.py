@@ -46,6 +46,7 @@ from ..text_stream import TimedWord
 from . import espeak_variants
 from . import manifest as manifest_module
 from .festival import FESTIVAL_TRAIN_VOICES, require_voices
+from .festival_accents import ACCENT_VOICES
 from .sentences import SentenceConfig, SentenceGenerator
 
 ESPEAK_RATE = 22_050  # what espeak-ng's voices are built for; the engine reports its own rate on start-up
@@ -112,6 +113,10 @@ class SynthConfig:
     # and children's voices) and shortens it, word times scaled to match. 1 leaves earlier corpora
     # byte-identical: no random number is drawn for it then.
     speed_up: float = 1.0
+    # Share of (the remaining, train) utterances read by Festival's voices of other languages
+    # (delaykit.data.festival_accents): phonemes for the codec's semantic encoder only, their rows marked
+    # "phonemes_only". 0 leaves earlier corpora byte-identical: no random number is drawn for it then.
+    accent_prob: float = 0.0
     workers: int = 2
 
     @property
@@ -595,8 +600,8 @@ def speak_festival(utt: Utterance) -> Speech | None:
     from .festival import festival_speech
 
     voice = utt.voice.removeprefix("festival:")
-    if voice not in FESTIVAL_TRAIN_VOICES:  # never swallowed below: a wrong voice is a bug, not a bad sentence
-        raise ValueError(f"{voice!r} is not a Festival training voice {FESTIVAL_TRAIN_VOICES}")
+    if voice not in FESTIVAL_TRAIN_VOICES and voice not in ACCENT_VOICES:  # a wrong voice is a bug: never skipped
+        raise ValueError(f"{voice!r} is not a Festival training voice {FESTIVAL_TRAIN_VOICES + tuple(ACCENT_VOICES)}")
     try:
         samples, rate, timed, phonemes = festival_speech(utt.text, voice, stretch=175 / utt.rate,
                                                         f0_mean=80 + (utt.pitch - 20) * 100 / 60)
@@ -697,6 +702,8 @@ def plan(config: SynthConfig, count: int, start: int = 0) -> list[Utterance]:
             name = f"flite:{FLITE_TRAIN_VOICES[int(rng.integers(len(FLITE_TRAIN_VOICES)))]}"
         elif config.festival_prob and config.split == "train" and rng.random() < config.festival_prob:
             name = f"festival:{FESTIVAL_TRAIN_VOICES[int(rng.integers(len(FESTIVAL_TRAIN_VOICES)))]}"
+        elif config.accent_prob and config.split == "train" and rng.random() < config.accent_prob:
+            name = f"festival:{tuple(ACCENT_VOICES)[int(rng.integers(len(ACCENT_VOICES)))]}"
         if config.voice_names:
             name = config.voice_names[int(rng.integers(len(config.voice_names)))]
         if index >= start:
@@ -719,6 +726,8 @@ def _work(args: tuple[Utterance, SynthConfig, str]) -> dict:
            "duration": round(audio.shape[0] / config.sample_rate, 4), "alignments": aligned}
     if phonemes:  # what was said, sound by sound: the codec's semantic targets (delaykit.train.phonemes)
         row["phonemes"] = [[name, round(start, 4)] for name, start in phonemes]
+    if rendered.voice.removeprefix("festival:") in ACCENT_VOICES:
+        row["phonemes_only"] = True  # English words read by another language's rules: not what was said
     return row
 
 
@@ -732,6 +741,8 @@ def synthesize(out_dir: str | Path, config: SynthConfig, log=sys.stderr) -> Path
     festival_voices = [name.removeprefix("festival:") for name in config.voice_names if name.startswith("festival:")]
     if config.festival_prob and config.split == "train" and not config.voice_names:
         festival_voices += FESTIVAL_TRAIN_VOICES
+    if config.accent_prob and config.split == "train" and not config.voice_names:
+        festival_voices += tuple(ACCENT_VOICES)
     if festival_voices:
         require_voices(festival_voices)
     if config.random_variant_prob:
