@@ -2,9 +2,11 @@
 
 One optimizer step after another on random token windows (no data loading, which the trainers do from memory
 anyway), with the trainer's text and audio cross-entropies (not its VAD loss or text noise); the median of ``--steps`` timed steps
-after two warm-up steps. Audio seconds per second = frames per second x 0.08.
+after two warm-up steps. Audio seconds per second = frames per second x 0.08. ``--precision fp32,bf16`` measures
+each mode in both, side by side (bf16: the forward under autocast, as ``delaykit train lm --set precision=bf16``).
 
-    python benchmarks/bench_train.py [--threads 2] [--steps 5] [--batch 16] [--window 250] [--json out.json]
+    python benchmarks/bench_train.py [--threads 2] [--steps 5] [--batch 16] [--window 250] [--precision fp32,bf16]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from delaykit.train.loop import decay_groups
 TEXT_CARD = 1500
 
 
-def step_seconds(mode: str, batch: int, window: int, steps: int) -> tuple[float, int]:
+def step_seconds(mode: str, batch: int, window: int, steps: int, precision: str = "fp32") -> tuple[float, int]:
     torch.manual_seed(0)
     lm = LMModel(small_lm_config(mode, text_card=TEXT_CARD)).train()
     forward = TrainingForward(lm)
@@ -36,7 +38,8 @@ def step_seconds(mode: str, batch: int, window: int, steps: int) -> tuple[float,
     times = []
     for index in range(steps + 2):
         started = time.perf_counter()
-        out, heads = forward(codes)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out, heads, _ = forward(codes)
         loss, _ = weighted_ce(out.text_logits[:, 0], codes[:, 0], out.text_mask[:, 0],
                               torch.ones(batch, window))
         if lm.dep_q:
@@ -59,17 +62,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--window", type=int, default=250)
+    parser.add_argument("--precision", default="fp32", help="comma-separated: fp32, bf16")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report = {"threads": args.threads, "batch": args.batch, "window": args.window, "torch": torch.__version__,
               "machine": platform.processor() or platform.machine(), "modes": {}}
+    precisions = [name.strip() for name in args.precision.split(",") if name.strip()]
     for mode in ("asr", "tts", "dialogue"):
-        seconds, parameters = step_seconds(mode, args.batch, args.window, args.steps)
-        frames = args.batch * args.window / seconds
-        report["modes"][mode] = {"parameters_m": round(parameters / 1e6, 2), "step_s": round(seconds, 3),
-                                 "frames_per_s": round(frames), "audio_s_per_s": round(frames * 0.08, 1)}
-        print(json.dumps({mode: report["modes"][mode]}), flush=True)
+        for precision in precisions:
+            seconds, parameters = step_seconds(mode, args.batch, args.window, args.steps, precision)
+            frames = args.batch * args.window / seconds
+            key = mode if precision == "fp32" else f"{mode}-{precision}"
+            report["modes"][key] = {"parameters_m": round(parameters / 1e6, 2), "step_s": round(seconds, 3),
+                                    "frames_per_s": round(frames), "audio_s_per_s": round(frames * 0.08, 1)}
+            print(json.dumps({key: report["modes"][key]}), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

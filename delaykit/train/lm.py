@@ -53,6 +53,7 @@ from .distributed import (
 from .lm_data import Batch, StreamBatcher, StreamSpec
 from .loop import CHECKPOINT_NAME, TrainingRun, cosine_lr, decay_groups, load_config
 from .lora import add_lora, merge_lora
+from .precision import PRECISIONS, resolve_precision
 
 TOKENIZER_NAME = "tokenizer.model"
 BEST_NAME = "best.pt"  # the weights of the lowest validation loss (LMTrainConfig.valid_codes)
@@ -145,7 +146,9 @@ class LMTrainConfig:
     # each; "fsdp", a shard each of the weights, gradients and optimizer state (each temporal layer its own
     # unit), for a model that does not fit one device with its optimizer. Ignored in a single process.
     parallel: str = "ddp"
-    precision: str = "fp32"  # fp32 | bf16: the forward under bf16 autocast (weights and optimizer stay fp32)
+    # fp32 | bf16: the forward under bf16 autocast (weights and optimizer stay fp32); auto: bf16 where the device
+    # computes it natively (delaykit.train.precision), else fp32
+    precision: str = "auto"
     # Held-out code corpora: every ``valid_every`` steps the losses on ``valid_batches`` fixed batches of them
     # are logged (valid_* in the metrics) and the weights with the lowest total go to ``best.pt``, which
     # ``export_lm(..., checkpoint="best.pt")`` exports: the step a long run on little data should stop at.
@@ -158,8 +161,8 @@ class LMTrainConfig:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {sorted(MODEL_TYPE_OF_MODE)}")
         if self.text_dropout and self.mode != "tts":
             raise ValueError("text_dropout trains a TTS model for classifier-free guidance")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision {self.precision!r}: expected fp32 or bf16")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
         if self.parallel not in STRATEGIES:
             raise ValueError(f"parallel {self.parallel!r}: expected one of {STRATEGIES}")
 
@@ -307,6 +310,7 @@ class LMTrainer(TrainingRun):
         self.dist = init_distributed(self.device)
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
+        self.precision = resolve_precision(config.precision, self.device)  # fp32 | bf16
         if not isinstance(corpus, CodeCorpus):
             corpus = CodeCorpus.load_many(list(corpus))
         self.tokenizer = TextTokenizer(tokenizer)
@@ -349,6 +353,9 @@ class LMTrainer(TrainingRun):
         self.valid_batches = self._valid_batches() if config.valid_codes else []
         self.best_valid = math.inf  # lowest validation total so far (the weights in best.pt)
         self.setup_run(run_dir, log, config.to_dict())
+        if self.dist.is_main:
+            print(f"precision: {self.precision}" + (" (auto)" if config.precision == "auto" else ""), file=self.log,
+                  flush=True)
         if self.dist.is_main and Path(tokenizer).resolve() != (self.run_dir / TOKENIZER_NAME).resolve():
             shutil.copyfile(tokenizer, self.run_dir / TOKENIZER_NAME)
         if resume:
@@ -404,7 +411,7 @@ class LMTrainer(TrainingRun):
             input_codes, text_kept = self.blank_text(codes if input_codes is None else input_codes)
         # LMOutput, [B, H, T, 2] end-of-speech logits, [B, T, V] user-text logits
         conditions = None if batch.conditions is None else batch.conditions.to(self.device)  # [B, A, T]
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             out, heads, user_logits = self.model(codes, input_codes, conditions)
         text = codes[:, 0]  # [B, T]
         text_weights = torch.where(text == PAD_ID, cfg.text_padding_weight, 1.0)  # [B, T]
