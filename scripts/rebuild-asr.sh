@@ -295,3 +295,25 @@ for set in flite-phones valid; do python scripts/phoneme_probe.py runs/codec-pro
 dk train codec --config configs/codec-semantic-accents.toml --data runs/data/train-s3 --data runs/data/train-s5 \
   --data runs/data/train-x1 --out runs/codec-accents --minutes 20 $( [ -f runs/codec-accents/checkpoint.pt ] && echo --resume )
 for set in flite-phones valid; do python scripts/phoneme_probe.py runs/codec-probe9 "runs/data/$set" runs/codec-accents; done
+
+# 16. Stage 11 candidate (2026-12-07, fifteenth session; checkpoints/README.md, "Tried after stage 10"): stage 10 on
+#     27 h of new sentences and voices of its recipe beside its own 31 h, through stage 9's front end, under bf16
+#     autocast where the CPU has it. Not shipped: held out 16.0 % (17.4), flite's voices 70.6 % (67.4), round trip
+#     31.7 % (29.7).
+for part in "t1 121 --vocabulary open --variant-span wide --reverb 0.3 --random-variants 0.7" \
+            "t2 122 --vocabulary wide --variant-span wide --random-variants 0.7" \
+            "t4 124 --vocabulary base --variant-span named --reverb 0.3 --random-variants 0.7" \
+            "t5 125 --vocabulary open --variant-span named --random-variants 0.7"; do
+  set -- $part
+  name=$1 seed=$2; shift 2
+  [ -f "runs/data/train-$name/synth_config.json" ] || dk data synth --out "runs/data/train-$name" --hours 6 \
+    --seed "$seed" "$@"
+done
+[ -f runs/data/train-t3/synth_config.json ] || dk data synth --out runs/data/train-t3 --hours 3 --seed 123 \
+  --flite 0.5 --festival 1.0 --reverb 0.3 --vocabulary open
+CODEC=runs/asr10-export encode_first_codebook runs/codes9n "t1 121" "t2 122" "t3 123" "t4 124" "t5 125"
+dk train lm --config configs/asr-default-stage11.toml $(codes_in runs/codes9n t1 t2 t3 t4 t5 s1 s2 s3 s4 s5) \
+  --codes runs/codes9n/codec-a.npz --codes runs/codes9n/codec-b.npz --tokenizer checkpoints/default-asr/tokenizer.model \
+  --out runs/asr16 --minutes 45 --valid-codes runs/codes9n/valid.npz $( [ -f runs/asr16/checkpoint.pt ] && echo --resume )
+dk train export-lm runs/asr16 runs/asr16-export --fp16 --codec-from default --codec-patch
+measure_export asr16
