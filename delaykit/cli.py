@@ -165,7 +165,7 @@ def data_synth(out_dir: str, hours: float, seed: int, split: str, workers: int, 
         raise click.UsageError("--clean and --reverb exclude each other")
     if voice_names and (flite_prob or festival_prob or accent_prob):
         raise click.UsageError("--voices names every voice (flite:kal16, festival:ked_diphone too): "
-                               "leave out --flite and --festival")
+                               "leave out --flite, --festival and --accents")
     augmentation = dict(CLEAN) if clean else {"reverb_prob": reverb_prob}
     config = SynthConfig(hours=hours, seed=seed, split=split, workers=workers, flite_prob=flite_prob,
                          festival_prob=festival_prob, voice_names=names, vocabulary=vocabulary,

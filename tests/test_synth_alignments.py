@@ -307,9 +307,9 @@ def test_cli_makes_a_clean_corpus_of_named_voices(tmp_path):
     assert config["bandlimit_prob"] == 0.0 and config["level_db"] == [-24.0, -20.0]
     refused = CliRunner().invoke(main, [*args, "--clean", "--reverb", "0.3"])
     assert refused.exit_code == 2 and "exclude each other" in refused.output
-    for other in ("--flite", "--festival"):  # shares of other synthesizers would be silently overridden
+    for other in ("--flite", "--festival", "--accents"):  # shares of other synthesizers would be overridden
         refused = CliRunner().invoke(main, [*args, "--voices", "en-us+f2", other, "0.3"])
-        assert refused.exit_code == 2 and "leave out --flite and --festival" in refused.output
+        assert refused.exit_code == 2 and "leave out --flite, --festival and --accents" in refused.output
 
 
 @needs_espeak
