@@ -12,10 +12,6 @@ from delaykit.data.festival_accents import ACCENT_VOICES, accent_phonemes, base_
 from delaykit.train.phonemes import PhonemeInventory, normalize_phoneme
 
 
-def _installed(voice: str) -> bool:
-    return festival_available(voice)
-
-
 def test_stress_digits_and_length_marks_are_dropped_and_starts_follow_the_ends():
     assert [base_phone(p) for p in ("E1", "a:", "p:", "r~*", "##", "ax")] == ["E", "a", "p", "r~*", "##", "ax"]
     spoken = accent_phonemes("lp_diphone", [("#", 0.1), ("dz", 0.2), ("E1", 0.35), ("ng", 0.4), ("#", 0.6)])
@@ -27,8 +23,9 @@ def test_stress_digits_and_length_marks_are_dropped_and_starts_follow_the_ends()
 def test_every_name_is_an_english_phoneme_of_the_training_inventory():
     # The targets must be classes English speech already has: a renamed phone outside them would be a class
     # no English utterance ever trains (espeak-ng's names, as delaykit.train.phonemes folds them).
-    english = {normalize_phoneme(name) for name in ("_", "A:", "E", "eI", "i:", "oU", "O:", "u:", "@", "a", "3:", "p", "t", "k", "b", "d", "g", "f", "v",
-               "s", "z", "S", "Z", "h", "m", "n", "N", "l", "r", "j", "w", "tS", "dZ", "T", "D")}
+    names = ("_", "A:", "E", "eI", "i:", "oU", "O:", "u:", "@", "a", "3:", "p", "t", "k", "b", "d", "g", "f", "v", "s",
+             "z", "S", "Z", "h", "m", "n", "N", "l", "r", "j", "w", "tS", "dZ", "T", "D")
+    english = {normalize_phoneme(name) for name in names}
     for voice in ACCENT_VOICES.values():
         assert {normalize_phoneme(name) for name in voice.phones.values()} <= english
     assert len(PhonemeInventory(english)) == len(english)
@@ -36,7 +33,7 @@ def test_every_name_is_an_english_phoneme_of_the_training_inventory():
 
 @pytest.mark.parametrize("voice", sorted(ACCENT_VOICES))
 def test_each_voice_phone_set_is_covered(voice, tmp_path):
-    if not _installed(voice):
+    if not festival_available(voice):
         pytest.skip(f"festival voice {voice} ({ACCENT_VOICES[voice].package}) is not installed")
     script = f"(voice_{voice})\n(mapcar (lambda (p) (format t \"%s\\n\" (car p))) " \
              "(cadr (assoc 'phones (PhoneSet.description))))\n"
@@ -52,7 +49,7 @@ def test_accent_rows_carry_phonemes_and_are_refused_as_lm_corpora(tmp_path):
     from delaykit.data.synth import SynthConfig, _work, plan
 
     voices = sorted(ACCENT_VOICES)
-    if not all(_installed(v) for v in voices):
+    if not all(festival_available(v) for v in voices):
         pytest.skip("festival with the voices of delaykit.data.festival_accents is not installed")
     config = SynthConfig(seed=5, accent_prob=1.0, noise_prob=0.0, bandlimit_prob=0.0)
     utterances = plan(config, 12)

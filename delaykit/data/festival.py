@@ -26,7 +26,7 @@ import numpy as np
 
 from ..audio import read_audio
 from .cmu_phones import espeak_phonemes
-from .festival_accents import ACCENT_VOICES, accent_phonemes
+from .festival_accents import ACCENT_VOICE_NAMES, ACCENT_VOICES, accent_phonemes
 
 FESTIVAL_TRAIN_VOICES = ("kal_diphone", "ked_diphone")
 # The Debian package that installs each voice: what to tell a user whose Festival lacks one.
@@ -91,7 +91,7 @@ def festival_speech(text: str, voice: str, stretch: float = 1.0, f0_mean: float 
     accent = voice in ACCENT_VOICES
     if voice not in FESTIVAL_TRAIN_VOICES and not accent:
         raise ValueError(f"{voice!r} is not a Festival training voice {FESTIVAL_TRAIN_VOICES} "
-                         f"or a voice of another language {tuple(ACCENT_VOICES)}")
+                         f"or a voice of another language {ACCENT_VOICE_NAMES}")
     words = text.split()
     with tempfile.TemporaryDirectory(prefix="delaykit-festival-") as tmp:
         wav, script = Path(tmp) / "out.wav", Path(tmp) / "say.scm"

@@ -19,17 +19,17 @@ import typing as tp
 
 # Vowels shared by several languages' phone sets, renamed once: stress marks (a1, E1) are dropped before lookup.
 _VOWELS = {"a": "A:", "e": "eI", "E": "E", "i": "i:", "o": "oU", "O": "O:", "u": "u:", "ax": "@"}
-_STOPS_FRICATIVES = {name: name for name in ("p", "t", "k", "b", "d", "g", "f", "v", "s", "z", "S", "Z", "h",
+_CONSONANTS = {name: name for name in ("p", "t", "k", "b", "d", "g", "f", "v", "s", "z", "S", "Z", "h",
                                              "m", "n", "l", "r", "j", "w", "tS", "dZ")}
 _PAUSES = {"#": "_", "##": "_", "pau": "_", "_": "_"}
 
 # Per voice: its language's phone names (without stress digits or Finnish length marks) -> espeak-ng's.
-ITALIAN = {**_VOWELS, **_STOPS_FRICATIVES, **_PAUSES,
+ITALIAN = {**_VOWELS, **_CONSONANTS, **_PAUSES,
            "ts": "s", "dz": "z", "J": "n", "ng": "N", "nf": "m", "L": "l"}
-CATALAN = {**_VOWELS, **_STOPS_FRICATIVES, **_PAUSES, "J": "n", "L": "l", "rr": "r"}
-FINNISH = {**_STOPS_FRICATIVES, **_PAUSES, "a": "A:", "e": "E", "i": "i:", "o": "oU", "u": "u:", "y": "u:",
+CATALAN = {**_VOWELS, **_CONSONANTS, **_PAUSES, "J": "n", "L": "l", "rr": "r"}
+FINNISH = {**_CONSONANTS, **_PAUSES, "a": "A:", "e": "E", "i": "i:", "o": "oU", "u": "u:", "y": "u:",
            "@": "a", "7": "3:", "&": "@", "T": "T", "D": "D", "N": "N", "L": "l"}
-CZECH = {**_STOPS_FRICATIVES, **_PAUSES, "a": "A:", "e": "E", "i": "i:", "o": "oU", "u": "u:", "c": "s",
+CZECH = {**_CONSONANTS, **_PAUSES, "a": "A:", "e": "E", "i": "i:", "o": "oU", "u": "u:", "c": "s",
          "c~": "tS", "ch": "h", "d~": "d", "dz": "z", "dz~": "dZ", "n*": "N", "n~": "n", "r~": "r", "r~*": "r",
          "s~": "S", "t~": "t", "z~": "Z"}
 
@@ -47,6 +47,7 @@ ACCENT_VOICES = {
     "suo_fi_lj_diphone": AccentVoice("Finnish", "festvox-suopuhe-lj", FINNISH),
     "czech_dita": AccentVoice("Czech", "festvox-czech-dita", CZECH),
 }
+ACCENT_VOICE_NAMES = tuple(ACCENT_VOICES)  # the order data synth draws them in
 
 
 def base_phone(name: str) -> str:

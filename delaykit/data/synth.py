@@ -46,7 +46,7 @@ from ..text_stream import TimedWord
 from . import espeak_variants
 from . import manifest as manifest_module
 from .festival import FESTIVAL_TRAIN_VOICES, require_voices
-from .festival_accents import ACCENT_VOICES
+from .festival_accents import ACCENT_VOICE_NAMES, ACCENT_VOICES
 from .sentences import SentenceConfig, SentenceGenerator
 
 ESPEAK_RATE = 22_050  # what espeak-ng's voices are built for; the engine reports its own rate on start-up
@@ -601,7 +601,7 @@ def speak_festival(utt: Utterance) -> Speech | None:
 
     voice = utt.voice.removeprefix("festival:")
     if voice not in FESTIVAL_TRAIN_VOICES and voice not in ACCENT_VOICES:  # a wrong voice is a bug: never skipped
-        raise ValueError(f"{voice!r} is not a Festival training voice {FESTIVAL_TRAIN_VOICES + tuple(ACCENT_VOICES)}")
+        raise ValueError(f"{voice!r} is not a Festival training voice {FESTIVAL_TRAIN_VOICES + ACCENT_VOICE_NAMES}")
     try:
         samples, rate, timed, phonemes = festival_speech(utt.text, voice, stretch=175 / utt.rate,
                                                         f0_mean=80 + (utt.pitch - 20) * 100 / 60)
@@ -703,7 +703,7 @@ def plan(config: SynthConfig, count: int, start: int = 0) -> list[Utterance]:
         elif config.festival_prob and config.split == "train" and rng.random() < config.festival_prob:
             name = f"festival:{FESTIVAL_TRAIN_VOICES[int(rng.integers(len(FESTIVAL_TRAIN_VOICES)))]}"
         elif config.accent_prob and config.split == "train" and rng.random() < config.accent_prob:
-            name = f"festival:{tuple(ACCENT_VOICES)[int(rng.integers(len(ACCENT_VOICES)))]}"
+            name = f"festival:{ACCENT_VOICE_NAMES[int(rng.integers(len(ACCENT_VOICE_NAMES)))]}"
         if config.voice_names:
             name = config.voice_names[int(rng.integers(len(config.voice_names)))]
         if index >= start:
@@ -742,7 +742,7 @@ def synthesize(out_dir: str | Path, config: SynthConfig, log=sys.stderr) -> Path
     if config.festival_prob and config.split == "train" and not config.voice_names:
         festival_voices += FESTIVAL_TRAIN_VOICES
     if config.accent_prob and config.split == "train" and not config.voice_names:
-        festival_voices += tuple(ACCENT_VOICES)
+        festival_voices += ACCENT_VOICE_NAMES
     if festival_voices:
         require_voices(festival_voices)
     if config.random_variant_prob:

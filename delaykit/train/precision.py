@@ -1,7 +1,7 @@
 """Training precision: float32, or the forward under bfloat16 autocast where the hardware computes bf16 natively.
 
 Weights, gradients and optimizer state stay float32 either way; autocast runs matrix products in bf16 with float32
-accumulation. On a CPU with native bf16 dot products (AVX512-BF16, AMX) that is 1.5-1.8x the training throughput
+accumulation. On a CPU with native bf16 dot products (AVX512-BF16, AMX) that is 1.4-1.8x the training throughput
 of float32 for the default shapes (``benchmarks/bench_train.py --precision fp32,bf16``), with the same losses to
 3-4 digits at equal steps (checkpoints/README.md). A CPU without them emulates bf16 and is slower, so ``auto``
 keeps float32 there.
