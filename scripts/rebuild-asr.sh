@@ -317,3 +317,23 @@ dk train lm --config configs/asr-default-stage11.toml $(codes_in runs/codes9n t1
   --out runs/asr16 --minutes 45 --valid-codes runs/codes9n/valid.npz $( [ -f runs/asr16/checkpoint.pt ] && echo --resume )
 dk train export-lm runs/asr16 runs/asr16-export --fp16 --codec-from default --codec-patch
 measure_export asr16
+
+# 17. Four codebooks (2026-12-07, sixteenth session; checkpoints/README.md, "Tried after stage 10"): stage 10
+#     warm-started into a model that also reads the shipped codec's first three acoustic codebooks (zero-initialised
+#     embeddings), on stage 11's kind of data encoded with four codebooks (configs/asr-4codebooks.toml).
+mkdir -p runs/codes4a
+for part in "valid 2" "train-s3 103" "codec-b 91" "train-t1 121" "train-t2 122" "train-t3 123" "train-t4 124"; do
+  set -- $part
+  [ -f "runs/codes4a/$1.npz" ] || dk data encode --data "runs/data/$1" --codec runs/asr10-export \
+    --out "runs/codes4a/$1.npz" --seed "$2" --codebooks 4
+done
+dk train lm --config configs/asr-4codebooks.toml $(codes_in runs/codes4a t1 t2 t3 t4 s3) --codes runs/codes4a/codec-b.npz \
+  --tokenizer checkpoints/default-asr/tokenizer.model --out runs/asr4cb --minutes 45 \
+  --valid-codes runs/codes4a/valid.npz $( [ -f runs/asr4cb/checkpoint.pt ] && echo --resume )
+dk train export-lm runs/asr4cb runs/asr4cb-export --fp16 --codec-from default --codec-patch
+measure_export asr4cb
+# A larger draw of flite's evaluation voices (300 sentences, none of the 60; evaluation only), for every candidate.
+[ -f runs/data/flite-300/manifest.jsonl ] || dk data flite --out runs/data/flite-300 --count 300 --seed 2
+for run in asr11c asr16 asr4cb; do
+  dk eval asr --model "runs/$run-export" --data runs/data/flite-300 > "runs/eval/$run-flite-300.json"
+done

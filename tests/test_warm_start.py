@@ -44,3 +44,24 @@ def test_warm_start_excludes_init_from(tts_checkpoint, tokenizer, tmp_path):  # 
     config = tiny_config("dialogue", warm_start=str(tts_checkpoint), init_from=str(tts_checkpoint))
     with pytest.raises(ValueError, match="exclude each other"):
         LMTrainer(config, toy_corpus(channels=2), tokenizer, tmp_path / "run")
+
+
+def test_recognizer_gains_codebooks(tokenizer, tmp_path):  # noqa: F811
+    """A recognizer that read one codebook, warm-started into one that reads two: the new stream's embedding
+    starts at zero, so the warm model first hears exactly what its source heard, then learns from both."""
+    codec = tmp_path / "codec"
+    from test_codec_cli import make_checkpoint
+
+    make_checkpoint(codec)
+    LMTrainer(tiny_config("asr", codebooks=1, codec=str(codec)), toy_corpus(), tokenizer, tmp_path / "one").fit()
+    source = export_lm(tmp_path / "one", tmp_path / "one-export")
+    one = LMTrainer(tiny_config("asr", codebooks=1, init_from=str(source)), toy_corpus(), tokenizer, tmp_path / "a")
+    two = LMTrainer(tiny_config("asr", codebooks=2, warm_start=str(source)), toy_corpus(), tokenizer, tmp_path / "b")
+    assert two.lm.config.n_q == 2 and torch.count_nonzero(two.lm.emb[1].weight) == 0
+    one_batch, two_batch = one.batcher.next_batch(), two.batcher.next_batch()
+    with torch.no_grad():
+        one_loss, two_loss = one.losses(one_batch), two.losses(two_batch)
+    for name in ("text", "vad"):
+        assert float(two_loss[name]) == pytest.approx(float(one_loss[name]), rel=1e-5)
+    two.fit()
+    assert torch.count_nonzero(two.lm.emb[1].weight) > 0  # it learnt to read the new codebook

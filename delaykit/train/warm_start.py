@@ -5,8 +5,10 @@ codebooks, same acoustic delay) and reads the user's audio in the same codes. So
 take everything a trained TTS model has whose name and shape agree (temporal and depth transformers, text
 embedding and head, the generated streams' embeddings and heads), and its fed (user) audio embeddings can
 start from the generated embedding of the same codebook, which already maps those codes to what they sound
-like. Everything else keeps its fresh initialisation, except that new conditioners (e.g. voice conditions
-added to a TTS model) start with zero projections, so the warm model first behaves exactly as its source.
+like. Everything else keeps its fresh initialisation, except what the source model never read: new
+conditioners (e.g. voice conditions added to a TTS model) start with zero projections, and new fed audio
+streams (e.g. acoustic codebooks added to a recognizer that read only the semantic one) with zero embeddings,
+so the warm model first behaves exactly as its source and learns from there what the new inputs add.
 Unlike ``init_from`` (fine-tuning one checkpoint in its own shape), the run's shape is the run's own.
 """
 
@@ -47,6 +49,7 @@ def warm_start(target: LMModel, source: LMModel) -> WarmStartReport:
     """Copy ``source``'s weights into ``target`` wherever they fit; report what was copied."""
     source_state = source.state_dict()
     mapping = fed_embedding_sources(target, source)
+    fed_embeddings = {f"emb.{k}.weight" for k in range(target.dep_q, target.config.n_q)}
     report = WarmStartReport()
     for name, tensor in target.state_dict().items():
         mapped = mapping.get(name)
@@ -60,4 +63,6 @@ def warm_start(target: LMModel, source: LMModel) -> WarmStartReport:
             report.kept.append(name)
             if name.startswith("condition_provider.") and not name.endswith("embed.weight"):
                 tensor.zero_()  # a new condition starts silent: the warm model behaves as its source at first
+            elif name in fed_embeddings:
+                tensor.zero_()  # so does a new stream it reads
     return report
