@@ -202,3 +202,15 @@ for model in runs/tts-mel6-export default-tts; do
   dk eval tts --model "$model" --data runs/data/valid --count 100 --seed 100 --asr default --threads 2 \
     --voice en-us --judge > "runs/eval/$(basename "$model")-valid-s14.json"
 done
+# 15. A second run on the codec v4 candidate's codes (2026-12-07, sixteenth session; not shipped): step 14's model
+#     restarted on the same five sets at lr 2e-4 for 40 minutes (configs/tts-mel-v7.toml), heard beside v5.
+if [ ! -d runs/tts-mel7-export ]; then
+  dk train lm --config configs/tts-mel-v7.toml --codes=runs/codes-mel/tts-open-{i,j,k,l,m}.npz \
+    --valid-codes runs/codes-mel/tts-clean-valid.npz --tokenizer checkpoints/default-tts/tokenizer.model \
+    --out runs/tts-mel7 --minutes 40 $( [ -f runs/tts-mel7/checkpoint.pt ] && echo --resume )
+  dk train export-lm runs/tts-mel7 runs/tts-mel7-export --best
+fi
+for model in runs/tts-mel7-export default-tts; do
+  dk eval tts --model "$model" --data runs/data/valid --count 100 --seed 100 --asr default --threads 2 \
+    --voice en-us --judge > "runs/eval/$(basename "$model")-valid-s16.json"
+done
