@@ -337,3 +337,4 @@ measure_export asr4cb
 for run in asr11c asr16 asr4cb; do
   dk eval asr --model "runs/$run-export" --data runs/data/flite-300 > "runs/eval/$run-flite-300.json"
 done
+dk eval judge --data runs/data/flite-300 > runs/eval/judge-flite-300.json
