@@ -185,6 +185,14 @@ if [ ! -d runs/tts-mel-export ]; then
 fi
 dk eval tts --model runs/tts-mel-export --data runs/data/valid --count 100 --seed 100 --asr default --threads 2 \
   --voice en-us --judge > runs/eval/tts-mel-valid.json
+# MODEL heard on the first 100 validation texts by the judge and the shipped ASR model, v5 as shipped beside it,
+# into runs/eval/<name>-valid-TAG.json.
+heard_beside_v5() {
+  for model in "$1" default-tts; do
+    dk eval tts --model "$model" --data runs/data/valid --count 100 --seed 100 --asr default --threads 2 \
+      --voice en-us --judge > "runs/eval/$(basename "$model")-valid-$2.json"
+  done
+}
 # 14. The codec v4 candidate at v5's scale (not shipped): all five new sets re-encoded by it, v5 trained on them
 #     for the whole 58-minute cosine (run as 24 + 34 minutes), the lowest validation loss heard beside v5.
 for part in "i 43" "j 44" "k 45" "l 46"; do
@@ -198,10 +206,7 @@ if [ ! -d runs/tts-mel6-export ]; then
     --out runs/tts-mel6 --minutes 58 $( [ -f runs/tts-mel6/checkpoint.pt ] && echo --resume )
   dk train export-lm runs/tts-mel6 runs/tts-mel6-export --best
 fi
-for model in runs/tts-mel6-export default-tts; do
-  dk eval tts --model "$model" --data runs/data/valid --count 100 --seed 100 --asr default --threads 2 \
-    --voice en-us --judge > "runs/eval/$(basename "$model")-valid-s14.json"
-done
+heard_beside_v5 runs/tts-mel6-export s14
 # 15. A second run on the codec v4 candidate's codes (2026-12-07, sixteenth session; not shipped): step 14's model
 #     restarted on the same five sets at lr 2e-4 for 40 minutes (configs/tts-mel-v7.toml), heard beside v5.
 if [ ! -d runs/tts-mel7-export ]; then
@@ -210,7 +215,4 @@ if [ ! -d runs/tts-mel7-export ]; then
     --out runs/tts-mel7 --minutes 40 $( [ -f runs/tts-mel7/checkpoint.pt ] && echo --resume )
   dk train export-lm runs/tts-mel7 runs/tts-mel7-export --best
 fi
-for model in runs/tts-mel7-export default-tts; do
-  dk eval tts --model "$model" --data runs/data/valid --count 100 --seed 100 --asr default --threads 2 \
-    --voice en-us --judge > "runs/eval/$(basename "$model")-valid-s16.json"
-done
+heard_beside_v5 runs/tts-mel7-export s16

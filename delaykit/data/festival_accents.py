@@ -20,7 +20,7 @@ import typing as tp
 # Vowels shared by several languages' phone sets, renamed once: stress marks (a1, E1) are dropped before lookup.
 _VOWELS = {"a": "A:", "e": "eI", "E": "E", "i": "i:", "o": "oU", "O": "O:", "u": "u:", "ax": "@"}
 _CONSONANTS = {name: name for name in ("p", "t", "k", "b", "d", "g", "f", "v", "s", "z", "S", "Z", "h",
-                                             "m", "n", "l", "r", "j", "w", "tS", "dZ")}
+                                       "m", "n", "l", "r", "j", "w", "tS", "dZ")}
 _PAUSES = {"#": "_", "##": "_", "pau": "_", "_": "_"}
 
 # Per voice: its language's phone names (without stress digits or Finnish length marks) -> espeak-ng's.
